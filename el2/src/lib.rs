@@ -1,0 +1,4 @@
+#![cfg_attr(not(test), no_std)]
+pub mod machine;
+pub mod pagetable;
+pub mod regions;
