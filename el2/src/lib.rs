@@ -1,4 +1,42 @@
+//! # el2: the Belfry hypervisor kernel
+//!
+//! Everything that runs at EL2 and does not depend on a board: boot, the exception vectors,
+//! Belfry's own MMU and memory, logging, and (in later work) the kernel objects, syscalls,
+//! threads and exit handling. A board crate supplies a [`boot::Board`] and calls
+//! [`boot::primary`] / [`boot::secondary`] from its `belfry_main`.
+//!
+//! The crate builds for two worlds. On the bare-metal target (`target_os = "none"`) it is the
+//! hypervisor. On the host, only its pure logic compiles (machine description, regions, the
+//! page-table builder, memory planning, command lines), and that is what the unit tests run.
+//!
+//! Invariants:
+//! - Until a CPU's MMU and caches are on, it takes no lock and touches no data another CPU
+//!   writes (see [`arch::aarch64::mmu`]).
+//! - The boot CPU is logical CPU 0; logical indices are fixed at boot and stored in TPIDR_ELx.
+//! - A panic means Belfry's own invariant broke; device tree or command-line problems are
+//!   reported and end the run with an exit code instead.
+//!
+//! Lock order (outermost first): the logger lock, then the heap, then the frame allocator.
+//! The logger masks interrupts while held and may be taken over by a fatal report on the
+//! same CPU.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+pub mod arch;
+pub mod exit_code;
 pub mod machine;
+pub mod memory;
 pub mod pagetable;
 pub mod regions;
+pub mod scenario;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+mod logger;
+#[cfg(target_os = "none")]
+mod report;

@@ -1,1 +1,211 @@
-fn main() {}
+//! `cargo xtask`: build, run, test, flash and debug Belfry.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+use xtask::qemu::RunOptions;
+use xtask::{build, qemu, tools, workspace_root, Board};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and flash Belfry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the firmware for a board (or every board) and write its flat image.
+    Build {
+        /// The board; all of them when omitted.
+        #[arg(long, value_enum)]
+        board: Option<Board>,
+    },
+    /// Build Belfry and boot it under QEMU, printing the decoded log as it arrives.
+    Run {
+        #[arg(long, value_enum, default_value = "virt")]
+        board: Board,
+        /// Boot QEMU `virt` without EL2 (virtualization=off): Belfry says it cannot host guests.
+        #[arg(long)]
+        el1: bool,
+        /// A scenario for the firmware's command line (boot, fault, fault-cpu:N, panic).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Deterministic time (`-icount shift=0,sleep=off`).
+        #[arg(long)]
+        icount: bool,
+    },
+    /// Run every check CI runs: fmt, clippy, host unit tests and the QEMU system tests.
+    Test,
+    /// Write a Raspberry Pi 4 SD-card boot partition (kernel8.img, config.txt, firmware files).
+    Flash {
+        #[arg(long, value_enum, default_value = "rpi4")]
+        board: Board,
+        /// The directory to write (e.g. the mounted FAT boot partition).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where the Raspberry Pi firmware files are (default: Debian's raspi-firmware package).
+        #[arg(long, default_value = "/usr/lib/raspi-firmware")]
+        firmware_dir: PathBuf,
+    },
+    /// Start QEMU halted with its gdbstub on :1234 and attach gdb to the firmware ELF.
+    Gdb {
+        #[arg(long, value_enum, default_value = "virt")]
+        board: Board,
+    },
+    /// Install what the host lacks (QEMU >= 9 from bookworm-backports).
+    Setup,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Task::Build { board } => {
+            let boards = board.map(|b| vec![b]).unwrap_or_else(|| Board::ALL.to_vec());
+            for firmware in build::build(&boards)? {
+                println!("{}", firmware.image.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Run { board, el1, scenario, icount } => {
+            if el1 && !board.has_el1_mode() {
+                bail!("--el1 needs a QEMU virt board");
+            }
+            tools::ensure_qemu()?;
+            let firmware = build::build(&[board])?.remove(0);
+            let options = RunOptions {
+                board,
+                virtualization: !el1,
+                scenario,
+                icount,
+                timeout: Duration::from_secs(24 * 3600),
+            };
+            let outcome = qemu::run(&firmware, &options, |line| println!("{line}"))?;
+            eprint!("{}", outcome.qemu_stderr);
+            let code = outcome.exit_code.unwrap_or(1);
+            println!("xtask: QEMU exited with status {code}");
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+        Task::Test => test(),
+        Task::Flash { board, out, firmware_dir } => flash(board, &out, &firmware_dir),
+        Task::Gdb { board } => gdb(board),
+        Task::Setup => {
+            tools::ensure_qemu()?;
+            println!("xtask: QEMU {} is installed", tools::qemu_major_version().unwrap_or(0));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    println!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(env!("CARGO")).current_dir(workspace_root()).args(args).status().context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test() -> Result<ExitCode> {
+    tools::ensure_qemu()?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--workspace", "--exclude", "belfry-virt", "--exclude", "belfry-rpi4", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--target",
+        build::TARGET,
+        "--release",
+        "-p",
+        "el2",
+        "-p",
+        "stage2",
+        "-p",
+        "gic",
+        "-p",
+        "belfry-virt",
+        "-p",
+        "belfry-rpi4",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    build::build(&Board::ALL)?;
+    // Host unit tests and the QEMU system tests (the `belfry-system-tests` crate). Two test
+    // threads: each QEMU runs four emulated CPUs on this machine's two cores.
+    cargo(&["test", "--workspace", "--exclude", "belfry-virt", "--exclude", "belfry-rpi4", "--", "--test-threads", "2"])?;
+    println!("xtask: all checks passed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `config.txt` keys DESIGN.md 3.4 gives for booting Belfry on a Pi 4.
+const CONFIG_TXT: &str = "\
+# Belfry on a Raspberry Pi 4: 64-bit, entered at EL2 at 0x80000 with the GIC-400 enabled.
+arm_64bit=1
+kernel=kernel8.img
+kernel_address=0x80000
+enable_uart=1
+enable_gic=1
+dtoverlay=disable-bt
+";
+
+/// The firmware files the Pi 4's boot ROM and GPU firmware need next to the kernel.
+const PI4_FIRMWARE: &[&str] = &["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"];
+
+fn flash(board: Board, out: &Path, firmware_dir: &Path) -> Result<ExitCode> {
+    if board != Board::Rpi4 {
+        bail!("flash writes a Raspberry Pi 4 boot partition; use --board rpi4");
+    }
+    let firmware = build::build(&[board])?.remove(0);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::copy(&firmware.image, out.join("kernel8.img")).context("writing kernel8.img")?;
+    std::fs::write(out.join("config.txt"), CONFIG_TXT).context("writing config.txt")?;
+    println!("xtask: wrote {} and {}", out.join("kernel8.img").display(), out.join("config.txt").display());
+    let mut missing = Vec::new();
+    for name in PI4_FIRMWARE {
+        let source = [firmware_dir.join(name), firmware_dir.join("broadcom").join(name)].into_iter().find(|p| p.exists());
+        match source {
+            Some(source) => {
+                std::fs::copy(&source, out.join(name)).with_context(|| format!("copying {}", source.display()))?;
+                println!("xtask: copied {}", source.display());
+            }
+            None => missing.push(*name),
+        }
+    }
+    if !missing.is_empty() {
+        println!("xtask: not found in {}: {}", firmware_dir.display(), missing.join(", "));
+        println!("  Copy them into {} from the Raspberry Pi firmware repository's boot/ folder", out.display());
+        println!("  (github.com/raspberrypi/firmware) or from Debian's raspi-firmware package");
+        println!("  (non-free-firmware: `apt-get install raspi-firmware`, files in /usr/lib/raspi-firmware).");
+    }
+    println!("xtask: copy these files to the FAT boot partition of the SD card, connect a 3.3 V serial");
+    println!("  adapter to GPIO 14/15 (115200 8N1) and decode with `cargo xtask` tooling.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gdb(board: Board) -> Result<ExitCode> {
+    tools::ensure_qemu()?;
+    let firmware = build::build(&[board])?.remove(0);
+    let mut command = qemu::command(&firmware, &RunOptions::new(board));
+    command.args(["-S", "-gdb", "tcp::1234"]);
+    let mut qemu = command.spawn().context("starting QEMU")?;
+    let gdb = ["gdb-multiarch", "gdb"].into_iter().find(|g| Command::new(g).arg("--version").output().is_ok());
+    let Some(gdb) = gdb else {
+        println!("xtask: QEMU waits on :1234; attach with: gdb-multiarch {} -ex 'target remote :1234'", firmware.elf.display());
+        qemu.wait()?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let status = Command::new(gdb).arg(&firmware.elf).args(["-ex", "target remote :1234"]).status()?;
+    let _ = qemu.kill();
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,73 @@
+//! The running CPU: exception level, logical index, interrupt masking, idling.
+
+use aarch64_cpu::registers::{Readable, CurrentEL, MPIDR_EL1, TPIDR_EL1, TPIDR_EL2};
+
+/// The exception level Belfry runs at (2, or 1 when the loader gave no EL2).
+pub fn current_el() -> u8 {
+    CurrentEL.read(CurrentEL::EL) as u8
+}
+
+/// Whether Belfry runs at EL2, with virtualization available.
+pub fn at_el2() -> bool {
+    current_el() == 2
+}
+
+/// This CPU's logical index, stored in TPIDR_ELx by the boot code.
+pub fn index() -> usize {
+    if at_el2() {
+        TPIDR_EL2.get() as usize
+    } else {
+        TPIDR_EL1.get() as usize
+    }
+}
+
+/// This CPU's MPIDR affinity fields (Aff3..Aff0).
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
+
+/// Masks all interrupts and returns the previous DAIF, for [`restore_interrupts`].
+pub fn mask_interrupts() -> u64 {
+    let daif: u64;
+    // SAFETY: reading DAIF and setting its mask bits has no memory effects; `nomem` would
+    // let the compiler move memory accesses across the mask, so it is not claimed.
+    unsafe { core::arch::asm!("mrs {0}, daif", "msr daifset, #0xf", out(reg) daif, options(nostack, preserves_flags)) };
+    daif
+}
+
+/// Restores a DAIF value from [`mask_interrupts`].
+pub fn restore_interrupts(daif: u64) {
+    // SAFETY: writes back a DAIF value this CPU had before; no memory effects.
+    unsafe { core::arch::asm!("msr daif, {0}", in(reg) daif, options(nostack, preserves_flags)) };
+}
+
+/// Waits for an event (SEV, an interrupt, or a spurious wake).
+pub fn wait_for_event() {
+    aarch64_cpu::asm::wfe();
+}
+
+/// Wakes every CPU waiting in [`wait_for_event`].
+pub fn send_event() {
+    aarch64_cpu::asm::sev();
+}
+
+/// Stops this CPU for good: interrupts masked, sleeping in WFI.
+pub fn park() -> ! {
+    mask_interrupts();
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+/// Cleans and invalidates the data cache line holding `address` to the point of coherency,
+/// so that a CPU or loader running with its caches off sees what this CPU wrote.
+pub fn clean_to_poc(address: usize) {
+    // SAFETY: `dc civac` on any mapped address only writes back and drops a cache line; the
+    // barrier orders it before what follows.
+    unsafe { core::arch::asm!("dc civac, {0}", "dsb sy", in(reg) address, options(nostack, preserves_flags)) };
+}
+
+/// ICH_VTR_EL2, the GICv3 virtual interface's type register (EL2 only).
+pub fn ich_vtr() -> u64 {
+    aarch64_cpu::registers::ICH_VTR_EL2.get()
+}

@@ -1,0 +1,10 @@
+//! AArch64 at EL2 (or EL1, when the loader gives no EL2): boot, exception vectors, MMU,
+//! generic timer, semihosting and the CPU's own registers.
+
+pub mod boot;
+pub mod cpu;
+pub mod mmu;
+pub mod semihosting;
+pub mod timer;
+pub mod vectors;
+mod vectors_regs;

@@ -1,0 +1,345 @@
+//! Bringing the machine up: the Rust half of boot, shared by every board.
+//!
+//! Boot CPU: describe the machine (device tree or built-in), build and enable the identity map,
+//! start logging, set up the heap and frame allocator, identify the GIC, start every other CPU
+//! and wait for each to report in, then run the requested [`Scenario`]. Other CPUs: enable the
+//! MMU on the shared tables, report in, and wait.
+//!
+//! Nothing before `mmu::enable` takes a lock or touches data another CPU writes.
+
+use crate::arch::aarch64::{boot as entry, cpu, mmu, semihosting, timer};
+use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
+use crate::scenario::{self, Scenario, UNMAPPED_ADDRESS};
+use crate::{exit_code, logger, memory, report};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use stage2::PhysAddr;
+
+/// How a board starts its secondary CPUs.
+#[derive(Clone, Copy, Debug)]
+pub enum CpuStart {
+    /// PSCI CPU_ON, through the conduit the device tree names.
+    Psci,
+    /// A spin table: the release address of each core, by MPIDR.Aff0.
+    SpinTable(&'static [u64]),
+}
+
+/// What a board crate tells the shared boot code.
+#[derive(Debug)]
+pub struct Board {
+    /// The board's name for the log.
+    pub name: &'static str,
+    /// The PL011 Belfry logs on, and its reference clock.
+    pub uart: PhysAddr,
+    pub uart_clock_hz: u32,
+    /// Physical windows to map as Device memory: `[start, end)`.
+    pub device_windows: &'static [(u64, u64)],
+    /// The description to use when the loader passes no device tree.
+    pub builtin: Option<fn() -> Machine>,
+    /// An interrupt controller fixed by the SoC, preferred over the device tree's.
+    pub fixed_gic: Option<GicDescription>,
+    pub cpu_start: CpuStart,
+}
+
+/// Bit `n` is set once logical CPU `n` runs with its MMU on.
+static ONLINE: AtomicU64 = AtomicU64::new(0);
+/// The scenario the boot CPU asks the others to take part in (encoded: 0 = none, n = fault on
+/// CPU n).
+static FAULT_ON_CPU: AtomicUsize = AtomicUsize::new(0);
+
+enum Described {
+    Tree(Machine),
+    BuiltIn(Machine),
+    Failed(DescriptionError),
+}
+
+fn describe(board: &Board, dtb: usize) -> Described {
+    let from_tree = (dtb != 0).then(|| {
+        // SAFETY: the loader put a device tree at `dtb`; its first 8 bytes hold magic and size.
+        let header = unsafe { &*(dtb as *const [u8; 8]) };
+        let size = crate::machine::device_tree_size(header).ok_or(DescriptionError::NotADeviceTree)?;
+        // SAFETY: the header announces `size` bytes at `dtb`, which the loader placed in RAM.
+        let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, size) };
+        Machine::from_device_tree(blob, PhysAddr::new(dtb as u64))
+    });
+    let mut described = match (from_tree, board.builtin) {
+        (Some(Ok(machine)), _) => Described::Tree(machine),
+        (Some(Err(error)), None) => Described::Failed(error),
+        (Some(Err(_)), Some(builtin)) | (None, Some(builtin)) => Described::BuiltIn(builtin()),
+        (None, None) => Described::Failed(DescriptionError::NotADeviceTree),
+    };
+    if let (Described::Tree(machine) | Described::BuiltIn(machine), Some(gic)) = (&mut described, board.fixed_gic) {
+        machine.gic = Some(gic);
+    }
+    described
+}
+
+/// The boot CPU's path; `dtb` is what the loader left in x0.
+pub fn primary(board: &'static Board, dtb: usize) -> ! {
+    let described = describe(board, dtb);
+    let machine = match &described {
+        Described::Tree(machine) | Described::BuiltIn(machine) => Some(machine),
+        Described::Failed(_) => None,
+    };
+    let ram = machine.into_iter().flat_map(|m| m.ram.as_slice().iter().map(|r| (r.start.raw(), r.end.raw())));
+    // SAFETY: boot CPU, MMU off, no other CPU started yet.
+    let built = unsafe { mmu::build(ram, board.device_windows.iter().copied()) };
+    let tables = match built {
+        Ok((root, tables)) => {
+            // SAFETY: `root` is the complete identity map just built.
+            unsafe { mmu::enable(root) };
+            tables
+        }
+        // Without translation there is no log either; all that is left is the exit code.
+        Err(_) => {
+            semihosting::exit(exit_code::BOOT_FAILED);
+            cpu::park()
+        }
+    };
+    // SAFETY: boot CPU, MMU on, the UART lies in a Device window of the map.
+    unsafe { logger::init(board.uart, board.uart_clock_hz) };
+
+    defmt::info!("Belfry {=str} on {=str}", env!("CARGO_PKG_VERSION"), board.name);
+    let el = cpu::current_el();
+    if el == 2 {
+        defmt::info!("running at EL2: virtualization available");
+    } else {
+        defmt::warn!("entered at EL{=u8}: virtualization unavailable, guests cannot be created", el);
+    }
+    let machine = match described {
+        Described::Tree(machine) => {
+            if let DescriptionSource::DeviceTree(blob) = machine.source {
+                defmt::info!("device tree at {=u64:#x} ({=u64} bytes): {=str}", blob.start.raw(), blob.size(), machine.model.as_str());
+            }
+            machine
+        }
+        Described::BuiltIn(machine) => {
+            if dtb == 0 {
+                defmt::warn!("no device tree from the loader: using the built-in description of {=str}", board.name);
+            } else {
+                defmt::warn!("unusable device tree at {=usize:#x}: using the built-in description of {=str}", dtb, board.name);
+            }
+            machine
+        }
+        Described::Failed(error) => {
+            defmt::error!("no machine description: {}", error);
+            report::stop(0, exit_code::BOOT_FAILED)
+        }
+    };
+    defmt::info!("EL2 identity map: {=usize} translation tables, W^X", tables);
+    report_memory(&machine);
+    report_gic(&machine);
+    let online = start_secondaries(board, &machine);
+    defmt::info!("{=usize} of {=usize} CPUs online", online, machine.cpus().len());
+    if online != machine.cpus().len() {
+        report::stop(0, exit_code::BOOT_FAILED);
+    }
+    run_scenario()
+}
+
+fn report_memory(machine: &Machine) {
+    defmt::info!("RAM: {=u64} MiB in {=usize} region(s)", machine.ram.total_size() >> 20, machine.ram.len());
+    for region in machine.ram.as_slice() {
+        defmt::info!("  RAM {=u64:#011x}..{=u64:#011x}", region.start.raw(), region.end.raw());
+    }
+    for region in machine.reserved.as_slice() {
+        defmt::info!("  reserved {=u64:#011x}..{=u64:#011x}", region.start.raw(), region.end.raw());
+    }
+    let image = mmu::image_layout();
+    let Some(image_region) = crate::regions::Region::new(image.start, image.end) else {
+        defmt::error!("the linker placed an empty image");
+        report::stop(0, exit_code::BOOT_FAILED)
+    };
+    defmt::info!("  Belfry image {=u64:#011x}..{=u64:#011x}", image.start, image.end);
+    let plan = machine.free_memory(image_region).ok().and_then(|free| memory::plan(&free));
+    let Some(plan) = plan else {
+        defmt::error!("no free RAM for the heap and frame allocator");
+        report::stop(0, exit_code::BOOT_FAILED)
+    };
+    // SAFETY: the plan's regions are RAM outside the image and every reserved region, mapped
+    // read-write, and handed out once.
+    unsafe { memory::init(&plan) };
+    let mut check = alloc::vec::Vec::with_capacity(64);
+    check.extend(0..64u64);
+    let frame = memory::alloc_frames(1);
+    let (used, total) = memory::heap_usage();
+    defmt::info!(
+        "heap: {=u64} KiB at {=u64:#x} ({=usize} bytes in use); frames: {=u64} MiB free",
+        plan.heap.size() >> 10,
+        plan.heap.start.raw(),
+        used,
+        plan.frames.total_size() >> 20
+    );
+    match frame {
+        Some(frame) => memory::free_frames(frame, 1),
+        None => {
+            defmt::error!("the frame allocator gave no page");
+            report::stop(0, exit_code::BOOT_FAILED)
+        }
+    }
+    if check.iter().sum::<u64>() != 2016 || total == 0 {
+        defmt::error!("heap self-check failed");
+        report::stop(0, exit_code::BOOT_FAILED)
+    }
+}
+
+fn report_gic(machine: &Machine) {
+    match machine.gic {
+        Some(GicDescription::V3 { distributor, redistributors }) => {
+            // SAFETY: the distributor frame is a Device window of the identity map.
+            let gicd = unsafe { &*(distributor.raw() as *const gic::regs::DistributorV3) };
+            match gic::probe_v3(gicd) {
+                Ok(info) => {
+                    defmt::info!(
+                        "GICv3: GICD {=u64:#x}, GICR {=u64:#x}; ArchRev {=u8}, {=u32} interrupt IDs",
+                        distributor.raw(),
+                        redistributors.raw(),
+                        info.arch_revision,
+                        info.interrupt_lines,
+                    );
+                    if cpu::at_el2() {
+                        let list_registers = gic::list_registers_v3(cpu::ich_vtr());
+                        defmt::info!("GICv3 virtual CPU interface: {=u32} list registers", list_registers);
+                    }
+                }
+                Err(error) => defmt::error!("GICv3 at {=u64:#x} does not identify: {}", distributor.raw(), defmt::Debug2Format(&error)),
+            }
+        }
+        Some(GicDescription::V2 { distributor, cpu_interface, hyp_interface, .. }) => {
+            // SAFETY: the distributor frame is a Device window of the identity map.
+            let gicd = unsafe { &*(distributor.raw() as *const gic::regs::DistributorV2) };
+            match gic::probe_v2(gicd) {
+                Ok(info) => {
+                    defmt::info!(
+                        "GICv2: GICD {=u64:#x}, GICC {=u64:#x}; ArchRev {=u8}, {=u32} interrupt IDs",
+                        distributor.raw(),
+                        cpu_interface.raw(),
+                        info.arch_revision,
+                        info.interrupt_lines,
+                    );
+                    if let Some(gich) = hyp_interface.filter(|_| cpu::at_el2()) {
+                        // SAFETY: the GICH frame is a Device window of the identity map.
+                        let gich = unsafe { &*(gich.raw() as *const gic::regs::VirtualInterfaceControlV2) };
+                        let list_registers = gic::list_registers_v2(gich);
+                        defmt::info!("GICv2 virtual interface (GICH {=u64:#x}): {=u32} list registers", (gich as *const _ as u64), list_registers);
+                    }
+                }
+                Err(error) => defmt::error!("GICv2 at {=u64:#x} does not identify: {}", distributor.raw(), defmt::Debug2Format(&error)),
+            }
+        }
+        None => defmt::warn!("no interrupt controller described"),
+    }
+}
+
+/// Starts every CPU of the description and waits for each to report; returns how many are
+/// online, the boot CPU included.
+fn start_secondaries(board: &Board, machine: &Machine) -> usize {
+    let own = cpu::mpidr();
+    if machine.cpus().first() != Some(&own) {
+        defmt::warn!("the boot CPU (MPIDR {=u64:#x}) is not the first CPU described", own);
+    }
+    ONLINE.fetch_or(1, Ordering::AcqRel);
+    let mut index = 1;
+    for &mpidr in machine.cpus().iter().filter(|&&mpidr| mpidr != own) {
+        if let Err(reason) = start_cpu(board, machine, index, mpidr) {
+            defmt::error!("cpu{=usize} (MPIDR {=u64:#x}) did not start: {=str}", index, mpidr, reason);
+        } else {
+            let deadline = timer::ticks() + 5 * timer::frequency();
+            while ONLINE.load(Ordering::Acquire) & (1 << index) == 0 && timer::ticks() < deadline {
+                core::hint::spin_loop();
+            }
+            if ONLINE.load(Ordering::Acquire) & (1 << index) == 0 {
+                defmt::error!("cpu{=usize} (MPIDR {=u64:#x}) did not report within 5 s", index, mpidr);
+            }
+        }
+        index += 1;
+    }
+    if machine.cpus_ignored() > 0 {
+        defmt::warn!("{=usize} CPU(s) beyond Belfry's limit left off", machine.cpus_ignored());
+    }
+    ONLINE.load(Ordering::Acquire).count_ones() as usize
+}
+
+fn start_cpu(board: &Board, machine: &Machine, index: usize, mpidr: u64) -> Result<(), &'static str> {
+    match board.cpu_start {
+        CpuStart::Psci => {
+            let entry = entry::secondary_entry_psci();
+            let result = match machine.psci {
+                Some(PsciConduit::Smc) => smccc::psci::cpu_on::<smccc::Smc>(mpidr, entry, index as u64),
+                Some(PsciConduit::Hvc) => smccc::psci::cpu_on::<smccc::Hvc>(mpidr, entry, index as u64),
+                None => return Err("the device tree names no PSCI conduit"),
+            };
+            result.map_err(|_| "PSCI CPU_ON failed")
+        }
+        CpuStart::SpinTable(release) => {
+            let address = *release.get((mpidr & 0xff) as usize).ok_or("no spin-table slot for this core")?;
+            // SAFETY: the release address is a spin-table slot in low RAM, mapped read-write; the
+            // parked core polls it with its caches off, hence the clean to the point of coherency.
+            unsafe { (address as *mut u64).write_volatile(entry::secondary_entry_spin_table()) };
+            cpu::clean_to_poc(address as usize);
+            cpu::send_event();
+            Ok(())
+        }
+    }
+}
+
+/// A secondary CPU's path, from the boot code.
+pub fn secondary(cpu_index: usize) -> ! {
+    mmu::invalidate_own_stack(cpu_index);
+    // SAFETY: the boot CPU built the complete map before starting this CPU.
+    unsafe { mmu::enable(mmu::root()) };
+    defmt::info!("cpu{=usize} online: MPIDR {=u64:#x}, EL{=u8}", cpu_index, cpu::mpidr(), cpu::current_el());
+    ONLINE.fetch_or(1 << cpu_index, Ordering::AcqRel);
+    loop {
+        if FAULT_ON_CPU.load(Ordering::Acquire) == cpu_index {
+            fault();
+        }
+        cpu::wait_for_event();
+    }
+}
+
+fn fault() -> ! {
+    defmt::info!("loading from unmapped address {=u64:#x}", UNMAPPED_ADDRESS);
+    // SAFETY: deliberately not safe: the load faults, and the fault report never returns here.
+    let value = unsafe { (UNMAPPED_ADDRESS as *const u64).read_volatile() };
+    panic!("a load from {:#x} returned {:#x} instead of faulting", UNMAPPED_ADDRESS, value)
+}
+
+fn run_scenario() -> ! {
+    let mut buffer = [0u8; 256];
+    let scenario = match semihosting::command_line(&mut buffer) {
+        Some(length) => {
+            let text = core::str::from_utf8(&buffer[..length]).unwrap_or("");
+            scenario::parse(text.trim_end_matches('\0'))
+        }
+        None => Ok(Scenario::Boot),
+    };
+    let scenario = match scenario {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            defmt::error!("bad command line: {}", error);
+            report::stop(0, exit_code::BOOT_FAILED)
+        }
+    };
+    defmt::info!("scenario: {}", scenario);
+    match scenario {
+        Scenario::Boot => {}
+        Scenario::FaultOnBootCpu => fault(),
+        Scenario::FaultOnCpu(target) => {
+            if ONLINE.load(Ordering::Acquire) & (1 << target) == 0 {
+                defmt::error!("cpu{=usize} is not online", target);
+                report::stop(0, exit_code::BOOT_FAILED)
+            }
+            FAULT_ON_CPU.store(target, Ordering::Release);
+            cpu::send_event();
+            // The faulting CPU ends the run; wait for it.
+            cpu::park()
+        }
+        Scenario::Panic => panic!("deliberate panic (scenario=panic)"),
+    }
+    defmt::info!("boot complete");
+    logger::drain();
+    semihosting::exit(exit_code::SUCCESS);
+    // Real hardware: nothing to run yet.
+    defmt::info!("no semihosting host: idling");
+    cpu::park()
+}

@@ -1,0 +1,11 @@
+//! Exit statuses Belfry hands to the semihosting host (QEMU's process exit code). Shared with
+//! xtask and the system tests, which assert on them.
+
+/// Everything the run was asked to do succeeded.
+pub const SUCCESS: u32 = 0;
+/// Boot could not complete (no memory, a CPU did not come up, ...); the log says why.
+pub const BOOT_FAILED: u32 = 2;
+/// An unexpected exception was reported.
+pub const FAULT: u32 = 3;
+/// Belfry panicked: one of its own invariants broke.
+pub const PANIC: u32 = 4;

@@ -1,0 +1,74 @@
+//! What a run is asked to do, read from the semihosting command line (`scenario=NAME`).
+//!
+//! The system tests use this to drive one image through several scenarios; a board booted
+//! without a semihosting host (real hardware) always runs [`Scenario::Boot`].
+
+/// One run's job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(target_os = "none", derive(defmt::Format))]
+pub enum Scenario {
+    /// Bring every CPU up, report, and end the run with success.
+    Boot,
+    /// After boot, the boot CPU loads from an unmapped address: the fatal report path.
+    FaultOnBootCpu,
+    /// After boot, the given secondary CPU loads from an unmapped address.
+    FaultOnCpu(usize),
+    /// After boot, Belfry panics (a broken invariant): the panic report path.
+    Panic,
+}
+
+/// Why a command line was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(target_os = "none", derive(defmt::Format))]
+pub enum ScenarioError {
+    UnknownScenario,
+    BadCpuIndex,
+}
+
+/// Parses a command line such as `belfry scenario=fault-cpu:2`; words other than
+/// `scenario=...` are ignored, and no `scenario=` means [`Scenario::Boot`].
+pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
+    let Some(name) = command_line.split_ascii_whitespace().find_map(|word| word.strip_prefix("scenario=")) else {
+        return Ok(Scenario::Boot);
+    };
+    match name {
+        "boot" => Ok(Scenario::Boot),
+        "fault" => Ok(Scenario::FaultOnBootCpu),
+        "panic" => Ok(Scenario::Panic),
+        other => {
+            let cpu = other.strip_prefix("fault-cpu:").ok_or(ScenarioError::UnknownScenario)?;
+            match cpu.parse::<usize>() {
+                Ok(cpu) if cpu > 0 && cpu < crate::machine::MAX_CPUS => Ok(Scenario::FaultOnCpu(cpu)),
+                _ => Err(ScenarioError::BadCpuIndex),
+            }
+        }
+    }
+}
+
+/// An address inside the 39-bit EL2 address space that no board maps (508 GiB): a load from it
+/// takes a translation fault at level 1.
+pub const UNMAPPED_ADDRESS: u64 = 0x7f_dead_0000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines() {
+        assert_eq!(parse(""), Ok(Scenario::Boot));
+        assert_eq!(parse("belfry"), Ok(Scenario::Boot));
+        assert_eq!(parse("belfry scenario=boot"), Ok(Scenario::Boot));
+        assert_eq!(parse("belfry scenario=fault"), Ok(Scenario::FaultOnBootCpu));
+        assert_eq!(parse("x scenario=panic y"), Ok(Scenario::Panic));
+        assert_eq!(parse("scenario=fault-cpu:2"), Ok(Scenario::FaultOnCpu(2)));
+        assert_eq!(parse("scenario=fault-cpu:0"), Err(ScenarioError::BadCpuIndex));
+        assert_eq!(parse("scenario=fault-cpu:99"), Err(ScenarioError::BadCpuIndex));
+        assert_eq!(parse("scenario=fault-cpu:x"), Err(ScenarioError::BadCpuIndex));
+        assert_eq!(parse("scenario=dance"), Err(ScenarioError::UnknownScenario));
+    }
+
+    #[test]
+    fn the_unmapped_address_is_inside_the_address_space() {
+        assert!(UNMAPPED_ADDRESS < 1 << crate::pagetable::VA_BITS);
+    }
+}

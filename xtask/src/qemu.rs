@@ -1,0 +1,142 @@
+//! Running Belfry under QEMU: the command line, a time limit, and the decoded log.
+
+use crate::build::Firmware;
+use crate::decode::{Decoder, LogLine};
+use crate::Board;
+use anyhow::{Context, Result};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How to start one run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub board: Board,
+    /// `false` boots QEMU `virt` without EL2 (`virtualization=off`).
+    pub virtualization: bool,
+    /// The semihosting `scenario=` word, if any.
+    pub scenario: Option<String>,
+    /// Deterministic time: one counter tick per instruction.
+    pub icount: bool,
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+}
+
+impl RunOptions {
+    /// A plain boot of `board` with a generous limit.
+    pub fn new(board: Board) -> Self {
+        Self { board, virtualization: true, scenario: None, icount: false, timeout: Duration::from_secs(120) }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// QEMU's exit code (Belfry's semihosting exit status); `None` when killed at the limit.
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub lines: Vec<LogLine>,
+    /// What QEMU itself printed on stderr.
+    pub qemu_stderr: String,
+}
+
+impl Outcome {
+    /// Whether some line's message is exactly `message`.
+    pub fn has(&self, message: &str) -> bool {
+        self.lines.iter().any(|l| l.message == message)
+    }
+
+    /// The lines of one CPU.
+    pub fn from_cpu(&self, cpu: usize) -> impl Iterator<Item = &LogLine> {
+        self.lines.iter().filter(move |l| l.cpu == Some(cpu))
+    }
+
+    /// The whole log, one line each, for failure messages.
+    pub fn transcript(&self) -> String {
+        let mut text: String = self.lines.iter().map(|l| format!("{l}\n")).collect();
+        if !self.qemu_stderr.is_empty() {
+            text.push_str("--- qemu stderr ---\n");
+            text.push_str(&self.qemu_stderr);
+        }
+        text
+    }
+}
+
+/// The QEMU command for a run.
+pub fn command(firmware: &Firmware, options: &RunOptions) -> Command {
+    let mut command = Command::new("qemu-system-aarch64");
+    command.args(options.board.machine_args(options.virtualization));
+    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    let mut semihosting = String::from("enable=on,target=native,arg=belfry");
+    if let Some(scenario) = &options.scenario {
+        semihosting.push_str(&format!(",arg=scenario={scenario}"));
+    }
+    command.args(["-semihosting-config", &semihosting]);
+    if options.icount {
+        command.args(["-icount", "shift=0,sleep=off"]);
+    }
+    command.arg("-kernel").arg(&firmware.image);
+    command
+}
+
+/// Runs QEMU to completion or the time limit, calling `on_line` for each decoded line as it
+/// arrives, and returns the outcome.
+pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&LogLine)) -> Result<Outcome> {
+    let elf = std::fs::read(&firmware.elf).with_context(|| format!("reading {}", firmware.elf.display()))?;
+    let decoder = Decoder::new(&elf)?;
+    let mut stream = decoder.stream();
+    let mut child = command(firmware, options)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-aarch64 (is QEMU >= 9 installed? `cargo xtask setup`)")?;
+    let mut stdout = child.stdout.take().context("QEMU's stdout")?;
+    let mut stderr = child.stderr.take().context("QEMU's stderr")?;
+    let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+            if sender.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let deadline = Instant::now() + options.timeout;
+    let mut lines = Vec::new();
+    let mut timed_out = false;
+    let mut take = |bytes: Vec<u8>, lines: &mut Vec<LogLine>| {
+        for line in stream.feed(&bytes) {
+            on_line(&line);
+            lines.push(line);
+        }
+    };
+    let status = loop {
+        match receiver.recv_timeout(Duration::from_millis(20)) {
+            Ok(bytes) => take(bytes, &mut lines),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait()?;
+        }
+    };
+    let _ = reader.join();
+    while let Ok(bytes) = receiver.try_recv() {
+        take(bytes, &mut lines);
+    }
+    let qemu_stderr = stderr_reader.join().unwrap_or_default();
+    Ok(Outcome { exit_code: if timed_out { None } else { status.code() }, timed_out, lines, qemu_stderr })
+}
