@@ -108,7 +108,12 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     let machine = match described {
         Described::Tree(machine) => {
             if let DescriptionSource::DeviceTree(blob) = machine.source {
-                defmt::info!("device tree at {=u64:#x} ({=u64} bytes): {=str}", blob.start.raw(), blob.size(), machine.model.as_str());
+                defmt::info!(
+                    "device tree at {=u64:#x} ({=u64} bytes): {=str}",
+                    blob.start.raw(),
+                    blob.size(),
+                    machine.model.as_str()
+                );
             }
             machine
         }
@@ -116,7 +121,11 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
             if dtb == 0 {
                 defmt::warn!("no device tree from the loader: using the built-in description of {=str}", board.name);
             } else {
-                defmt::warn!("unusable device tree at {=usize:#x}: using the built-in description of {=str}", dtb, board.name);
+                defmt::warn!(
+                    "no device tree at {=usize:#x} (x0 holds no valid FDT): using the built-in description of {=str}",
+                    dtb,
+                    board.name
+                );
             }
             machine
         }
@@ -201,7 +210,11 @@ fn report_gic(machine: &Machine) {
                         defmt::info!("GICv3 virtual CPU interface: {=u32} list registers", list_registers);
                     }
                 }
-                Err(error) => defmt::error!("GICv3 at {=u64:#x} does not identify: {}", distributor.raw(), defmt::Debug2Format(&error)),
+                Err(error) => defmt::error!(
+                    "GICv3 at {=u64:#x} does not identify: {}",
+                    distributor.raw(),
+                    defmt::Debug2Format(&error)
+                ),
             }
         }
         Some(GicDescription::V2 { distributor, cpu_interface, hyp_interface, .. }) => {
@@ -220,10 +233,18 @@ fn report_gic(machine: &Machine) {
                         // SAFETY: the GICH frame is a Device window of the identity map.
                         let gich = unsafe { &*(gich.raw() as *const gic::regs::VirtualInterfaceControlV2) };
                         let list_registers = gic::list_registers_v2(gich);
-                        defmt::info!("GICv2 virtual interface (GICH {=u64:#x}): {=u32} list registers", (gich as *const _ as u64), list_registers);
+                        defmt::info!(
+                            "GICv2 virtual interface (GICH {=u64:#x}): {=u32} list registers",
+                            (gich as *const _ as u64),
+                            list_registers
+                        );
                     }
                 }
-                Err(error) => defmt::error!("GICv2 at {=u64:#x} does not identify: {}", distributor.raw(), defmt::Debug2Format(&error)),
+                Err(error) => defmt::error!(
+                    "GICv2 at {=u64:#x} does not identify: {}",
+                    distributor.raw(),
+                    defmt::Debug2Format(&error)
+                ),
             }
         }
         None => defmt::warn!("no interrupt controller described"),

@@ -19,7 +19,12 @@ pub const MAX_REGIONS: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GicDescription {
     /// GICv2 / GIC-400: distributor, CPU interface, and the virtualization frames when present.
-    V2 { distributor: PhysAddr, cpu_interface: PhysAddr, hyp_interface: Option<PhysAddr>, virtual_cpu: Option<PhysAddr> },
+    V2 {
+        distributor: PhysAddr,
+        cpu_interface: PhysAddr,
+        hyp_interface: Option<PhysAddr>,
+        virtual_cpu: Option<PhysAddr>,
+    },
     /// GICv3: distributor and the first redistributor region.
     V3 { distributor: PhysAddr, redistributors: PhysAddr },
 }
@@ -160,8 +165,8 @@ impl Machine {
     /// Parses a flattened device tree located at `address`.
     pub fn from_device_tree(blob: &[u8], address: PhysAddr) -> Result<Self, DescriptionError> {
         let tree = fdt::Fdt::new(blob).map_err(|_| DescriptionError::NotADeviceTree)?;
-        let blob_region = Region::from_base_size(address.raw(), tree.total_size() as u64)
-            .ok_or(DescriptionError::NotADeviceTree)?;
+        let blob_region =
+            Region::from_base_size(address.raw(), tree.total_size() as u64).ok_or(DescriptionError::NotADeviceTree)?;
         let model = tree.find_node("/").and_then(|root| root.property("model")).and_then(|p| p.as_str());
         let mut machine = Self::empty(model.unwrap_or("unnamed machine"), DescriptionSource::DeviceTree(blob_region));
         machine.reserved.add(blob_region)?;

@@ -274,12 +274,25 @@ mod tests {
         assert_eq!(map.tables_used(), 3);
         let (code, level) = map.lookup(text + 0x1234).unwrap();
         assert_eq!(level, 3);
-        assert_eq!(code, (text + 0x1000) | VALID | TABLE_OR_PAGE | (1 << 2) | AP_EL0_OR_RES1 | AP_READ_ONLY | INNER_SHAREABLE | ACCESS_FLAG);
+        assert_eq!(
+            code,
+            (text + 0x1000)
+                | VALID
+                | TABLE_OR_PAGE
+                | (1 << 2)
+                | AP_EL0_OR_RES1
+                | AP_READ_ONLY
+                | INNER_SHAREABLE
+                | ACCESS_FLAG
+        );
         let (rodata, _) = map.lookup(text + 0x3000).unwrap();
         assert_eq!(rodata & (AP_READ_ONLY | XN), AP_READ_ONLY | XN);
         // The rest of the split 2 MiB block keeps the RAM attributes, as pages.
         let (rest, level) = map.lookup(text + 0x10_0000).unwrap();
-        assert_eq!((rest & !OUTPUT_MASK, level), (VALID | TABLE_OR_PAGE | (1 << 2) | AP_EL0_OR_RES1 | INNER_SHAREABLE | ACCESS_FLAG | XN, 3));
+        assert_eq!(
+            (rest & !OUTPUT_MASK, level),
+            (VALID | TABLE_OR_PAGE | (1 << 2) | AP_EL0_OR_RES1 | INNER_SHAREABLE | ACCESS_FLAG | XN, 3)
+        );
         // Neighbouring 2 MiB blocks stay blocks.
         assert_eq!(map.lookup(GIB).unwrap().1, 2);
         assert_eq!(map.lookup(GIB).unwrap().0 & OUTPUT_MASK, GIB);

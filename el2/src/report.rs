@@ -3,9 +3,9 @@
 //! the machine stops: under QEMU the run ends with a distinct exit code, on hardware the CPUs
 //! park. A fatal report never hangs the run that produced it.
 
+use crate::arch::aarch64::cpu;
 use crate::arch::aarch64::semihosting;
 use crate::arch::aarch64::vectors::{ExceptionFrame, ExceptionState, Kind, Origin};
-use crate::arch::aarch64::cpu;
 use crate::exit_code;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,7 +13,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// Reports an exception nobody expected, then stops the machine.
-pub fn unexpected_exception(cpu_index: usize, origin: Origin, kind: Kind, state: &ExceptionState, frame: &ExceptionFrame) -> ! {
+pub fn unexpected_exception(
+    cpu_index: usize,
+    origin: Origin,
+    kind: Kind,
+    state: &ExceptionState,
+    frame: &ExceptionFrame,
+) -> ! {
     let esr = state.esr;
     let class = esr.class();
     defmt::error!("cpu{=usize}: unexpected {} exception ({})", cpu_index, kind, origin);
@@ -26,22 +32,37 @@ pub fn unexpected_exception(cpu_index: usize, origin: Origin, kind: Kind, state:
     );
     if let Some(abort) = esr.data_abort() {
         let direction = if abort.write { "write" } else { "read" };
-        match abort.status.level() {
-            Some(level) => defmt::error!(
-                "  data abort: {=str} at level {=u8}, {=str} of {=u8} bytes via x{=u8}, FAR {=u64:#x}",
-                abort.status.name(),
+        let status = abort.status.name();
+        match (abort.status.level(), abort.syndrome_valid) {
+            (Some(level), true) => defmt::error!(
+                "  data abort: {=str} at level {=u8}, {=str} of {=u8} bytes via register {=u8}, FAR {=u64:#x}",
+                status,
                 level,
                 direction,
                 abort.access_size,
                 abort.register,
                 state.far
             ),
-            None => defmt::error!("  data abort: {=str}, {=str}, FAR {=u64:#x}", abort.status.name(), direction, state.far),
+            (Some(level), false) => defmt::error!(
+                "  data abort: {=str} at level {=u8}, {=str}, FAR {=u64:#x}",
+                status,
+                level,
+                direction,
+                state.far
+            ),
+            (None, _) => defmt::error!("  data abort: {=str}, {=str}, FAR {=u64:#x}", status, direction, state.far),
         }
     } else if let Some(status) = esr.instruction_abort_status() {
         defmt::error!("  instruction abort: {=str}, FAR {=u64:#x}", status.name(), state.far);
     }
-    defmt::error!("  ELR {=u64:#x}, SPSR {=u64:#x}, FAR {=u64:#x}, x0 {=u64:#x}, x30 {=u64:#x}", state.elr, state.spsr, state.far, frame.x[0], frame.x[30]);
+    defmt::error!(
+        "  ELR {=u64:#x}, SPSR {=u64:#x}, FAR {=u64:#x}, x0 {=u64:#x}, x30 {=u64:#x}",
+        state.elr,
+        state.spsr,
+        state.far,
+        frame.x[0],
+        frame.x[30]
+    );
     stop(cpu_index, exit_code::FAULT)
 }
 

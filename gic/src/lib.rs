@@ -47,11 +47,7 @@ pub enum ProbeError {
 }
 
 fn info_from(pidr2: u32, typer: u32, iidr: u32) -> GicInfo {
-    GicInfo {
-        arch_revision: ((pidr2 >> 4) & 0xf) as u8,
-        interrupt_lines: 32 * ((typer & 0x1f) + 1),
-        implementer: iidr,
-    }
+    GicInfo { arch_revision: ((pidr2 >> 4) & 0xf) as u8, interrupt_lines: 32 * ((typer & 0x1f) + 1), implementer: iidr }
 }
 
 /// Identifies a GICv2 distributor.
@@ -126,10 +122,7 @@ mod tests {
         assert_eq!(probe_v3(&gicd).unwrap().interrupt_lines, 288);
         let mut v2 = boxed::<DistributorV2>();
         poke(&mut *v2, offset_of!(DistributorV2, pidr2), 0x3b);
-        assert_eq!(
-            probe_v2(&v2),
-            Err(ProbeError::VersionMismatch { claimed: GicVersion::V2, arch_revision: 3 })
-        );
+        assert_eq!(probe_v2(&v2), Err(ProbeError::VersionMismatch { claimed: GicVersion::V2, arch_revision: 3 }));
     }
 
     #[test]

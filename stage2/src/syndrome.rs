@@ -33,9 +33,7 @@ impl Esr {
     /// The data abort view of the ISS, when this is a data abort.
     pub const fn data_abort(self) -> Option<DataAbort> {
         match self.class() {
-            ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl => {
-                Some(DataAbort::from_iss(self.iss()))
-            }
+            ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl => Some(DataAbort::from_iss(self.iss())),
             _ => None,
         }
     }

@@ -84,13 +84,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             tools::ensure_qemu()?;
             let firmware = build::build(&[board])?.remove(0);
-            let options = RunOptions {
-                board,
-                virtualization: !el1,
-                scenario,
-                icount,
-                timeout: Duration::from_secs(24 * 3600),
-            };
+            let options =
+                RunOptions { board, virtualization: !el1, scenario, icount, timeout: Duration::from_secs(24 * 3600) };
             let outcome = qemu::run(&firmware, &options, |line| println!("{line}"))?;
             eprint!("{}", outcome.qemu_stderr);
             let code = outcome.exit_code.unwrap_or(1);
@@ -110,7 +105,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn cargo(args: &[&str]) -> Result<()> {
     println!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(env!("CARGO")).current_dir(workspace_root()).args(args).status().context("running cargo")?;
+    let status =
+        Command::new(env!("CARGO")).current_dir(workspace_root()).args(args).status().context("running cargo")?;
     if !status.success() {
         bail!("cargo {} failed", args.join(" "));
     }
@@ -120,7 +116,18 @@ fn cargo(args: &[&str]) -> Result<()> {
 fn test() -> Result<ExitCode> {
     tools::ensure_qemu()?;
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--exclude", "belfry-virt", "--exclude", "belfry-rpi4", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "belfry-virt",
+        "--exclude",
+        "belfry-rpi4",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     cargo(&[
         "clippy",
         "--target",
@@ -143,7 +150,17 @@ fn test() -> Result<ExitCode> {
     build::build(&Board::ALL)?;
     // Host unit tests and the QEMU system tests (the `belfry-system-tests` crate). Two test
     // threads: each QEMU runs four emulated CPUs on this machine's two cores.
-    cargo(&["test", "--workspace", "--exclude", "belfry-virt", "--exclude", "belfry-rpi4", "--", "--test-threads", "2"])?;
+    cargo(&[
+        "test",
+        "--workspace",
+        "--exclude",
+        "belfry-virt",
+        "--exclude",
+        "belfry-rpi4",
+        "--",
+        "--test-threads",
+        "2",
+    ])?;
     println!("xtask: all checks passed");
     Ok(ExitCode::SUCCESS)
 }
@@ -173,7 +190,8 @@ fn flash(board: Board, out: &Path, firmware_dir: &Path) -> Result<ExitCode> {
     println!("xtask: wrote {} and {}", out.join("kernel8.img").display(), out.join("config.txt").display());
     let mut missing = Vec::new();
     for name in PI4_FIRMWARE {
-        let source = [firmware_dir.join(name), firmware_dir.join("broadcom").join(name)].into_iter().find(|p| p.exists());
+        let source =
+            [firmware_dir.join(name), firmware_dir.join("broadcom").join(name)].into_iter().find(|p| p.exists());
         match source {
             Some(source) => {
                 std::fs::copy(&source, out.join(name)).with_context(|| format!("copying {}", source.display()))?;
@@ -201,7 +219,10 @@ fn gdb(board: Board) -> Result<ExitCode> {
     let mut qemu = command.spawn().context("starting QEMU")?;
     let gdb = ["gdb-multiarch", "gdb"].into_iter().find(|g| Command::new(g).arg("--version").output().is_ok());
     let Some(gdb) = gdb else {
-        println!("xtask: QEMU waits on :1234; attach with: gdb-multiarch {} -ex 'target remote :1234'", firmware.elf.display());
+        println!(
+            "xtask: QEMU waits on :1234; attach with: gdb-multiarch {} -ex 'target remote :1234'",
+            firmware.elf.display()
+        );
         qemu.wait()?;
         return Ok(ExitCode::SUCCESS);
     };

@@ -42,7 +42,10 @@ pub fn ensure_qemu() -> Result<()> {
     }
     let debian_bookworm = std::fs::read_to_string("/etc/os-release").is_ok_and(|t| t.contains("bookworm"));
     if !(debian_bookworm && is_root()) {
-        bail!("QEMU >= {MINIMUM_QEMU_MAJOR} (qemu-system-aarch64) is needed. On Debian bookworm:\n{}", install_commands());
+        bail!(
+            "QEMU >= {MINIMUM_QEMU_MAJOR} (qemu-system-aarch64) is needed. On Debian bookworm:\n{}",
+            install_commands()
+        );
     }
     eprintln!("xtask: installing QEMU from bookworm-backports");
     std::fs::write(BACKPORTS_SOURCE, BACKPORTS).context("writing the backports apt source")?;

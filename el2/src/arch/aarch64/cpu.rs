@@ -1,6 +1,6 @@
 //! The running CPU: exception level, logical index, interrupt masking, idling.
 
-use aarch64_cpu::registers::{Readable, CurrentEL, MPIDR_EL1, TPIDR_EL1, TPIDR_EL2};
+use aarch64_cpu::registers::{CurrentEL, Readable, MPIDR_EL1, TPIDR_EL1, TPIDR_EL2};
 
 /// The exception level Belfry runs at (2, or 1 when the loader gave no EL2).
 pub fn current_el() -> u8 {

@@ -11,8 +11,8 @@
 
 use crate::pagetable::{IdentityMap, MapError, Memory, Regime, Table, MAIR_VALUE, PAGE_SIZE, VA_BITS};
 use aarch64_cpu::registers::{
-    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, MAIR_EL2, SCTLR_EL1, SCTLR_EL2, TCR_EL1, TCR_EL2, TTBR0_EL1,
-    TTBR0_EL2,
+    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL1, MAIR_EL2, SCTLR_EL1, SCTLR_EL2, TCR_EL1, TCR_EL2,
+    TTBR0_EL1, TTBR0_EL2,
 };
 use core::cell::UnsafeCell;
 
@@ -120,8 +120,24 @@ pub unsafe fn enable(root: u64) {
         TTBR0_EL2.set(root);
         // SAFETY: invalidates this CPU's EL2 TLB entries and instruction cache before the new
         // tables take effect; no memory is written.
-        unsafe { core::arch::asm!("dsb ish", "isb", "tlbi alle2", "ic iallu", "dsb ish", "isb", options(nostack, preserves_flags)) };
-        SCTLR_EL2.modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::WXN::Enable + SCTLR_EL2::SA::Enable);
+        unsafe {
+            core::arch::asm!(
+                "dsb ish",
+                "isb",
+                "tlbi alle2",
+                "ic iallu",
+                "dsb ish",
+                "isb",
+                options(nostack, preserves_flags)
+            )
+        };
+        SCTLR_EL2.modify(
+            SCTLR_EL2::M::Enable
+                + SCTLR_EL2::C::Cacheable
+                + SCTLR_EL2::I::Cacheable
+                + SCTLR_EL2::WXN::Enable
+                + SCTLR_EL2::SA::Enable,
+        );
     } else {
         MAIR_EL1.set(MAIR_VALUE);
         TCR_EL1.write(
@@ -135,8 +151,24 @@ pub unsafe fn enable(root: u64) {
         );
         TTBR0_EL1.set(root);
         // SAFETY: as above, for the EL1&0 regime.
-        unsafe { core::arch::asm!("dsb ish", "isb", "tlbi vmalle1", "ic iallu", "dsb ish", "isb", options(nostack, preserves_flags)) };
-        SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable + SCTLR_EL1::WXN::Enable + SCTLR_EL1::SA::Enable);
+        unsafe {
+            core::arch::asm!(
+                "dsb ish",
+                "isb",
+                "tlbi vmalle1",
+                "ic iallu",
+                "dsb ish",
+                "isb",
+                options(nostack, preserves_flags)
+            )
+        };
+        SCTLR_EL1.modify(
+            SCTLR_EL1::M::Enable
+                + SCTLR_EL1::C::Cacheable
+                + SCTLR_EL1::I::Cacheable
+                + SCTLR_EL1::WXN::Enable
+                + SCTLR_EL1::SA::Enable,
+        );
     }
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }

@@ -37,9 +37,7 @@ fn call(operation: u64, parameter: u64) -> Option<u64> {
     // SAFETY: the semihosting trap reads the parameter block `parameter` points to (callers
     // pass a live one) and writes only what the operation defines into it and x0. When no
     // host exists, the vector skips the instruction and sets x0 to u64::MAX.
-    unsafe {
-        core::arch::asm!("hlt #0xf000", inout("x0") operation => result, in("x1") parameter, options(nostack))
-    };
+    unsafe { core::arch::asm!("hlt #0xf000", inout("x0") operation => result, in("x1") parameter, options(nostack)) };
     if present() {
         STATE.store(PRESENT, Ordering::Relaxed);
         Some(result)

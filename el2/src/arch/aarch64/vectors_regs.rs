@@ -2,7 +2,9 @@
 
 use super::cpu;
 use super::vectors::ExceptionState;
-use aarch64_cpu::registers::{Readable, Writeable, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, SPSR_EL1, SPSR_EL2};
+use aarch64_cpu::registers::{
+    Readable, Writeable, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, SPSR_EL1, SPSR_EL2,
+};
 use stage2::syndrome::Esr;
 
 /// ESR, ELR, FAR and SPSR of the current exception level.

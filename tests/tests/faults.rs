@@ -1,0 +1,71 @@
+//! Fatal reports: an unexpected exception on the boot CPU or a secondary, and a panic, are
+//! reported with their decoded syndrome and end the run with a distinct exit code instead of
+//! hanging it.
+
+use belfry_system_tests::*;
+
+/// The unmapped address the fault scenarios load from (el2::scenario::UNMAPPED_ADDRESS).
+const UNMAPPED: u64 = 0x7f_dead_0000;
+
+fn expect_fault_report(board: Board, outcome: &Outcome, cpu: usize) {
+    expect_exit(outcome, exit_code::FAULT);
+    expect_line(outcome, Some(cpu), &format!("loading from unmapped address {UNMAPPED:#x}"));
+    expect_line(outcome, Some(cpu), &format!("cpu{cpu}: unexpected Synchronous exception (CurrentElSpx)"));
+    // EC 0x25 (data abort taken to the same EL); ISS: DFSC 0b000101 = translation fault at
+    // level 1 (the 39-bit map's level-1 entry for 508 GiB is invalid), WnR 0. QEMU gives no
+    // instruction syndrome (ISV 0) for aborts taken to the same EL.
+    expect_line(outcome, Some(cpu), "  EC 0x25 (data abort, same EL), IL true, ISS 0x0000005");
+    expect_line(outcome, Some(cpu), &format!("  data abort: translation fault at level 1, read, FAR {UNMAPPED:#x}"));
+    assert_eq!(hex_field(outcome, "  ELR ", "FAR"), Some(UNMAPPED));
+    // The faulting instruction is in Belfry's text.
+    let elr = hex_field(outcome, "  ELR ", "ELR").expect("ELR");
+    let base = match board {
+        Board::Virt | Board::VirtGicv2 => 0x4020_0000,
+        Board::Rpi4 => 0x8_0000,
+    };
+    assert!((base..base + 0x10_0000).contains(&elr), "ELR {elr:#x} outside the image:\n{}", outcome.transcript());
+    expect_line(outcome, Some(cpu), &format!("cpu{cpu} stopped"));
+}
+
+#[test]
+fn a_fault_on_the_boot_cpu_is_reported_and_ends_the_run() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "fault");
+        expect_fault_report(board, &outcome, 0);
+    }
+}
+
+#[test]
+fn a_fault_on_a_secondary_cpu_is_reported_and_ends_the_run() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "fault-cpu:2");
+        expect_line(&outcome, Some(0), "scenario: FaultOnCpu(2)");
+        expect_fault_report(board, &outcome, 2);
+    }
+}
+
+#[test]
+fn a_fault_at_el1_is_reported_too() {
+    let outcome =
+        boot(RunOptions { virtualization: false, scenario: Some("fault".into()), ..RunOptions::new(Board::Virt) });
+    expect_fault_report(Board::Virt, &outcome, 0);
+}
+
+#[test]
+fn a_panic_is_reported_and_ends_the_run() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "panic");
+        expect_exit(&outcome, exit_code::PANIC);
+        let panic = outcome.lines.iter().find(|l| l.message.starts_with("cpu0 panicked: ")).expect("panic line");
+        assert!(panic.message.contains("el2/src/boot.rs"), "{}", panic.message);
+        assert!(panic.message.ends_with("deliberate panic (scenario=panic)"), "{}", panic.message);
+        expect_line(&outcome, Some(0), "cpu0 stopped");
+    }
+}
+
+#[test]
+fn a_bad_command_line_is_refused() {
+    let outcome = boot_scenario(Board::Virt, "dance");
+    expect_exit(&outcome, exit_code::BOOT_FAILED);
+    expect_line(&outcome, Some(0), "bad command line: UnknownScenario");
+}
