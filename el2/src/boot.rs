@@ -12,6 +12,7 @@ use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machin
 use crate::scenario::{self, Scenario, UNMAPPED_ADDRESS};
 use crate::{exit_code, logger, memory, report};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use embedded_hal::delay::DelayNs;
 use stage2::PhysAddr;
 
 /// How a board starts its secondary CPUs.
@@ -251,6 +252,10 @@ fn report_gic(machine: &Machine) {
     }
 }
 
+/// How long the boot CPU waits for a started CPU to report: 500 000 polls of 10 us, 5 s.
+const REPORT_POLLS: u32 = 500_000;
+const REPORT_POLL_US: u32 = 10;
+
 /// Starts every CPU of the description and waits for each to report; returns how many are
 /// online, the boot CPU included.
 fn start_secondaries(board: &Board, machine: &Machine) -> usize {
@@ -259,20 +264,21 @@ fn start_secondaries(board: &Board, machine: &Machine) -> usize {
         defmt::warn!("the boot CPU (MPIDR {=u64:#x}) is not the first CPU described", own);
     }
     ONLINE.fetch_or(1, Ordering::AcqRel);
-    let mut index = 1;
-    for &mpidr in machine.cpus().iter().filter(|&&mpidr| mpidr != own) {
+    for (index, &mpidr) in (1..).zip(machine.cpus().iter().filter(|&&mpidr| mpidr != own)) {
         if let Err(reason) = start_cpu(board, machine, index, mpidr) {
             defmt::error!("cpu{=usize} (MPIDR {=u64:#x}) did not start: {=str}", index, mpidr, reason);
         } else {
-            let deadline = timer::ticks() + 5 * timer::frequency();
-            while ONLINE.load(Ordering::Acquire) & (1 << index) == 0 && timer::ticks() < deadline {
-                core::hint::spin_loop();
+            let mut delay = timer::Delay;
+            for _ in 0..REPORT_POLLS {
+                if ONLINE.load(Ordering::Acquire) & (1 << index) != 0 {
+                    break;
+                }
+                delay.delay_us(REPORT_POLL_US);
             }
             if ONLINE.load(Ordering::Acquire) & (1 << index) == 0 {
                 defmt::error!("cpu{=usize} (MPIDR {=u64:#x}) did not report within 5 s", index, mpidr);
             }
         }
-        index += 1;
     }
     if machine.cpus_ignored() > 0 {
         defmt::warn!("{=usize} CPU(s) beyond Belfry's limit left off", machine.cpus_ignored());

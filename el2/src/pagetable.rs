@@ -149,7 +149,7 @@ impl<'a> IdentityMap<'a> {
     /// Maps `[start, end)` to itself with the given kind; later calls override earlier ones
     /// where they overlap.
     pub fn map(&mut self, start: u64, end: u64, memory: Memory) -> Result<(), MapError> {
-        if start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 || end <= start {
+        if !start.is_multiple_of(PAGE_SIZE) || !end.is_multiple_of(PAGE_SIZE) || end <= start {
             return Err(MapError::Unaligned);
         }
         if end > 1 << VA_BITS {
@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(device, VALID | AP_EL0_OR_RES1 | ACCESS_FLAG | XN);
         let (ram, level) = map.lookup(2 * GIB + 5).unwrap();
         assert_eq!(level, 1);
-        assert_eq!(ram, 2 * GIB | VALID | (1 << 2) | AP_EL0_OR_RES1 | INNER_SHAREABLE | ACCESS_FLAG | XN);
+        assert_eq!(ram, (2 * GIB) | VALID | (1 << 2) | AP_EL0_OR_RES1 | INNER_SHAREABLE | ACCESS_FLAG | XN);
         assert_eq!(map.lookup(3 * GIB), None);
     }
 

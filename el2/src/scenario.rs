@@ -49,6 +49,8 @@ pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
 /// takes a translation fault at level 1.
 pub const UNMAPPED_ADDRESS: u64 = 0x7f_dead_0000;
 
+const _: () = assert!(UNMAPPED_ADDRESS < 1 << crate::pagetable::VA_BITS, "inside the EL2 address space");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,10 +67,5 @@ mod tests {
         assert_eq!(parse("scenario=fault-cpu:99"), Err(ScenarioError::BadCpuIndex));
         assert_eq!(parse("scenario=fault-cpu:x"), Err(ScenarioError::BadCpuIndex));
         assert_eq!(parse("scenario=dance"), Err(ScenarioError::UnknownScenario));
-    }
-
-    #[test]
-    fn the_unmapped_address_is_inside_the_address_space() {
-        assert!(UNMAPPED_ADDRESS < 1 << crate::pagetable::VA_BITS);
     }
 }

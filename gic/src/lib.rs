@@ -91,7 +91,7 @@ mod tests {
 
     /// Plays the hardware: stores `value` into a read-only register of a fake block.
     fn poke<T>(block: &mut T, offset: usize, value: u32) {
-        assert!(offset + 4 <= size_of::<T>() && offset % 4 == 0);
+        assert!(offset + 4 <= size_of::<T>() && offset.is_multiple_of(4));
         // SAFETY: the offset is in bounds and 4-aligned (checked above) within a block we own
         // exclusively; the cells are plain u32 storage.
         unsafe { (block as *mut T).cast::<u8>().add(offset).cast::<u32>().write_volatile(value) }

@@ -55,6 +55,15 @@ enum Task {
         #[arg(long, value_enum, default_value = "virt")]
         board: Board,
     },
+    /// Decode a captured (or live) defmt byte stream, e.g. a real Pi 4's serial port.
+    Decode {
+        #[arg(long, value_enum, default_value = "rpi4")]
+        board: Board,
+        /// A file of captured bytes, or a serial device set up with
+        /// `stty -F /dev/ttyUSB0 115200 raw -echo`.
+        #[arg(long)]
+        input: PathBuf,
+    },
     /// Install what the host lacks (QEMU >= 9 from bookworm-backports).
     Setup,
 }
@@ -95,6 +104,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Test => test(),
         Task::Flash { board, out, firmware_dir } => flash(board, &out, &firmware_dir),
         Task::Gdb { board } => gdb(board),
+        Task::Decode { board, input } => decode(board, &input),
         Task::Setup => {
             tools::ensure_qemu()?;
             println!("xtask: QEMU {} is installed", tools::qemu_major_version().unwrap_or(0));
@@ -207,7 +217,8 @@ fn flash(board: Board, out: &Path, firmware_dir: &Path) -> Result<ExitCode> {
         println!("  (non-free-firmware: `apt-get install raspi-firmware`, files in /usr/lib/raspi-firmware).");
     }
     println!("xtask: copy these files to the FAT boot partition of the SD card, connect a 3.3 V serial");
-    println!("  adapter to GPIO 14/15 (115200 8N1) and decode with `cargo xtask` tooling.");
+    println!("  adapter to GPIO 14/15 and run: stty -F /dev/ttyUSB0 115200 raw -echo &&");
+    println!("  cargo xtask decode --board rpi4 --input /dev/ttyUSB0");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -217,8 +228,10 @@ fn gdb(board: Board) -> Result<ExitCode> {
     let mut command = qemu::command(&firmware, &RunOptions::new(board));
     command.args(["-S", "-gdb", "tcp::1234"]);
     let mut qemu = command.spawn().context("starting QEMU")?;
-    let gdb = ["gdb-multiarch", "gdb"].into_iter().find(|g| Command::new(g).arg("--version").output().is_ok());
+    // The host's plain `gdb` usually knows only the host architecture; gdb-multiarch knows AArch64.
+    let gdb = ["gdb-multiarch"].into_iter().find(|g| Command::new(g).arg("--version").output().is_ok());
     let Some(gdb) = gdb else {
+        println!("xtask: gdb-multiarch not found (Debian: apt-get install gdb-multiarch)");
         println!(
             "xtask: QEMU waits on :1234; attach with: gdb-multiarch {} -ex 'target remote :1234'",
             firmware.elf.display()
@@ -229,4 +242,23 @@ fn gdb(board: Board) -> Result<ExitCode> {
     let status = Command::new(gdb).arg(&firmware.elf).args(["-ex", "target remote :1234"]).status()?;
     let _ = qemu.kill();
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn decode(board: Board, input: &Path) -> Result<ExitCode> {
+    use std::io::Read;
+    let firmware = build::firmware(board).context("build the firmware first: cargo xtask build")?;
+    let elf = std::fs::read(&firmware.elf).with_context(|| format!("reading {}", firmware.elf.display()))?;
+    let decoder = xtask::decode::Decoder::new(&elf)?;
+    let mut stream = decoder.stream();
+    let mut source = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = source.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for line in stream.feed(&buffer[..n]) {
+            println!("{line}");
+        }
+    }
 }

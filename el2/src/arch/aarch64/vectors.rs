@@ -20,7 +20,7 @@ pub struct ExceptionFrame {
     _pad: u64,
 }
 
-const _: () = assert!(size_of::<ExceptionFrame>() % 16 == 0, "SP must stay 16-byte aligned");
+const _: () = assert!(size_of::<ExceptionFrame>().is_multiple_of(16), "SP must stay 16-byte aligned");
 
 global_asm!(
     r#"
