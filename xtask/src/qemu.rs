@@ -67,7 +67,9 @@ impl Outcome {
 pub fn command(firmware: &Firmware, options: &RunOptions) -> Command {
     let mut command = Command::new("qemu-system-aarch64");
     command.args(options.board.machine_args(options.virtualization));
-    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    // No network device: `virt` would otherwise add a virtio NIC whose option ROM comes from a
+    // package (ipxe-qemu) that a minimal QEMU install lacks.
+    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none"]);
     let mut semihosting = String::from("enable=on,target=native,arg=belfry");
     if let Some(scenario) = &options.scenario {
         semihosting.push_str(&format!(",arg=scenario={scenario}"));
