@@ -19,20 +19,23 @@
 //! Lock order (outermost first): the logger lock, then the heap, then the frame allocator.
 //! The logger masks interrupts while held and may be taken over by a fatal report on the
 //! same CPU.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 pub mod arch;
 pub mod exit_code;
 pub mod machine;
 pub mod memory;
+pub mod object;
 pub mod pagetable;
 pub mod regions;
 pub mod scenario;
+pub mod sync;
+#[cfg(target_os = "none")]
+pub mod thread;
 
 #[cfg(target_os = "none")]
 pub mod boot;

@@ -1,5 +1,13 @@
 //! Architecture support. `aarch64` is the real thing; it is compiled only for the bare-metal
-//! target. Host builds (unit tests) see only the pure logic of the crate.
+//! target. Host builds (unit tests) get `fake`, a scripted guest standing in for the world
+//! switch, so the VCPU logic above it runs and is tested on the host.
 
 #[cfg(target_os = "none")]
 pub mod aarch64;
+#[cfg(target_os = "none")]
+pub use aarch64::guest::{run, VcpuArch};
+
+#[cfg(not(target_os = "none"))]
+pub mod fake;
+#[cfg(not(target_os = "none"))]
+pub use fake::{run, VcpuArch};

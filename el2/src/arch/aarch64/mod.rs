@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod guest;
 pub mod mmu;
 pub mod semihosting;
 pub mod timer;

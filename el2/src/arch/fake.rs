@@ -1,0 +1,38 @@
+//! The host's stand-in for the world switch: a scripted guest. Tests queue the exits the
+//! "guest" will take; with nothing queued the guest spins (each `run` returns `Interrupted`
+//! after yielding), which is what a guest looping in place looks like to `enter`.
+
+use crate::object::exit::Exit;
+use crate::object::vcpu::Context;
+use std::collections::VecDeque;
+
+/// Per-VCPU state of the scripted guest.
+#[derive(Debug, Default)]
+pub struct VcpuArch {
+    /// Exits the guest will take, in order.
+    pub script: VecDeque<Exit>,
+    /// Instructions skipped after emulation, for tests to check.
+    pub skipped: usize,
+}
+
+impl VcpuArch {
+    pub fn new(_id: usize) -> Self {
+        Self::default()
+    }
+}
+
+/// Runs the scripted guest until its next exit.
+pub fn run(context: &mut Context) -> Exit {
+    if context.skip_instruction {
+        context.skip_instruction = false;
+        context.pc += 4;
+        context.arch.skipped += 1;
+    }
+    match context.arch.script.pop_front() {
+        Some(exit) => exit,
+        None => {
+            std::thread::yield_now();
+            Exit::Interrupted
+        }
+    }
+}

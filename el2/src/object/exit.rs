@@ -1,0 +1,31 @@
+//! Why a VCPU stopped running guest code, in architecture-neutral terms. The architecture's
+//! `run` (the world switch on the board, a scripted guest in host tests) produces these; the
+//! VCPU turns them into packets, doorbells, sleeps or errors.
+
+/// A guest memory access that stage 2 did not satisfy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Access {
+    pub write: bool,
+    /// 1, 2, 4 or 8 bytes.
+    pub size: u8,
+    /// The transfer register (31 = XZR).
+    pub register: u8,
+    pub sign_extend: bool,
+    /// The register is 64 bits wide.
+    pub sixty_four_bit: bool,
+    /// For writes: the value stored (already truncated to `size`).
+    pub value: u64,
+}
+
+/// See the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// An access to guest-physical `address`.
+    Access { address: u64, access: Access },
+    /// The guest executed WFI (or WFE).
+    WaitForInterrupt,
+    /// Guest execution was interrupted (a physical interrupt or a kick): re-check and resume.
+    Interrupted,
+    /// This build cannot run guest code.
+    Unsupported,
+}

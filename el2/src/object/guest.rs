@@ -1,0 +1,111 @@
+//! Guests: a guest-physical address space, its traps and its VCPU slots.
+//!
+//! The trap map is copy-on-write: `set_trap` builds a new map under the guest's lock and bumps
+//! a generation counter; each VCPU keeps a snapshot and refreshes it only when the generation
+//! moved. The exit path therefore looks traps up without taking a lock.
+
+use super::port::Port;
+use super::trap::{Trap, TrapKind, TrapMap};
+use super::vmar::Vmar;
+use super::{Status, ZxResult, MAX_VCPUS_PER_GUEST};
+use crate::sync::atomic::{AtomicU64, Ordering};
+use alloc::sync::Arc;
+
+struct Inner {
+    traps: Arc<TrapMap>,
+    vcpu_slots: [bool; MAX_VCPUS_PER_GUEST],
+}
+
+/// See the module documentation.
+pub struct Guest {
+    vmar: Arc<Vmar>,
+    inner: spin::Mutex<Inner>,
+    generation: AtomicU64,
+}
+
+impl core::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Guest").finish_non_exhaustive()
+    }
+}
+
+impl Guest {
+    /// A guest with an empty address space.
+    pub fn new() -> Self {
+        Self {
+            vmar: Arc::new(Vmar::new()),
+            inner: spin::Mutex::new(Inner {
+                traps: Arc::new(TrapMap::default()),
+                vcpu_slots: [false; MAX_VCPUS_PER_GUEST],
+            }),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The guest-physical address space.
+    pub fn vmar(&self) -> &Arc<Vmar> {
+        &self.vmar
+    }
+
+    /// Adds a trap (arguments already validated against the seed's rules by the caller; the
+    /// range and overlap are checked here).
+    pub fn set_trap(&self, kind: TrapKind, addr: u64, size: u64, port: Option<Arc<Port>>, key: u64) -> ZxResult {
+        let mut inner = self.inner.lock();
+        inner.traps.check(addr, size)?;
+        let trap = Trap::new(kind, addr, size, key, port);
+        for (vcpu, _) in inner.vcpu_slots.iter().enumerate().filter(|(_, used)| **used) {
+            trap.add_vcpu(vcpu);
+        }
+        let mut traps = TrapMap::clone_of(&inner.traps);
+        traps.insert(trap)?;
+        inner.traps = Arc::new(traps);
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// The trap map generation, and the current map.
+    pub fn traps(&self) -> (u64, Arc<TrapMap>) {
+        let inner = self.inner.lock();
+        (self.generation.load(Ordering::Acquire), inner.traps.clone())
+    }
+
+    /// The current trap map generation (a lock-free read for the exit path).
+    pub fn trap_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Reserves a VCPU slot and gives it a ring in every BELL trap.
+    pub fn allocate_vcpu(&self) -> ZxResult<usize> {
+        let mut inner = self.inner.lock();
+        let id = inner.vcpu_slots.iter().position(|used| !used).ok_or(Status::NO_RESOURCES)?;
+        inner.vcpu_slots[id] = true;
+        for trap in inner.traps.iter() {
+            trap.add_vcpu(id);
+        }
+        Ok(id)
+    }
+
+    /// Frees a VCPU slot (its rings stay, for the next VCPU in the slot).
+    pub fn release_vcpu(&self, id: usize) {
+        if let Some(slot) = self.inner.lock().vcpu_slots.get_mut(id) {
+            *slot = false;
+        }
+    }
+}
+
+impl Default for Guest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TrapMap {
+    /// A copy sharing the traps themselves.
+    pub fn clone_of(other: &TrapMap) -> TrapMap {
+        let mut copy = TrapMap::default();
+        for trap in other.iter() {
+            copy.insert_shared(trap.clone());
+        }
+        copy
+    }
+}

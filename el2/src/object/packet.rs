@@ -1,0 +1,238 @@
+//! Port packets and VCPU state, laid out exactly as Zircon's aarch64 ABI
+//! (`zircon/syscalls/port.h`, `zircon/syscalls/hypervisor.h`), with compile-time size and
+//! offset checks so a VMM written against `zircon/syscalls.h` sees the same bytes.
+
+use core::mem::{offset_of, size_of};
+
+/// `ZX_PKT_TYPE_USER`.
+pub const PKT_TYPE_USER: u32 = 0;
+/// `ZX_PKT_TYPE_GUEST_BELL`.
+pub const PKT_TYPE_GUEST_BELL: u32 = 3;
+/// `ZX_PKT_TYPE_GUEST_MEM`.
+pub const PKT_TYPE_GUEST_MEM: u32 = 4;
+/// `ZX_PKT_TYPE_GUEST_IO`.
+pub const PKT_TYPE_GUEST_IO: u32 = 5;
+/// `ZX_PKT_TYPE_GUEST_VCPU`.
+pub const PKT_TYPE_GUEST_VCPU: u32 = 6;
+
+/// `ZX_PKT_GUEST_VCPU_INTERRUPT`.
+pub const PKT_GUEST_VCPU_INTERRUPT: u32 = 0;
+/// `ZX_PKT_GUEST_VCPU_STARTUP`.
+pub const PKT_GUEST_VCPU_STARTUP: u32 = 1;
+
+/// `zx_port_packet_t`: 48 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortPacket {
+    pub key: u64,
+    pub packet_type: u32,
+    pub status: i32,
+    /// The type-specific payload (`zx_packet_user_t`, `zx_packet_guest_mem_t`, ...).
+    pub payload: [u64; 4],
+}
+
+/// `zx_packet_guest_mem_t` on aarch64.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GuestMemPacket {
+    pub addr: u64,
+    pub access_size: u8,
+    pub sign_extend: bool,
+    pub xt: u8,
+    pub read: bool,
+    pub padding1: [u8; 4],
+    pub data: u64,
+    pub reserved: u64,
+}
+
+/// `zx_packet_guest_bell_t`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GuestBellPacket {
+    pub addr: u64,
+    pub reserved: [u64; 3],
+}
+
+/// `zx_packet_guest_vcpu_t`: `type` then, at offset 8, INTERRUPT `{mask, vector}` or
+/// STARTUP `{target, entry, context}` (DESIGN.md 2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GuestVcpuPacket {
+    pub vcpu_packet_type: u32,
+    pub padding1: u32,
+    pub body: [u64; 3],
+}
+
+/// `zx_vcpu_state_t` on aarch64: 264 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VcpuState {
+    pub x: [u64; 31],
+    /// SP_EL1.
+    pub sp: u64,
+    /// Only NZCV (bits 31..28) is user-controllable.
+    pub cpsr: u32,
+    pub padding1: [u8; 4],
+}
+
+/// The NZCV bits of `cpsr`.
+pub const CPSR_USER_MASK: u32 = 0xf000_0000;
+
+const _: () = {
+    assert!(size_of::<PortPacket>() == 48);
+    assert!(offset_of!(PortPacket, key) == 0);
+    assert!(offset_of!(PortPacket, packet_type) == 8);
+    assert!(offset_of!(PortPacket, status) == 12);
+    assert!(offset_of!(PortPacket, payload) == 16);
+    assert!(size_of::<GuestMemPacket>() == 32);
+    assert!(offset_of!(GuestMemPacket, addr) == 0);
+    assert!(offset_of!(GuestMemPacket, access_size) == 8);
+    assert!(offset_of!(GuestMemPacket, sign_extend) == 9);
+    assert!(offset_of!(GuestMemPacket, xt) == 10);
+    assert!(offset_of!(GuestMemPacket, read) == 11);
+    assert!(offset_of!(GuestMemPacket, data) == 16);
+    assert!(size_of::<GuestBellPacket>() == 32);
+    assert!(size_of::<GuestVcpuPacket>() == 32);
+    assert!(offset_of!(GuestVcpuPacket, body) == 8);
+    assert!(size_of::<VcpuState>() == 264);
+    assert!(offset_of!(VcpuState, sp) == 248);
+    assert!(offset_of!(VcpuState, cpsr) == 256);
+};
+
+/// The decoded view of a packet, for Rust callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packet {
+    User { key: u64, status: i32, data: [u64; 4] },
+    Bell { key: u64, addr: u64 },
+    Mem { key: u64, mem: GuestMemPacket },
+    VcpuInterrupt { key: u64, mask: u64, vector: u8 },
+    VcpuStartup { key: u64, target: u64, entry: u64, context: u64 },
+    Other(PortPacket),
+}
+
+fn to_words(bytes: [u8; 32]) -> [u64; 4] {
+    core::array::from_fn(|i| u64::from_le_bytes(core::array::from_fn(|b| bytes[i * 8 + b])))
+}
+
+fn to_bytes(words: [u64; 4]) -> [u8; 32] {
+    core::array::from_fn(|i| words[i / 8].to_le_bytes()[i % 8])
+}
+
+impl GuestMemPacket {
+    fn bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[0..8].copy_from_slice(&self.addr.to_le_bytes());
+        out[8] = self.access_size;
+        out[9] = self.sign_extend as u8;
+        out[10] = self.xt;
+        out[11] = self.read as u8;
+        out[16..24].copy_from_slice(&self.data.to_le_bytes());
+        out[24..32].copy_from_slice(&self.reserved.to_le_bytes());
+        out
+    }
+
+    fn from_bytes(b: [u8; 32]) -> Self {
+        let word = |at: usize| u64::from_le_bytes(core::array::from_fn(|i| b[at + i]));
+        Self {
+            addr: word(0),
+            access_size: b[8],
+            sign_extend: b[9] != 0,
+            xt: b[10],
+            read: b[11] != 0,
+            padding1: [0; 4],
+            data: word(16),
+            reserved: word(24),
+        }
+    }
+}
+
+impl PortPacket {
+    /// A user packet (`zx_port_queue`).
+    pub fn user(key: u64, status: i32, data: [u64; 4]) -> Self {
+        Self { key, packet_type: PKT_TYPE_USER, status, payload: data }
+    }
+
+    /// A BELL packet for `addr`.
+    pub fn bell(key: u64, addr: u64) -> Self {
+        Self { key, packet_type: PKT_TYPE_GUEST_BELL, status: 0, payload: [addr, 0, 0, 0] }
+    }
+
+    /// A MEM packet.
+    pub fn mem(key: u64, mem: GuestMemPacket) -> Self {
+        Self { key, packet_type: PKT_TYPE_GUEST_MEM, status: 0, payload: to_words(mem.bytes()) }
+    }
+
+    /// A VCPU INTERRUPT packet: the guest sent vector `vector` to the VCPUs in `mask`.
+    pub fn vcpu_interrupt(key: u64, mask: u64, vector: u8) -> Self {
+        let body = [PKT_GUEST_VCPU_INTERRUPT as u64, mask, vector as u64, 0];
+        Self { key, packet_type: PKT_TYPE_GUEST_VCPU, status: 0, payload: body }
+    }
+
+    /// A VCPU STARTUP packet: the guest asked to start VCPU `target` at `entry`.
+    pub fn vcpu_startup(key: u64, target: u64, entry: u64, context: u64) -> Self {
+        let body = [PKT_GUEST_VCPU_STARTUP as u64, target, entry, context];
+        Self { key, packet_type: PKT_TYPE_GUEST_VCPU, status: 0, payload: body }
+    }
+
+    /// The typed view.
+    pub fn decode(&self) -> Packet {
+        let key = self.key;
+        match self.packet_type {
+            PKT_TYPE_USER => Packet::User { key, status: self.status, data: self.payload },
+            PKT_TYPE_GUEST_BELL => Packet::Bell { key, addr: self.payload[0] },
+            PKT_TYPE_GUEST_MEM => Packet::Mem { key, mem: GuestMemPacket::from_bytes(to_bytes(self.payload)) },
+            PKT_TYPE_GUEST_VCPU => match (self.payload[0] & 0xffff_ffff) as u32 {
+                PKT_GUEST_VCPU_INTERRUPT => {
+                    Packet::VcpuInterrupt { key, mask: self.payload[1], vector: self.payload[2] as u8 }
+                }
+                PKT_GUEST_VCPU_STARTUP => Packet::VcpuStartup {
+                    key,
+                    target: self.payload[1],
+                    entry: self.payload[2],
+                    context: self.payload[3],
+                },
+                _ => Packet::Other(*self),
+            },
+            _ => Packet::Other(*self),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_packets_round_trip_through_the_payload_bytes() {
+        let mem = GuestMemPacket {
+            addr: 0xfff000,
+            access_size: 4,
+            sign_extend: true,
+            xt: 7,
+            read: true,
+            data: 0x1234,
+            ..Default::default()
+        };
+        let packet = PortPacket::mem(0x1234, mem);
+        assert_eq!(packet.packet_type, 4);
+        // Byte 8 of the payload is access_size, as in the C layout.
+        assert_eq!(packet.payload[1] & 0xff, 4);
+        assert_eq!((packet.payload[1] >> 16) & 0xff, 7);
+        assert_eq!(packet.decode(), Packet::Mem { key: 0x1234, mem });
+    }
+
+    #[test]
+    fn vcpu_and_bell_packets() {
+        assert_eq!(PortPacket::bell(5, 0xffe000).decode(), Packet::Bell { key: 5, addr: 0xffe000 });
+        assert_eq!(
+            PortPacket::vcpu_interrupt(0, 0b110, 33).decode(),
+            Packet::VcpuInterrupt { key: 0, mask: 0b110, vector: 33 }
+        );
+        assert_eq!(
+            PortPacket::vcpu_startup(0, 1, 0x4000_0000, 9).decode(),
+            Packet::VcpuStartup { key: 0, target: 1, entry: 0x4000_0000, context: 9 }
+        );
+        let user = PortPacket::user(1, -2, [1, 2, 3, 4]);
+        assert_eq!(user.decode(), Packet::User { key: 1, status: -2, data: [1, 2, 3, 4] });
+    }
+}

@@ -1,0 +1,308 @@
+//! VCPUs: the syscalls' rules (thread binding, kick, interrupt, state) and the exit handling
+//! that turns what the guest did into packets.
+//!
+//! A VCPU belongs to the thread that created it; `enter`, `read_state` and `write_state` from
+//! another thread are BAD_STATE, and a thread has at most one VCPU. `kick` and `interrupt` work
+//! from any thread.
+//!
+//! `enter` runs the guest until something needs the VMM: a MEM trap (the packet is returned,
+//! and the next `enter` continues after the instruction), a kick (CANCELED), or an error.
+//! BELL traps never leave `enter`: the packet goes into this VCPU's ring of the trap, the port
+//! is notified, and the guest continues; if the ring is full the VCPU pauses until a packet is
+//! dequeued (or it is kicked); if the port is closed, `enter` returns BAD_STATE and the next
+//! `enter` continues after the instruction.
+
+use super::exit::{Access, Exit};
+use super::guest::Guest;
+use super::packet::{GuestMemPacket, PortPacket, VcpuState, CPSR_USER_MASK};
+use super::ring::PushError;
+use super::trap::{TrapKind, TrapMap};
+use super::vmar::GUEST_PHYSICAL_SIZE;
+use super::{Status, ZxResult};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{self, WaitQueue};
+use alloc::collections::BTreeSet;
+use alloc::sync::Arc;
+
+/// `ZX_VCPU_STATE`.
+pub const VCPU_STATE: u32 = 0;
+/// `ZX_VCPU_IO`.
+pub const VCPU_IO: u32 = 1;
+
+/// Interrupt IDs a VCPU accepts: the GIC's SGIs, PPIs and SPIs, 0..=1019 (1020..1023 are
+/// special IDs, LPIs are not injected this way).
+pub const NUM_INTERRUPTS: u32 = 1020;
+
+/// Threads that own a VCPU.
+static BOUND_THREADS: spin::Mutex<BTreeSet<u64>> = spin::Mutex::new(BTreeSet::new());
+
+/// What the architecture keeps per VCPU besides `zx_vcpu_state_t`.
+pub use crate::arch::VcpuArch;
+
+/// The VCPU's register context, touched only by its own thread.
+#[derive(Debug)]
+pub struct Context {
+    pub state: VcpuState,
+    /// Guest PC (ELR_EL2 when the guest is not running).
+    pub pc: u64,
+    /// The instruction at `pc` was emulated (MEM trap, doorbell on a closed port): skip it on
+    /// the next entry.
+    pub skip_instruction: bool,
+    pub arch: VcpuArch,
+    traps: Arc<TrapMap>,
+    traps_generation: u64,
+}
+
+/// See the module documentation.
+pub struct Vcpu {
+    guest: Arc<Guest>,
+    id: usize,
+    thread: u64,
+    bound: AtomicBool,
+    kicked: AtomicBool,
+    pending: [AtomicU64; NUM_INTERRUPTS.div_ceil(64) as usize],
+    wake: WaitQueue,
+    context: spin::Mutex<Context>,
+    pub(super) handles: AtomicUsize,
+}
+
+impl core::fmt::Debug for Vcpu {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vcpu").field("id", &self.id).field("thread", &self.thread).finish_non_exhaustive()
+    }
+}
+
+impl Vcpu {
+    /// `zx_vcpu_create` once the handle checks passed: binds the VCPU to the calling thread.
+    pub fn new(guest: Arc<Guest>, entry: u64) -> ZxResult<Self> {
+        if entry >= GUEST_PHYSICAL_SIZE {
+            return Err(Status::INVALID_ARGS);
+        }
+        let thread = sync::current_thread();
+        {
+            let mut bound = BOUND_THREADS.lock();
+            if bound.contains(&thread) {
+                return Err(Status::BAD_STATE);
+            }
+            bound.insert(thread);
+        }
+        let id = match guest.allocate_vcpu() {
+            Ok(id) => id,
+            Err(status) => {
+                BOUND_THREADS.lock().remove(&thread);
+                return Err(status);
+            }
+        };
+        let (traps_generation, traps) = guest.traps();
+        let context = Context {
+            state: VcpuState::default(),
+            pc: entry,
+            skip_instruction: false,
+            arch: VcpuArch::new(id),
+            traps,
+            traps_generation,
+        };
+        Ok(Self {
+            guest,
+            id,
+            thread,
+            bound: AtomicBool::new(true),
+            kicked: AtomicBool::new(false),
+            pending: Default::default(),
+            wake: WaitQueue::new(),
+            context: spin::Mutex::new(context),
+            handles: AtomicUsize::new(0),
+        })
+    }
+
+    /// The VCPU's index within its guest.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The guest.
+    pub fn guest(&self) -> &Arc<Guest> {
+        &self.guest
+    }
+
+    fn check_thread(&self) -> ZxResult {
+        if sync::current_thread() != self.thread {
+            return Err(Status::BAD_STATE);
+        }
+        Ok(())
+    }
+
+    /// `zx_vcpu_kick`: the current or next `enter` returns CANCELED.
+    pub fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        self.wake.notify_all();
+    }
+
+    /// `zx_vcpu_interrupt`: marks `vector` pending and wakes the VCPU if it waits for one.
+    pub fn interrupt(&self, vector: u32) -> ZxResult {
+        if vector >= NUM_INTERRUPTS {
+            return Err(Status::OUT_OF_RANGE);
+        }
+        self.pending[(vector / 64) as usize].fetch_or(1 << (vector % 64), Ordering::AcqRel);
+        self.wake.notify_all();
+        Ok(())
+    }
+
+    /// Whether `vector` is pending.
+    pub fn is_pending(&self, vector: u32) -> bool {
+        vector < NUM_INTERRUPTS
+            && self.pending[(vector / 64) as usize].load(Ordering::Acquire) & (1 << (vector % 64)) != 0
+    }
+
+    fn any_pending(&self) -> bool {
+        self.pending.iter().any(|word| word.load(Ordering::Acquire) != 0)
+    }
+
+    /// `zx_vcpu_read_state`.
+    pub fn read_state(&self, kind: u32, buffer: &mut [u8]) -> ZxResult {
+        self.check_thread()?;
+        if kind != VCPU_STATE || buffer.len() != size_of::<VcpuState>() {
+            return Err(Status::INVALID_ARGS);
+        }
+        let state = self.context.lock().state;
+        buffer.copy_from_slice(state_bytes(&state));
+        Ok(())
+    }
+
+    /// `zx_vcpu_write_state`. `ZX_VCPU_IO` has no meaning on aarch64 (no port I/O): INVALID_ARGS.
+    pub fn write_state(&self, kind: u32, buffer: &[u8]) -> ZxResult {
+        self.check_thread()?;
+        if kind != VCPU_STATE || buffer.len() != size_of::<VcpuState>() {
+            return Err(Status::INVALID_ARGS);
+        }
+        let mut state = VcpuState::default();
+        state_bytes_mut(&mut state).copy_from_slice(buffer);
+        state.cpsr &= CPSR_USER_MASK;
+        state.padding1 = [0; 4];
+        self.context.lock().state = state;
+        Ok(())
+    }
+
+    /// `zx_vcpu_enter`.
+    pub fn enter(&self) -> ZxResult<PortPacket> {
+        self.check_thread()?;
+        let mut context = self.context.lock();
+        loop {
+            if self.kicked.swap(false, Ordering::AcqRel) {
+                return Err(Status::CANCELED);
+            }
+            match crate::arch::run(&mut context) {
+                Exit::Access { address, access } => {
+                    if let Some(packet) = self.on_access(&mut context, address, access)? {
+                        return Ok(packet);
+                    }
+                }
+                Exit::WaitForInterrupt => self.wait_for_interrupt(),
+                Exit::Interrupted => {}
+                Exit::Unsupported => return Err(Status::NOT_SUPPORTED),
+            }
+        }
+    }
+
+    fn wait_for_interrupt(&self) {
+        loop {
+            let ticket = self.wake.ticket();
+            if self.any_pending() || self.kicked.load(Ordering::Acquire) {
+                return;
+            }
+            self.wake.wait(ticket, sync::INFINITE);
+        }
+    }
+
+    /// Handles an access stage 2 did not satisfy; `Some(packet)` leaves `enter`.
+    fn on_access(&self, context: &mut Context, address: u64, access: Access) -> ZxResult<Option<PortPacket>> {
+        if context.traps_generation != self.guest.trap_generation() {
+            (context.traps_generation, context.traps) = self.guest.traps();
+        }
+        let Some(trap) = context.traps.find(address).cloned() else {
+            // Demand paging of guest RAM and killing a guest that strays outside it come with
+            // the stage-2 exit path.
+            return Err(Status::NOT_SUPPORTED);
+        };
+        match trap.kind {
+            TrapKind::Mem => {
+                context.skip_instruction = true;
+                let mem = GuestMemPacket {
+                    addr: address,
+                    access_size: access.size,
+                    sign_extend: access.sign_extend,
+                    xt: access.register,
+                    read: !access.write,
+                    data: if access.write { access.value } else { 0 },
+                    ..Default::default()
+                };
+                Ok(Some(PortPacket::mem(trap.key, mem)))
+            }
+            TrapKind::Bell => {
+                if !access.write {
+                    return Err(Status::NOT_SUPPORTED);
+                }
+                let (Some(ring), Some(port)) = (trap.ring(self.id), trap.port()) else {
+                    return Err(Status::INTERNAL);
+                };
+                loop {
+                    // SAFETY: this VCPU's ring of the trap; only this VCPU's thread (the one
+                    // inside `enter`, checked above) produces into it.
+                    match unsafe { ring.push(PortPacket::bell(trap.key, address)) } {
+                        Ok(()) => {
+                            port.notify();
+                            context.skip_instruction = true;
+                            return Ok(None);
+                        }
+                        Err(PushError::Closed) => {
+                            context.skip_instruction = true;
+                            return Err(Status::BAD_STATE);
+                        }
+                        Err(PushError::Full) => {
+                            let kicked = || self.kicked.load(Ordering::Acquire);
+                            if !ring.wait_for_space(sync::INFINITE, kicked) && kicked() {
+                                // The access re-executes (and rings again) on the next enter.
+                                self.kicked.store(false, Ordering::Release);
+                                return Err(Status::CANCELED);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The last handle closed: the thread may create another VCPU.
+    pub(super) fn on_zero_handles(&self) {
+        self.unbind();
+    }
+
+    fn unbind(&self) {
+        if self.bound.swap(false, Ordering::AcqRel) {
+            BOUND_THREADS.lock().remove(&self.thread);
+        }
+    }
+
+    /// Test hook: the architecture context (the host's scripted guest).
+    pub fn with_context<R>(&self, f: impl FnOnce(&mut Context) -> R) -> R {
+        f(&mut self.context.lock())
+    }
+}
+
+impl Drop for Vcpu {
+    fn drop(&mut self) {
+        self.unbind();
+        self.guest.release_vcpu(self.id);
+    }
+}
+
+fn state_bytes(state: &VcpuState) -> &[u8] {
+    // SAFETY: `VcpuState` is `repr(C)` plain data without implicit padding (explicit padding
+    // field, checked size 264).
+    unsafe { core::slice::from_raw_parts((state as *const VcpuState).cast::<u8>(), size_of::<VcpuState>()) }
+}
+
+fn state_bytes_mut(state: &mut VcpuState) -> &mut [u8] {
+    // SAFETY: as above; every byte pattern is a valid `VcpuState`.
+    unsafe { core::slice::from_raw_parts_mut((state as *mut VcpuState).cast::<u8>(), size_of::<VcpuState>()) }
+}

@@ -1,0 +1,348 @@
+//! The guest-physical address space (the VMAR `zx_guest_create` returns): VMOs mapped at
+//! guest-physical addresses with read/write/execute permissions.
+//!
+//! Mappings never overlap; `unmap` and `protect` split them at the range boundaries. The
+//! stage-2 tables that make a mapping visible to the guest are filled lazily from here on the
+//! first fault of each page, so changing a mapping only has to invalidate what was filled.
+
+use super::frames::PAGE_SIZE;
+use super::vmo::Vmo;
+use super::{Rights, Status, ZxResult};
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+/// Size of every guest's physical address space: 64 GiB, the 36-bit IPA size every Armv8-A
+/// CPU supports.
+pub const GUEST_PHYSICAL_SIZE: u64 = 1 << 36;
+
+/// `ZX_VM_PERM_READ`.
+pub const VM_PERM_READ: u32 = 1 << 0;
+/// `ZX_VM_PERM_WRITE`.
+pub const VM_PERM_WRITE: u32 = 1 << 1;
+/// `ZX_VM_PERM_EXECUTE`.
+pub const VM_PERM_EXECUTE: u32 = 1 << 2;
+/// `ZX_VM_SPECIFIC`: map at `vmar_offset` exactly.
+pub const VM_SPECIFIC: u32 = 1 << 4;
+/// `ZX_VM_MAP_RANGE`: commit the pages now (accepted; Belfry commits on first touch anyway).
+pub const VM_MAP_RANGE: u32 = 1 << 10;
+
+const PERMS: u32 = VM_PERM_READ | VM_PERM_WRITE | VM_PERM_EXECUTE;
+
+/// One mapping.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub size: u64,
+    pub vmo: Arc<Vmo>,
+    pub vmo_offset: u64,
+    /// Current `VM_PERM_*` bits.
+    pub perms: u32,
+    /// What `protect` may raise the permissions to: what the VMO handle allowed at map time.
+    pub max_perms: u32,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct Vmar {
+    mappings: spin::Mutex<BTreeMap<u64, Mapping>>,
+}
+
+/// The permissions a set of handle rights allows.
+pub fn perms_allowed_by(rights: Rights) -> u32 {
+    let mut perms = 0;
+    if rights.contains(Rights::READ) {
+        perms |= VM_PERM_READ;
+    }
+    if rights.contains(Rights::WRITE) {
+        perms |= VM_PERM_WRITE;
+    }
+    if rights.contains(Rights::EXECUTE) {
+        perms |= VM_PERM_EXECUTE;
+    }
+    perms
+}
+
+fn page_aligned(value: u64) -> bool {
+    value.is_multiple_of(PAGE_SIZE)
+}
+
+impl Vmar {
+    /// An empty guest-physical address space.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `zx_vmar_map`: maps `len` bytes of `vmo` from `vmo_offset`. `vmar_rights` and
+    /// `vmo_rights` are the rights of the handles used. Returns the guest-physical address.
+    #[allow(clippy::too_many_arguments)] // zx_vmar_map's arguments, plus the two handles' rights
+    pub fn map(
+        &self,
+        vmar_rights: Rights,
+        options: u32,
+        vmar_offset: u64,
+        vmo: Arc<Vmo>,
+        vmo_rights: Rights,
+        vmo_offset: u64,
+        len: u64,
+    ) -> ZxResult<u64> {
+        if options & !(PERMS | VM_SPECIFIC | VM_MAP_RANGE) != 0 {
+            return Err(Status::INVALID_ARGS);
+        }
+        if options & VM_SPECIFIC == 0 && vmar_offset != 0 {
+            return Err(Status::INVALID_ARGS);
+        }
+        if len == 0 || !page_aligned(vmar_offset) || !page_aligned(vmo_offset) {
+            return Err(Status::INVALID_ARGS);
+        }
+        let size = len.checked_next_multiple_of(PAGE_SIZE).ok_or(Status::OUT_OF_RANGE)?;
+        let vmo_end = vmo_offset.checked_add(size).ok_or(Status::OUT_OF_RANGE)?;
+        let perms = options & PERMS;
+        if !vmo_rights.contains(Rights::MAP) {
+            return Err(Status::ACCESS_DENIED);
+        }
+        let max_perms = perms_allowed_by(vmo_rights) & perms_allowed_by(vmar_rights);
+        if perms & !max_perms != 0 {
+            return Err(Status::ACCESS_DENIED);
+        }
+        if vmo_end > vmo.size() {
+            return Err(Status::OUT_OF_RANGE);
+        }
+        let mut mappings = self.mappings.lock();
+        let address = if options & VM_SPECIFIC != 0 {
+            let end = vmar_offset.checked_add(size).ok_or(Status::INVALID_ARGS)?;
+            if end > GUEST_PHYSICAL_SIZE {
+                return Err(Status::INVALID_ARGS);
+            }
+            if Self::overlapping(&mappings, vmar_offset, end).next().is_some() {
+                return Err(Status::ALREADY_EXISTS);
+            }
+            vmar_offset
+        } else {
+            Self::first_fit(&mappings, size).ok_or(Status::NO_RESOURCES)?
+        };
+        mappings.insert(address, Mapping { size, vmo, vmo_offset, perms, max_perms });
+        Ok(address)
+    }
+
+    /// `zx_vmar_unmap`: removes every mapped page in `[addr, addr + len)`.
+    pub fn unmap(&self, addr: u64, len: u64) -> ZxResult {
+        let end = Self::check_range(addr, len)?;
+        let mut mappings = self.mappings.lock();
+        let hit: Vec<u64> = Self::overlapping(&mappings, addr, end).map(|(start, _)| start).collect();
+        if hit.is_empty() {
+            return Err(Status::NOT_FOUND);
+        }
+        for start in hit {
+            if let Some(mapping) = mappings.remove(&start) {
+                for (piece_start, piece) in Self::outside(start, &mapping, addr, end) {
+                    mappings.insert(piece_start, piece);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `zx_vmar_protect`: sets the permissions of `[addr, addr + len)`, which must be mapped
+    /// throughout, to `options`.
+    pub fn protect(&self, vmar_rights: Rights, options: u32, addr: u64, len: u64) -> ZxResult {
+        if options & !PERMS != 0 {
+            return Err(Status::INVALID_ARGS);
+        }
+        let end = Self::check_range(addr, len)?;
+        let mut mappings = self.mappings.lock();
+        // Covered throughout, with permission to raise to `options` everywhere?
+        let mut cursor = addr;
+        for (start, mapping) in Self::overlapping(&mappings, addr, end) {
+            if start > cursor {
+                return Err(Status::NOT_FOUND);
+            }
+            if options & !(mapping.max_perms & perms_allowed_by(vmar_rights)) != 0 {
+                return Err(Status::ACCESS_DENIED);
+            }
+            cursor = start + mapping.size;
+        }
+        if cursor < end {
+            return Err(Status::NOT_FOUND);
+        }
+        let hit: Vec<u64> = Self::overlapping(&mappings, addr, end).map(|(start, _)| start).collect();
+        for start in hit {
+            if let Some(mapping) = mappings.remove(&start) {
+                for (piece_start, piece) in Self::outside(start, &mapping, addr, end) {
+                    mappings.insert(piece_start, piece);
+                }
+                let inner_start = start.max(addr);
+                let inner_end = (start + mapping.size).min(end);
+                let inner = Mapping {
+                    size: inner_end - inner_start,
+                    vmo_offset: mapping.vmo_offset + (inner_start - start),
+                    perms: options,
+                    ..mapping
+                };
+                mappings.insert(inner_start, inner);
+            }
+        }
+        Ok(())
+    }
+
+    /// The mapping that covers `address`: the VMO, the offset of `address` in it, and the
+    /// permissions.
+    pub fn translate(&self, address: u64) -> Option<(Arc<Vmo>, u64, u32)> {
+        let mappings = self.mappings.lock();
+        let (start, mapping) = mappings.range(..=address).next_back()?;
+        (address < start + mapping.size)
+            .then(|| (mapping.vmo.clone(), mapping.vmo_offset + (address - start), mapping.perms))
+    }
+
+    /// Copies of the current mappings, in address order.
+    pub fn mappings(&self) -> Vec<(u64, Mapping)> {
+        self.mappings.lock().iter().map(|(start, m)| (*start, m.clone())).collect()
+    }
+
+    fn check_range(addr: u64, len: u64) -> ZxResult<u64> {
+        if len == 0 || !page_aligned(addr) || !page_aligned(len) {
+            return Err(Status::INVALID_ARGS);
+        }
+        addr.checked_add(len).ok_or(Status::INVALID_ARGS)
+    }
+
+    fn overlapping(mappings: &BTreeMap<u64, Mapping>, start: u64, end: u64) -> impl Iterator<Item = (u64, &Mapping)> {
+        let before = mappings.range(..start).next_back().filter(|(s, m)| **s + m.size > start);
+        before.into_iter().chain(mappings.range(start..end)).map(|(s, m)| (*s, m))
+    }
+
+    /// The parts of `mapping` (at `start`) outside `[hole_start, hole_end)`.
+    fn outside(start: u64, mapping: &Mapping, hole_start: u64, hole_end: u64) -> Vec<(u64, Mapping)> {
+        let end = start + mapping.size;
+        let mut pieces = Vec::new();
+        if start < hole_start {
+            pieces.push((start, Mapping { size: hole_start - start, ..mapping.clone() }));
+        }
+        if hole_end < end {
+            let offset = hole_end - start;
+            pieces.push((
+                hole_end,
+                Mapping { size: end - hole_end, vmo_offset: mapping.vmo_offset + offset, ..mapping.clone() },
+            ));
+        }
+        pieces
+    }
+
+    fn first_fit(mappings: &BTreeMap<u64, Mapping>, size: u64) -> Option<u64> {
+        let mut candidate = 0u64;
+        for (start, mapping) in mappings {
+            if candidate.checked_add(size)? <= *start {
+                return Some(candidate);
+            }
+            candidate = candidate.max(start + mapping.size);
+        }
+        (candidate.checked_add(size)? <= GUEST_PHYSICAL_SIZE).then_some(candidate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RWX: u32 = VM_PERM_READ | VM_PERM_WRITE | VM_PERM_EXECUTE;
+
+    fn vmo(pages: u64) -> Arc<Vmo> {
+        Arc::new(Vmo::new(pages * PAGE_SIZE).unwrap())
+    }
+
+    fn map(vmar: &Vmar, addr: u64, vmo: &Arc<Vmo>, pages: u64) -> ZxResult<u64> {
+        vmar.map(
+            Rights::GUEST_VMAR,
+            RWX | VM_SPECIFIC,
+            addr,
+            vmo.clone(),
+            Rights::DEFAULT_VMO | Rights::EXECUTE,
+            0,
+            pages * PAGE_SIZE,
+        )
+    }
+
+    #[test]
+    fn map_translate_and_overlap() {
+        let vmar = Vmar::new();
+        let memory = vmo(4);
+        assert_eq!(map(&vmar, 0x10000, &memory, 4), Ok(0x10000));
+        let (found, offset, perms) = vmar.translate(0x12345).unwrap();
+        assert!(Arc::ptr_eq(&found, &memory));
+        assert_eq!((offset, perms), (0x2345, RWX));
+        assert!(vmar.translate(0x14000).is_none());
+        assert_eq!(map(&vmar, 0x13000, &memory, 1), Err(Status::ALREADY_EXISTS));
+        assert_eq!(map(&vmar, 0x14000, &memory, 1), Ok(0x14000), "adjacent is fine");
+        // Without SPECIFIC the first hole that fits is used.
+        let anywhere = vmar.map(Rights::GUEST_VMAR, VM_PERM_READ, 0, memory.clone(), Rights::DEFAULT_VMO, 0, PAGE_SIZE);
+        assert_eq!(anywhere, Ok(0));
+    }
+
+    #[test]
+    fn map_argument_errors() {
+        let vmar = Vmar::new();
+        let memory = vmo(2);
+        let rights = Rights::DEFAULT_VMO;
+        let m = |options, offset, vmo_offset, len, vmo_rights| {
+            vmar.map(Rights::GUEST_VMAR, options, offset, memory.clone(), vmo_rights, vmo_offset, len)
+        };
+        assert_eq!(m(VM_PERM_READ, 0x1000, 0, PAGE_SIZE, rights), Err(Status::INVALID_ARGS), "offset without SPECIFIC");
+        assert_eq!(m(VM_PERM_READ | VM_SPECIFIC, 0x1001, 0, PAGE_SIZE, rights), Err(Status::INVALID_ARGS));
+        assert_eq!(m(VM_PERM_READ | VM_SPECIFIC, 0x1000, 0, 0, rights), Err(Status::INVALID_ARGS));
+        assert_eq!(m(VM_PERM_READ | VM_SPECIFIC, 0x1000, 1, PAGE_SIZE, rights), Err(Status::INVALID_ARGS));
+        assert_eq!(m(VM_PERM_READ | (1 << 20), 0, 0, PAGE_SIZE, rights), Err(Status::INVALID_ARGS));
+        assert_eq!(m(VM_PERM_READ, 0, u64::MAX - 0xfff, PAGE_SIZE, rights), Err(Status::OUT_OF_RANGE));
+        assert_eq!(m(VM_PERM_READ, 0, 0, 3 * PAGE_SIZE, rights), Err(Status::OUT_OF_RANGE), "beyond the VMO");
+        assert_eq!(m(VM_PERM_EXECUTE, 0, 0, PAGE_SIZE, rights), Err(Status::ACCESS_DENIED), "VMO without EXECUTE");
+        assert_eq!(m(VM_PERM_READ, 0, 0, PAGE_SIZE, Rights::READ), Err(Status::ACCESS_DENIED), "VMO without MAP");
+        assert_eq!(
+            m(VM_PERM_READ | VM_SPECIFIC, GUEST_PHYSICAL_SIZE - PAGE_SIZE, 0, 2 * PAGE_SIZE, rights),
+            Err(Status::INVALID_ARGS),
+            "beyond the guest-physical space"
+        );
+        let read_only_vmar = vmar.map(Rights::READ, VM_PERM_WRITE, 0, memory.clone(), rights, 0, PAGE_SIZE);
+        assert_eq!(read_only_vmar, Err(Status::ACCESS_DENIED));
+    }
+
+    #[test]
+    fn unmap_splits() {
+        let vmar = Vmar::new();
+        let memory = vmo(4);
+        map(&vmar, 0, &memory, 4).unwrap();
+        vmar.unmap(PAGE_SIZE, PAGE_SIZE).unwrap();
+        let layout: Vec<(u64, u64, u64)> = vmar.mappings().iter().map(|(s, m)| (*s, m.size, m.vmo_offset)).collect();
+        assert_eq!(layout, vec![(0, PAGE_SIZE, 0), (2 * PAGE_SIZE, 2 * PAGE_SIZE, 2 * PAGE_SIZE)]);
+        assert_eq!(vmar.unmap(PAGE_SIZE, PAGE_SIZE), Err(Status::NOT_FOUND));
+        assert_eq!(vmar.unmap(0, 0), Err(Status::INVALID_ARGS));
+        assert_eq!(vmar.unmap(1, PAGE_SIZE), Err(Status::INVALID_ARGS));
+        vmar.unmap(0, 4 * PAGE_SIZE).unwrap();
+        assert!(vmar.mappings().is_empty());
+    }
+
+    #[test]
+    fn protect_changes_permissions_within_limits() {
+        let vmar = Vmar::new();
+        let memory = vmo(3);
+        map(&vmar, 0, &memory, 3).unwrap();
+        vmar.protect(Rights::GUEST_VMAR, VM_PERM_READ, PAGE_SIZE, PAGE_SIZE).unwrap();
+        assert_eq!(vmar.translate(PAGE_SIZE).unwrap().2, VM_PERM_READ);
+        assert_eq!(vmar.translate(0).unwrap().2, RWX);
+        assert_eq!(vmar.translate(2 * PAGE_SIZE).unwrap().2, RWX);
+        assert_eq!(vmar.mappings().len(), 3);
+        assert_eq!(vmar.protect(Rights::GUEST_VMAR, RWX, 0, 4 * PAGE_SIZE), Err(Status::NOT_FOUND));
+        assert_eq!(vmar.protect(Rights::GUEST_VMAR, 1 << 4, 0, PAGE_SIZE), Err(Status::INVALID_ARGS));
+        assert_eq!(vmar.protect(Rights::READ, VM_PERM_WRITE, 0, PAGE_SIZE), Err(Status::ACCESS_DENIED));
+        // A mapping made read-only through the VMO's rights cannot be raised to write.
+        let read_only = vmo(1);
+        vmar.map(
+            Rights::GUEST_VMAR,
+            VM_PERM_READ | VM_SPECIFIC,
+            0x10_0000,
+            read_only,
+            Rights::READ | Rights::MAP,
+            0,
+            PAGE_SIZE,
+        )
+        .unwrap();
+        assert_eq!(vmar.protect(Rights::GUEST_VMAR, VM_PERM_WRITE, 0x10_0000, PAGE_SIZE), Err(Status::ACCESS_DENIED));
+    }
+}
