@@ -25,6 +25,7 @@
 
 extern crate alloc;
 
+pub mod api;
 pub mod arch;
 pub mod exit_code;
 pub mod machine;

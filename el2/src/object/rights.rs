@@ -44,9 +44,19 @@ impl Rights {
         Rights(Self::DUPLICATE.0 | Self::TRANSFER.0 | Self::EXECUTE.0 | Self::SIGNAL.0 | Self::READ.0 | Self::WRITE.0);
     /// `ZX_DEFAULT_PORT_RIGHTS`.
     pub const DEFAULT_PORT: Rights = Rights((Self::BASIC.0 & !Self::WAIT.0) | Self::IO.0);
-    /// `ZX_DEFAULT_VMO_RIGHTS`.
-    pub const DEFAULT_VMO: Rights =
-        Rights(Self::BASIC.0 | Self::IO.0 | Self::GET_PROPERTY.0 | Self::SET_PROPERTY.0 | Self::MAP.0 | Self::SIGNAL.0);
+    /// `ZX_DEFAULT_VMO_RIGHTS` plus EXECUTE. In Zircon a VMO gains EXECUTE only through
+    /// `zx_vmo_replace_as_executable`, to keep a process from executing data; Belfry's VMOs are
+    /// executed only by guests, so EXECUTE on a VMO handle just allows mapping it executable
+    /// into a guest (docs/architecture.md).
+    pub const DEFAULT_VMO: Rights = Rights(
+        Self::BASIC.0
+            | Self::IO.0
+            | Self::GET_PROPERTY.0
+            | Self::SET_PROPERTY.0
+            | Self::MAP.0
+            | Self::SIGNAL.0
+            | Self::EXECUTE.0,
+    );
     /// The guest-physical VMAR: `ZX_DEFAULT_VMAR_RIGHTS` plus the mapping permissions a guest's
     /// memory needs (read, write, execute).
     pub const GUEST_VMAR: Rights = Rights((Self::BASIC.0 & !Self::WAIT.0) | Self::IO.0 | Self::EXECUTE.0);

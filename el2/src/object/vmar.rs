@@ -281,7 +281,7 @@ mod tests {
     fn map_argument_errors() {
         let vmar = Vmar::new();
         let memory = vmo(2);
-        let rights = Rights::DEFAULT_VMO;
+        let rights = Rights::DEFAULT_VMO & !Rights::EXECUTE;
         let m = |options, offset, vmo_offset, len, vmo_rights| {
             vmar.map(Rights::GUEST_VMAR, options, offset, memory.clone(), vmo_rights, vmo_offset, len)
         };
