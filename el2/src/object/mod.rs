@@ -18,6 +18,7 @@ pub mod process;
 pub mod resource;
 pub mod rights;
 pub mod ring;
+pub mod signals;
 pub mod status;
 pub mod trap;
 pub mod vcpu;

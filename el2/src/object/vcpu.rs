@@ -16,11 +16,12 @@ use super::exit::{Access, Exit};
 use super::guest::Guest;
 use super::packet::{GuestMemPacket, PortPacket, VcpuState, CPSR_USER_MASK};
 use super::ring::PushError;
+use super::signals::Signals;
 use super::trap::{TrapKind, TrapMap};
 use super::vmar::GUEST_PHYSICAL_SIZE;
 use super::{Status, ZxResult};
-use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use crate::sync::{self, WaitQueue};
+use crate::sync;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
 
@@ -29,9 +30,7 @@ pub const VCPU_STATE: u32 = 0;
 /// `ZX_VCPU_IO`.
 pub const VCPU_IO: u32 = 1;
 
-/// Interrupt IDs a VCPU accepts: the GIC's SGIs, PPIs and SPIs, 0..=1019 (1020..1023 are
-/// special IDs, LPIs are not injected this way).
-pub const NUM_INTERRUPTS: u32 = 1020;
+pub use super::signals::NUM_INTERRUPTS;
 
 /// Threads that own a VCPU.
 static BOUND_THREADS: spin::Mutex<BTreeSet<u64>> = spin::Mutex::new(BTreeSet::new());
@@ -59,9 +58,7 @@ pub struct Vcpu {
     id: usize,
     thread: u64,
     bound: AtomicBool,
-    kicked: AtomicBool,
-    pending: [AtomicU64; NUM_INTERRUPTS.div_ceil(64) as usize],
-    wake: WaitQueue,
+    signals: Signals,
     context: spin::Mutex<Context>,
     pub(super) handles: AtomicUsize,
 }
@@ -107,9 +104,7 @@ impl Vcpu {
             id,
             thread,
             bound: AtomicBool::new(true),
-            kicked: AtomicBool::new(false),
-            pending: Default::default(),
-            wake: WaitQueue::new(),
+            signals: Signals::new(),
             context: spin::Mutex::new(context),
             handles: AtomicUsize::new(0),
         })
@@ -134,8 +129,7 @@ impl Vcpu {
 
     /// `zx_vcpu_kick`: the current or next `enter` returns CANCELED.
     pub fn kick(&self) {
-        self.kicked.store(true, Ordering::Release);
-        self.wake.notify_all();
+        self.signals.kick();
     }
 
     /// `zx_vcpu_interrupt`: marks `vector` pending and wakes the VCPU if it waits for one.
@@ -143,19 +137,13 @@ impl Vcpu {
         if vector >= NUM_INTERRUPTS {
             return Err(Status::OUT_OF_RANGE);
         }
-        self.pending[(vector / 64) as usize].fetch_or(1 << (vector % 64), Ordering::AcqRel);
-        self.wake.notify_all();
+        self.signals.raise(vector);
         Ok(())
     }
 
     /// Whether `vector` is pending.
     pub fn is_pending(&self, vector: u32) -> bool {
-        vector < NUM_INTERRUPTS
-            && self.pending[(vector / 64) as usize].load(Ordering::Acquire) & (1 << (vector % 64)) != 0
-    }
-
-    fn any_pending(&self) -> bool {
-        self.pending.iter().any(|word| word.load(Ordering::Acquire) != 0)
+        self.signals.is_pending(vector)
     }
 
     /// `zx_vcpu_read_state`.
@@ -188,7 +176,7 @@ impl Vcpu {
         self.check_thread()?;
         let mut context = self.context.lock();
         loop {
-            if self.kicked.swap(false, Ordering::AcqRel) {
+            if self.signals.take_kick() {
                 return Err(Status::CANCELED);
             }
             match crate::arch::run(&mut context) {
@@ -197,20 +185,10 @@ impl Vcpu {
                         return Ok(packet);
                     }
                 }
-                Exit::WaitForInterrupt => self.wait_for_interrupt(),
+                Exit::WaitForInterrupt => self.signals.wait_for_interrupt(),
                 Exit::Interrupted => {}
                 Exit::Unsupported => return Err(Status::NOT_SUPPORTED),
             }
-        }
-    }
-
-    fn wait_for_interrupt(&self) {
-        loop {
-            let ticket = self.wake.ticket();
-            if self.any_pending() || self.kicked.load(Ordering::Acquire) {
-                return;
-            }
-            self.wake.wait(ticket, sync::INFINITE);
         }
     }
 
@@ -259,10 +237,9 @@ impl Vcpu {
                             return Err(Status::BAD_STATE);
                         }
                         Err(PushError::Full) => {
-                            let kicked = || self.kicked.load(Ordering::Acquire);
-                            if !ring.wait_for_space(sync::INFINITE, kicked) && kicked() {
+                            let kicked = || self.signals.is_kicked();
+                            if !ring.wait_for_space(sync::INFINITE, kicked) && self.signals.take_kick() {
                                 // The access re-executes (and rings again) on the next enter.
-                                self.kicked.store(false, Ordering::Release);
                                 return Err(Status::CANCELED);
                             }
                         }

@@ -1,0 +1,137 @@
+//! The kick / interrupt / WFI handshake of one VCPU, on its own so the model checker can
+//! explore it.
+//!
+//! `kick` and `interrupt` may come from any thread at any moment; the VCPU's thread consumes a
+//! kick at most once (`take_kick`) and sleeps in `wait_for_interrupt` only while nothing is
+//! pending and no kick is outstanding. The event count makes "check, then sleep" race-free: a
+//! kick or interrupt that lands between the check and the sleep bumps the count and the sleep
+//! returns at once.
+
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{WaitQueue, INFINITE};
+
+/// Interrupt IDs a VCPU accepts: the GIC's SGIs, PPIs and SPIs, 0..=1019 (1020..1023 are
+/// special IDs, LPIs are not injected this way).
+pub const NUM_INTERRUPTS: u32 = 1020;
+
+const WORDS: usize = NUM_INTERRUPTS.div_ceil(64) as usize;
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct Signals {
+    kicked: AtomicBool,
+    pending: [AtomicU64; WORDS],
+    wake: WaitQueue,
+}
+
+impl Signals {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Any thread: the current or next `enter` must return CANCELED.
+    pub fn kick(&self) {
+        // A read-modify-write rather than a store: it orders against `take_kick`'s swap in
+        // the modification order, which is also what the loom model checks.
+        self.kicked.swap(true, Ordering::AcqRel);
+        self.wake.notify_all();
+    }
+
+    /// The VCPU's thread: consumes an outstanding kick.
+    pub fn take_kick(&self) -> bool {
+        self.kicked.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether a kick is outstanding.
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+
+    /// Any thread: marks `vector` pending (callers check the range) and wakes the VCPU.
+    pub fn raise(&self, vector: u32) {
+        if let Some(word) = self.pending.get((vector / 64) as usize) {
+            word.fetch_or(1 << (vector % 64), Ordering::AcqRel);
+            self.wake.notify_all();
+        }
+    }
+
+    /// Whether `vector` is pending.
+    pub fn is_pending(&self, vector: u32) -> bool {
+        self.pending.get((vector / 64) as usize).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (vector % 64)) != 0)
+    }
+
+    /// Whether any interrupt is pending.
+    pub fn any_pending(&self) -> bool {
+        self.pending.iter().any(|word| word.load(Ordering::Acquire) != 0)
+    }
+
+    /// The VCPU's thread, after a guest WFI: sleeps until an interrupt is pending or a kick is
+    /// outstanding.
+    pub fn wait_for_interrupt(&self) {
+        loop {
+            let ticket = self.wake.ticket();
+            if self.any_pending() || self.is_kicked() {
+                return;
+            }
+            self.wake.wait(ticket, INFINITE);
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// A VCPU in WFI and a kick from another thread: the VCPU always wakes and sees the kick
+    /// exactly once.
+    #[test]
+    fn kick_versus_wfi() {
+        loom::model(|| {
+            let signals = Arc::new(Signals::new());
+            let vcpu = {
+                let signals = signals.clone();
+                loom::thread::spawn(move || {
+                    signals.wait_for_interrupt();
+                    (signals.take_kick(), signals.take_kick())
+                })
+            };
+            signals.kick();
+            assert_eq!(vcpu.join().unwrap(), (true, false));
+        });
+    }
+
+    /// A kick racing with the start of `enter`: it is consumed by this enter or left for the
+    /// next one, never lost and never doubled.
+    #[test]
+    fn kick_versus_enter() {
+        loom::model(|| {
+            let signals = Arc::new(Signals::new());
+            let kicker = {
+                let signals = signals.clone();
+                loom::thread::spawn(move || signals.kick())
+            };
+            let this_enter = signals.take_kick();
+            kicker.join().unwrap();
+            let next_enter = signals.take_kick();
+            assert!(this_enter ^ next_enter, "exactly one enter is canceled: {this_enter} {next_enter}");
+        });
+    }
+
+    /// An interrupt raised from another thread wakes a VCPU in WFI.
+    #[test]
+    fn interrupt_versus_wfi() {
+        loom::model(|| {
+            let signals = Arc::new(Signals::new());
+            let vcpu = {
+                let signals = signals.clone();
+                loom::thread::spawn(move || {
+                    signals.wait_for_interrupt();
+                    signals.is_pending(32)
+                })
+            };
+            signals.raise(32);
+            assert!(vcpu.join().unwrap());
+        });
+    }
+}
