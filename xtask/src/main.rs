@@ -37,7 +37,8 @@ enum Task {
         #[arg(long)]
         icount: bool,
     },
-    /// Run every check CI runs: fmt, clippy, host unit tests and the QEMU system tests.
+    /// Run every check CI runs: fmt, clippy, host unit tests, the QEMU system tests, and the
+    /// model checks (loom, Miri).
     Test,
     /// Write a Raspberry Pi 4 SD-card boot partition (kernel8.img, config.txt, firmware files).
     Flash {
@@ -123,6 +124,41 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The nightly Miri runs on (pinned, so a Miri release cannot break CI by surprise).
+const MIRI_TOOLCHAIN: &str = "nightly-2026-05-20";
+
+fn cargo_with(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    println!(
+        "xtask: {} cargo {}",
+        env.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" "),
+        args.join(" ")
+    );
+    let status = Command::new("cargo")
+        .current_dir(workspace_root())
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Model checks: the loom models of the lock-free ring and the kick/interrupt/WFI handshake,
+/// then Miri over the host tests of the modules with `unsafe` code.
+fn model_checks() -> Result<()> {
+    cargo_with(
+        &["test", "-p", "el2", "--lib", "--release", "loom"],
+        &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
+    )?;
+    let toolchain = format!("+{MIRI_TOOLCHAIN}");
+    cargo_with(
+        &[&toolchain, "miri", "test", "-p", "el2", "-p", "gic", "--lib", "object::", "tests::"],
+        &[("CARGO_TARGET_DIR", "target/miri"), ("MIRIFLAGS", "-Zmiri-permissive-provenance")],
+    )
+}
+
 fn test() -> Result<ExitCode> {
     tools::ensure_qemu()?;
     cargo(&["fmt", "--all", "--check"])?;
@@ -171,6 +207,7 @@ fn test() -> Result<ExitCode> {
         "--test-threads",
         "2",
     ])?;
+    model_checks()?;
     println!("xtask: all checks passed");
     Ok(ExitCode::SUCCESS)
 }
