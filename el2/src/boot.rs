@@ -10,7 +10,7 @@
 use crate::arch::aarch64::{boot as entry, cpu, mmu, semihosting, timer};
 use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
 use crate::scenario::{self, Scenario, UNMAPPED_ADDRESS};
-use crate::{exit_code, logger, memory, report};
+use crate::{exit_code, logger, memory, report, selftest};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use embedded_hal::delay::DelayNs;
 use stage2::PhysAddr;
@@ -46,6 +46,8 @@ static ONLINE: AtomicU64 = AtomicU64::new(0);
 /// The scenario the boot CPU asks the others to take part in (encoded: 0 = none, n = fault on
 /// CPU n).
 static FAULT_ON_CPU: AtomicUsize = AtomicUsize::new(0);
+/// The port stress run the secondaries join, once the boot CPU has set it up.
+static PORT_STRESS: spin::Once<selftest::PortStress> = spin::Once::new();
 
 enum Described {
     Tree(Machine),
@@ -316,9 +318,18 @@ pub fn secondary(cpu_index: usize) -> ! {
     unsafe { mmu::enable(mmu::root()) };
     defmt::info!("cpu{=usize} online: MPIDR {=u64:#x}, EL{=u8}", cpu_index, cpu::mpidr(), cpu::current_el());
     ONLINE.fetch_or(1 << cpu_index, Ordering::AcqRel);
+    let mut stressed = false;
     loop {
         if FAULT_ON_CPU.load(Ordering::Acquire) == cpu_index {
             fault();
+        }
+        if let (Some(stress), false) = (PORT_STRESS.get(), stressed) {
+            stressed = true;
+            if let Some(index) = selftest::PRODUCERS.iter().position(|&cpu| cpu == cpu_index) {
+                stress.produce(index);
+            } else if let Some(index) = selftest::CONSUMERS.iter().position(|&cpu| cpu == cpu_index) {
+                stress.consume(index);
+            }
         }
         cpu::wait_for_event();
     }
@@ -362,6 +373,7 @@ fn run_scenario() -> ! {
             cpu::park()
         }
         Scenario::Panic => panic!("deliberate panic (scenario=panic)"),
+        Scenario::PortStress => port_stress(),
     }
     defmt::info!("boot complete");
     logger::drain();
@@ -369,4 +381,36 @@ fn run_scenario() -> ! {
     // Real hardware: nothing to run yet.
     defmt::info!("no semihosting host: idling");
     cpu::park()
+}
+
+fn port_stress() {
+    if ONLINE.load(Ordering::Acquire) & 0b1111 != 0b1111 {
+        defmt::error!("port stress needs CPUs 0 to 3");
+        report::stop(0, exit_code::BOOT_FAILED)
+    }
+    let stress = match selftest::PortStress::new() {
+        Ok(stress) => PORT_STRESS.call_once(|| stress),
+        Err(status) => {
+            defmt::error!("port stress setup failed: {}", status);
+            report::stop(0, exit_code::TEST_FAILED)
+        }
+    };
+    defmt::info!(
+        "port stress: cpus {=usize} and {=usize} send {=u64} packets each, cpus {=usize} and {=usize} drain",
+        selftest::PRODUCERS[0],
+        selftest::PRODUCERS[1],
+        selftest::PACKETS_PER_PRODUCER,
+        selftest::CONSUMERS[0],
+        selftest::CONSUMERS[1]
+    );
+    cpu::send_event();
+    stress.consume(0);
+    while !stress.finished() {
+        cpu::wait_for_event();
+    }
+    if stress.verify() {
+        defmt::info!("port stress: all {=u64} packets accounted for", selftest::PACKETS_PER_PRODUCER * 2);
+    } else {
+        report::stop(0, exit_code::TEST_FAILED)
+    }
 }

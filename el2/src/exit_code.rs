@@ -9,3 +9,5 @@ pub const BOOT_FAILED: u32 = 2;
 pub const FAULT: u32 = 3;
 /// Belfry panicked: one of its own invariants broke.
 pub const PANIC: u32 = 4;
+/// A self-test scenario found a wrong result; the log says which.
+pub const TEST_FAILED: u32 = 5;

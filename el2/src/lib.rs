@@ -44,3 +44,5 @@ pub mod boot;
 mod logger;
 #[cfg(target_os = "none")]
 mod report;
+#[cfg(target_os = "none")]
+mod selftest;

@@ -15,6 +15,8 @@ pub enum Scenario {
     FaultOnCpu(usize),
     /// After boot, Belfry panics (a broken invariant): the panic report path.
     Panic,
+    /// After boot, CPUs 1 and 2 send packets through one port and CPUs 0 and 3 drain it.
+    PortStress,
 }
 
 /// Why a command line was refused.
@@ -35,6 +37,7 @@ pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
         "boot" => Ok(Scenario::Boot),
         "fault" => Ok(Scenario::FaultOnBootCpu),
         "panic" => Ok(Scenario::Panic),
+        "port-stress" => Ok(Scenario::PortStress),
         other => {
             let cpu = other.strip_prefix("fault-cpu:").ok_or(ScenarioError::UnknownScenario)?;
             match cpu.parse::<usize>() {
@@ -62,6 +65,7 @@ mod tests {
         assert_eq!(parse("belfry scenario=boot"), Ok(Scenario::Boot));
         assert_eq!(parse("belfry scenario=fault"), Ok(Scenario::FaultOnBootCpu));
         assert_eq!(parse("x scenario=panic y"), Ok(Scenario::Panic));
+        assert_eq!(parse("scenario=port-stress"), Ok(Scenario::PortStress));
         assert_eq!(parse("scenario=fault-cpu:2"), Ok(Scenario::FaultOnCpu(2)));
         assert_eq!(parse("scenario=fault-cpu:0"), Err(ScenarioError::BadCpuIndex));
         assert_eq!(parse("scenario=fault-cpu:99"), Err(ScenarioError::BadCpuIndex));
