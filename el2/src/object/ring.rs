@@ -16,7 +16,7 @@
 //! Indices are free-running `u64` counters (`head` written only by the producer, `tail` only by
 //! the consumer); `head - tail` is the fill level and never exceeds the capacity.
 
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use crate::sync::{Deadline, UnsafeCell, WaitQueue};
 use core::mem::MaybeUninit;
 
@@ -32,18 +32,33 @@ pub enum PushError {
     Closed,
 }
 
+/// Keeps a counter on its own cache line, so the producer's and the consumer's writes do not
+/// bounce one line between two CPUs.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct CacheLine<T>(T);
+
 /// See the module documentation.
 pub struct PacketRing<T: Copy, const N: usize = TRAP_PACKETS> {
     slots: [UnsafeCell<MaybeUninit<T>>; N],
-    head: AtomicU64,
-    tail: AtomicU64,
+    /// Next slot the producer fills; written only by the producer.
+    head: CacheLine<AtomicU64>,
+    /// Next slot the consumer empties; written only by the consumer.
+    tail: CacheLine<AtomicU64>,
+    /// The producer's last view of `tail` and the consumer's of `head`: each side re-reads the
+    /// other's counter only when its cached view says full (or empty).
+    producer_tail: CacheLine<UnsafeCell<u64>>,
+    consumer_head: CacheLine<UnsafeCell<u64>>,
+    /// The producer is (about to be) paused in `wait_for_space`: `pop` must notify.
+    producer_waiting: AtomicBool,
     closed: AtomicBool,
     space: WaitQueue,
 }
 
 // SAFETY: slots are written only by the single producer at `head` before publishing it with a
 // release store, and read only by the single consumer below `head` (acquire) before releasing
-// them with a store to `tail`; `T: Copy + Send` values cross threads by value.
+// them with a store to `tail`; the cached counters are private to their side; `T: Copy + Send`
+// values cross threads by value.
 unsafe impl<T: Copy + Send, const N: usize> Sync for PacketRing<T, N> {}
 // SAFETY: as above; the ring owns plain `Copy` values.
 unsafe impl<T: Copy + Send, const N: usize> Send for PacketRing<T, N> {}
@@ -59,8 +74,11 @@ impl<T: Copy, const N: usize> PacketRing<T, N> {
     pub fn new() -> Self {
         Self {
             slots: core::array::from_fn(|_| UnsafeCell::new(MaybeUninit::uninit())),
-            head: AtomicU64::new(0),
-            tail: AtomicU64::new(0),
+            head: CacheLine(AtomicU64::new(0)),
+            tail: CacheLine(AtomicU64::new(0)),
+            producer_tail: CacheLine(UnsafeCell::new(0)),
+            consumer_head: CacheLine(UnsafeCell::new(0)),
+            producer_waiting: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             space: WaitQueue::new(),
         }
@@ -74,16 +92,22 @@ impl<T: Copy, const N: usize> PacketRing<T, N> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed);
         }
-        let head = self.head.load(Ordering::Relaxed);
-        let tail = self.tail.load(Ordering::Acquire);
-        if head - tail >= N as u64 {
-            return Err(PushError::Full);
+        let head = self.head.0.load(Ordering::Relaxed);
+        // SAFETY: `producer_tail` belongs to the single producer (the caller's contract).
+        let cached_tail = self.producer_tail.0.with(|tail| unsafe { *tail });
+        if head - cached_tail >= N as u64 {
+            let tail = self.tail.0.load(Ordering::Acquire);
+            // SAFETY: as above.
+            self.producer_tail.0.with_mut(|cached| unsafe { *cached = tail });
+            if head - tail >= N as u64 {
+                return Err(PushError::Full);
+            }
         }
         let slot = &self.slots[(head % N as u64) as usize];
         // SAFETY: the slot at `head` is outside the consumer's window [tail, head) (checked
         // above, and `tail` only grows), and we are the only producer.
         slot.with_mut(|slot| unsafe { (*slot).write(value) });
-        self.head.store(head + 1, Ordering::Release);
+        self.head.0.store(head + 1, Ordering::Release);
         Ok(())
     }
 
@@ -92,24 +116,34 @@ impl<T: Copy, const N: usize> PacketRing<T, N> {
     /// # Safety
     /// At most one thread may act as the consumer of a ring at any time.
     pub unsafe fn pop(&self) -> Option<T> {
-        let tail = self.tail.load(Ordering::Relaxed);
-        let head = self.head.load(Ordering::Acquire);
-        if tail == head {
-            return None;
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        // SAFETY: `consumer_head` belongs to the single consumer (the caller's contract).
+        if tail == self.consumer_head.0.with(|head| unsafe { *head }) {
+            let head = self.head.0.load(Ordering::Acquire);
+            // SAFETY: as above.
+            self.consumer_head.0.with_mut(|cached| unsafe { *cached = head });
+            if tail == head {
+                return None;
+            }
         }
         let slot = &self.slots[(tail % N as u64) as usize];
         // SAFETY: `tail < head`: the producer initialised this slot before publishing `head`
         // (acquire above), and it will not touch it again until we advance `tail`.
         let value = slot.with(|slot| unsafe { (*slot).assume_init_read() });
-        self.tail.store(tail + 1, Ordering::Release);
-        self.space.notify_all();
+        self.tail.0.store(tail + 1, Ordering::Release);
+        // Pairs with the fence in `wait_for_space`: either the producer sees the new `tail`,
+        // or we see that it is waiting and wake it.
+        fence(Ordering::SeqCst);
+        if self.producer_waiting.load(Ordering::Relaxed) {
+            self.space.notify_all();
+        }
         Some(value)
     }
 
     /// Packets queued and not yet dequeued.
     pub fn len(&self) -> usize {
-        let tail = self.tail.load(Ordering::Acquire);
-        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.0.load(Ordering::Acquire);
+        let head = self.head.0.load(Ordering::Acquire);
         head.saturating_sub(tail) as usize
     }
 
@@ -133,18 +167,22 @@ impl<T: Copy, const N: usize> PacketRing<T, N> {
     /// Producer side: sleeps until the ring has room, is closed, `interrupted()` holds, or the
     /// deadline passes. Returns whether there is room.
     pub fn wait_for_space(&self, deadline: Deadline, interrupted: impl Fn() -> bool) -> bool {
-        loop {
+        let room = loop {
             let ticket = self.space.ticket();
+            self.producer_waiting.store(true, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
             if self.len() < N {
-                return true;
+                break true;
             }
             if self.is_closed() || interrupted() {
-                return false;
+                break false;
             }
             if !self.space.wait(ticket, deadline) {
-                return false;
+                break self.len() < N;
             }
-        }
+        };
+        self.producer_waiting.store(false, Ordering::Relaxed);
+        room
     }
 
     /// Wakes a producer paused in [`PacketRing::wait_for_space`] so it re-checks `interrupted`.
