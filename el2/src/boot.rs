@@ -10,8 +10,9 @@
 use crate::arch::aarch64::{boot as entry, cpu, mmu, semihosting, timer};
 use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
 use crate::scenario::{self, Scenario, UNMAPPED_ADDRESS};
-use crate::{exit_code, logger, memory, report, selftest};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::{exit_code, logger, memory, report, selftest, thread};
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
 use embedded_hal::delay::DelayNs;
 use stage2::PhysAddr;
 
@@ -43,11 +44,6 @@ pub struct Board {
 
 /// Bit `n` is set once logical CPU `n` runs with its MMU on.
 static ONLINE: AtomicU64 = AtomicU64::new(0);
-/// The scenario the boot CPU asks the others to take part in (encoded: 0 = none, n = fault on
-/// CPU n).
-static FAULT_ON_CPU: AtomicUsize = AtomicUsize::new(0);
-/// The port stress run the secondaries join, once the boot CPU has set it up.
-static PORT_STRESS: spin::Once<selftest::PortStress> = spin::Once::new();
 
 enum Described {
     Tree(Machine),
@@ -140,6 +136,14 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     defmt::info!("EL2 identity map: {=usize} translation tables, W^X", tables);
     report_memory(&machine);
     report_gic(&machine);
+    if let Some(gic) = &machine.gic {
+        // SAFETY: the GIC's frames are Device windows of the identity map, used only here.
+        unsafe { crate::irq::init_boot(gic) };
+    }
+    if !crate::irq::init_cpu(0) {
+        defmt::warn!("cpu0: no wake SGI from the GIC");
+    }
+    thread::init_cpu(0);
     let online = start_secondaries(board, &machine);
     defmt::info!("{=usize} of {=usize} CPUs online", online, machine.cpus().len());
     if online != machine.cpus().len() {
@@ -316,23 +320,14 @@ pub fn secondary(cpu_index: usize) -> ! {
     mmu::invalidate_own_stack(cpu_index);
     // SAFETY: the boot CPU built the complete map before starting this CPU.
     unsafe { mmu::enable(mmu::root()) };
+    let sgi = crate::irq::init_cpu(cpu_index);
+    thread::init_cpu(cpu_index);
     defmt::info!("cpu{=usize} online: MPIDR {=u64:#x}, EL{=u8}", cpu_index, cpu::mpidr(), cpu::current_el());
-    ONLINE.fetch_or(1 << cpu_index, Ordering::AcqRel);
-    let mut stressed = false;
-    loop {
-        if FAULT_ON_CPU.load(Ordering::Acquire) == cpu_index {
-            fault();
-        }
-        if let (Some(stress), false) = (PORT_STRESS.get(), stressed) {
-            stressed = true;
-            if let Some(index) = selftest::PRODUCERS.iter().position(|&cpu| cpu == cpu_index) {
-                stress.produce(index);
-            } else if let Some(index) = selftest::CONSUMERS.iter().position(|&cpu| cpu == cpu_index) {
-                stress.consume(index);
-            }
-        }
-        cpu::wait_for_event();
+    if !sgi {
+        defmt::warn!("cpu{=usize}: no wake SGI from the GIC", cpu_index);
     }
+    ONLINE.fetch_or(1 << cpu_index, Ordering::AcqRel);
+    thread::serve_forever()
 }
 
 fn fault() -> ! {
@@ -367,10 +362,12 @@ fn run_scenario() -> ! {
                 defmt::error!("cpu{=usize} is not online", target);
                 report::stop(0, exit_code::BOOT_FAILED)
             }
-            FAULT_ON_CPU.store(target, Ordering::Release);
-            cpu::send_event();
+            if let Err(status) = thread::spawn(target, "fault", || fault()) {
+                defmt::error!("cannot start a thread on cpu{=usize}: {}", target, status);
+                report::stop(0, exit_code::BOOT_FAILED)
+            }
             // The faulting CPU ends the run; wait for it.
-            cpu::park()
+            thread::serve_forever()
         }
         Scenario::Panic => panic!("deliberate panic (scenario=panic)"),
         Scenario::PortStress => port_stress(),
@@ -388,28 +385,44 @@ fn port_stress() {
         defmt::error!("port stress needs CPUs 0 to 3");
         report::stop(0, exit_code::BOOT_FAILED)
     }
-    let stress = match selftest::PortStress::new() {
-        Ok(stress) => PORT_STRESS.call_once(|| stress),
+    let stress = match selftest::PortStress::new(cpu::at_el2()) {
+        Ok(stress) => Arc::new(stress),
         Err(status) => {
             defmt::error!("port stress setup failed: {}", status);
             report::stop(0, exit_code::TEST_FAILED)
         }
     };
     defmt::info!(
-        "port stress: cpus {=usize} and {=usize} send {=u64} packets each, cpus {=usize} and {=usize} drain",
-        selftest::PRODUCERS[0],
-        selftest::PRODUCERS[1],
-        selftest::PACKETS_PER_PRODUCER,
-        selftest::CONSUMERS[0],
-        selftest::CONSUMERS[1]
+        "port stress: {=usize} producer and {=usize} consumer threads on {=usize} CPUs, {=u64} packets per producer",
+        selftest::CPUS,
+        selftest::CPUS,
+        selftest::CPUS,
+        selftest::PACKETS_PER_PRODUCER
     );
-    cpu::send_event();
-    stress.consume(0);
-    while !stress.finished() {
-        cpu::wait_for_event();
+    let mut threads = alloc::vec::Vec::new();
+    for cpu_index in 0..selftest::CPUS {
+        let (producer, consumer) = (stress.clone(), stress.clone());
+        let spawned = thread::spawn(cpu_index, "producer", move || producer.produce(cpu_index))
+            .and_then(|p| Ok((p, thread::spawn(cpu_index, "consumer", move || consumer.consume(cpu_index))?)));
+        match spawned {
+            Ok((producer, consumer)) => threads.extend([producer, consumer]),
+            Err(status) => {
+                defmt::error!("cannot start threads on cpu{=usize}: {}", cpu_index, status);
+                report::stop(0, exit_code::TEST_FAILED)
+            }
+        }
+    }
+    stress.wait_and_stop();
+    while !threads.iter().all(|t| t.has_exited()) {
+        thread::yield_now();
+        core::hint::spin_loop();
     }
     if stress.verify() {
-        defmt::info!("port stress: all {=u64} packets accounted for", selftest::PACKETS_PER_PRODUCER * 2);
+        defmt::info!(
+            "port stress: all {=u64} packets accounted for; {=usize} threads finished",
+            selftest::PACKETS_PER_PRODUCER * selftest::CPUS as u64,
+            threads.len()
+        );
     } else {
         report::stop(0, exit_code::TEST_FAILED)
     }

@@ -41,6 +41,8 @@ pub mod thread;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+pub mod irq;
+#[cfg(target_os = "none")]
 mod logger;
 #[cfg(target_os = "none")]
 mod report;

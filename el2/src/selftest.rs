@@ -1,53 +1,55 @@
-//! Self-tests that need the real machine: several CPUs using the kernel objects at once.
+//! Self-tests that need the real machine: many EL2 threads on several CPUs using the kernel
+//! objects at once.
 //!
-//! `port-stress`: CPUs 1 and 2 produce packets into one port, half as user packets
-//! (`port_queue`) and half through a trap ring of their own (the wait-free exit-path push,
-//! pausing when all its packets are in flight); CPUs 0 and 3 drain the port with `port_wait`.
-//! Every packet carries its producer, its source and a sequence number; at the end every
-//! packet must be accounted for exactly once, and each consumer must have seen each source's
-//! packets in order.
+//! `port-stress`: every CPU runs a producer thread and a consumer thread (eight threads on
+//! four CPUs, plus the boot CPU's main thread waiting for the end). Each producer sends
+//! [`PACKETS_PER_PRODUCER`] packets into one port, alternately as user packets (`port_queue`)
+//! and through a trap ring of its own (the wait-free exit-path push; when all of its packets
+//! are in flight the producer blocks, and its CPU runs the other thread). Consumers drain the
+//! port with `port_wait`. Every packet carries its producer, its source and a sequence number:
+//! at the end each one must have arrived exactly once, and each consumer must have seen each
+//! source's packets in order.
 
-use crate::arch::aarch64::cpu;
 use crate::object::packet::{PortPacket, PKT_TYPE_GUEST_BELL, PKT_TYPE_USER};
 use crate::object::port::TrapRing;
 use crate::object::process::Process;
 use crate::object::ring::PushError;
 use crate::object::Status;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use crate::sync::INFINITE;
+use crate::sync::{WaitQueue, INFINITE};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 /// Packets each producer sends (half through each source).
-pub const PACKETS_PER_PRODUCER: u64 = 10_000;
-/// The producing CPUs.
-pub const PRODUCERS: [usize; 2] = [1, 2];
-/// The consuming CPUs.
-pub const CONSUMERS: [usize; 2] = [0, 3];
+pub const PACKETS_PER_PRODUCER: u64 = 5_000;
+/// CPUs taking part; each runs one producer and one consumer.
+pub const CPUS: usize = 4;
 
 const SOURCES: usize = 2;
+/// The key of the user packet that tells a consumer to stop.
+const STOP: u64 = u64::MAX;
 
 /// Shared state of one stress run.
 pub struct PortStress {
     process: Process,
     port: u32,
-    rings: [Arc<TrapRing>; 2],
-    /// Per producer and source: packets received and the sum of their sequence numbers.
-    received: [[AtomicU64; SOURCES]; 2],
-    sums: [[AtomicU64; SOURCES]; 2],
-    /// Times a producer found its ring full and paused.
-    pauses: [AtomicU64; 2],
-    consumed: [AtomicU64; 2],
-    failed: AtomicBool,
+    rings: Vec<Arc<TrapRing>>,
+    received: [[AtomicU64; SOURCES]; CPUS],
+    sums: [[AtomicU64; SOURCES]; CPUS],
+    pauses: [AtomicU64; CPUS],
+    consumed: [AtomicU64; CPUS],
     total: AtomicU64,
+    failed: AtomicBool,
+    all_taken: WaitQueue,
 }
 
 impl PortStress {
-    /// Creates the port (through the syscalls) and one ring per producer.
-    pub fn new() -> Result<Self, Status> {
-        let process = Process::new(cpu::at_el2());
+    /// Creates the port (through the syscalls) and one trap ring per producer.
+    pub fn new(virtualization: bool) -> Result<Self, Status> {
+        let process = Process::new(virtualization);
         let port = process.port_create(0)?;
-        let rings = [Arc::new(TrapRing::new()), Arc::new(TrapRing::new())];
         let port_object = process.port_object(port)?;
+        let rings: Vec<Arc<TrapRing>> = (0..CPUS).map(|_| Arc::new(TrapRing::new())).collect();
         for ring in &rings {
             port_object.attach(ring.clone());
         }
@@ -59,102 +61,112 @@ impl PortStress {
             sums: Default::default(),
             pauses: Default::default(),
             consumed: Default::default(),
-            failed: AtomicBool::new(false),
             total: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            all_taken: WaitQueue::new(),
         })
     }
 
-    /// Producer `index` (0 or 1) sends its packets.
+    fn expected() -> u64 {
+        PACKETS_PER_PRODUCER * CPUS as u64
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+        self.all_taken.notify_all();
+    }
+
+    /// Producer thread `index`.
     pub fn produce(&self, index: usize) {
-        let Some(ring) = self.rings.get(index) else { return };
-        let Ok(port) = self.process.port_object(self.port) else { return };
-        let key = index as u64;
+        let (Some(ring), Ok(port)) = (self.rings.get(index), self.process.port_object(self.port)) else {
+            return self.fail();
+        };
         for sequence in 0..PACKETS_PER_PRODUCER {
             if sequence % 2 == 0 {
-                let packet = PortPacket::bell(key, sequence);
                 loop {
-                    // SAFETY: each producer CPU owns its ring; nobody else pushes into it.
-                    match unsafe { ring.push(packet) } {
+                    // SAFETY: each producer thread owns its ring; nobody else pushes into it.
+                    match unsafe { ring.push(PortPacket::bell(index as u64, sequence)) } {
                         Ok(()) => break,
                         Err(PushError::Full) => {
-                            if let Some(pauses) = self.pauses.get(index) {
-                                pauses.fetch_add(1, Ordering::Relaxed);
-                            }
+                            self.pauses[index].fetch_add(1, Ordering::Relaxed);
                             ring.wait_for_space(INFINITE, || false);
                         }
-                        Err(PushError::Closed) => return self.failed.store(true, Ordering::Relaxed),
+                        Err(PushError::Closed) => return self.fail(),
                     }
                 }
                 port.notify();
             } else {
-                let packet = PortPacket::user(key, 0, [sequence, 0, 0, 0]);
+                let packet = PortPacket::user(index as u64, 0, [sequence, 0, 0, 0]);
                 loop {
                     match self.process.port_queue(self.port, &packet) {
                         Ok(()) => break,
-                        Err(Status::SHOULD_WAIT) => core::hint::spin_loop(),
-                        Err(_) => return self.failed.store(true, Ordering::Relaxed),
+                        Err(Status::SHOULD_WAIT) => crate::thread::yield_now(),
+                        Err(_) => return self.fail(),
                     }
                 }
             }
         }
     }
 
-    /// Consumer `index` (0 or 1) drains until every packet is taken.
+    /// Consumer thread `index`: drains until it takes a STOP packet.
     pub fn consume(&self, index: usize) {
-        let expected = PACKETS_PER_PRODUCER * PRODUCERS.len() as u64;
-        let mut last = [[None::<u64>; SOURCES]; 2];
-        while self.total.load(Ordering::Acquire) < expected && !self.failed.load(Ordering::Relaxed) {
-            let deadline = crate::sync::now() + 10_000_000;
-            let packet = match self.process.port_wait(self.port, deadline) {
-                Ok(packet) => packet,
-                Err(Status::TIMED_OUT) => continue,
-                Err(_) => return self.failed.store(true, Ordering::Relaxed),
-            };
-            let (source, sequence) = match packet.packet_type {
-                PKT_TYPE_GUEST_BELL => (0, packet.payload[0]),
-                PKT_TYPE_USER => (1, packet.payload[0]),
-                _ => return self.failed.store(true, Ordering::Relaxed),
+        let mut last = [[None::<u64>; SOURCES]; CPUS];
+        loop {
+            let Ok(packet) = self.process.port_wait(self.port, INFINITE) else { return self.fail() };
+            let source = match packet.packet_type {
+                PKT_TYPE_USER if packet.key == STOP => return,
+                PKT_TYPE_GUEST_BELL => 0,
+                PKT_TYPE_USER => 1,
+                _ => return self.fail(),
             };
             let producer = packet.key as usize;
-            let (Some(received), Some(sums), Some(seen)) =
-                (self.received.get(producer), self.sums.get(producer), last.get_mut(producer))
-            else {
-                return self.failed.store(true, Ordering::Relaxed);
-            };
+            let sequence = packet.payload[0];
+            let Some(seen) = last.get_mut(producer) else { return self.fail() };
             if seen[source].is_some_and(|previous| previous >= sequence) {
-                self.failed.store(true, Ordering::Relaxed);
+                self.fail();
             }
             seen[source] = Some(sequence);
-            received[source].fetch_add(1, Ordering::Relaxed);
-            sums[source].fetch_add(sequence, Ordering::Relaxed);
-            if let Some(consumed) = self.consumed.get(index) {
-                consumed.fetch_add(1, Ordering::Relaxed);
+            self.received[producer][source].fetch_add(1, Ordering::Relaxed);
+            self.sums[producer][source].fetch_add(sequence, Ordering::Relaxed);
+            self.consumed[index].fetch_add(1, Ordering::Relaxed);
+            if self.total.fetch_add(1, Ordering::AcqRel) + 1 == Self::expected() {
+                self.all_taken.notify_all();
             }
-            self.total.fetch_add(1, Ordering::AcqRel);
         }
     }
 
-    /// Whether the run is over (all packets taken, or a failure).
-    pub fn finished(&self) -> bool {
-        self.total.load(Ordering::Acquire) >= PACKETS_PER_PRODUCER * PRODUCERS.len() as u64
-            || self.failed.load(Ordering::Relaxed)
+    /// Main thread: waits until every packet is taken (or a failure), then stops the
+    /// consumers.
+    pub fn wait_and_stop(&self) {
+        loop {
+            let ticket = self.all_taken.ticket();
+            if self.total.load(Ordering::Acquire) >= Self::expected() || self.failed.load(Ordering::Relaxed) {
+                break;
+            }
+            self.all_taken.wait(ticket, INFINITE);
+        }
+        for _ in 0..CPUS {
+            while self.process.port_queue(self.port, &PortPacket::user(STOP, 0, [0; 4])) == Err(Status::SHOULD_WAIT) {
+                crate::thread::yield_now();
+            }
+        }
     }
 
     /// Checks the accounts and logs them; `true` when every packet arrived exactly once.
     pub fn verify(&self) -> bool {
         let half = PACKETS_PER_PRODUCER / 2;
-        // Sequence numbers of source 0 are the even ones below the total, source 1 the odd ones.
-        let even_sum = 2 * (half * (half - 1) / 2);
+        // Source 0 carries the even sequence numbers, source 1 the odd ones.
+        let even_sum = half * (half - 1);
         let odd_sum = even_sum + half;
         let mut good = !self.failed.load(Ordering::Relaxed);
-        for producer in 0..2 {
+        for producer in 0..CPUS {
             for (source, expected_sum) in [(0, even_sum), (1, odd_sum)] {
                 let count = self.received[producer][source].load(Ordering::Relaxed);
                 let sum = self.sums[producer][source].load(Ordering::Relaxed);
                 if count != half || sum != expected_sum {
                     defmt::error!(
-                        "producer cpu{=usize} source {=usize}: {=u64} packets (expected {=u64}), sum {=u64} (expected {=u64})",
-                        PRODUCERS[producer],
+                        "producer {=usize} source {=usize}: {=u64} packets (expected {=u64}), sum {=u64} (expected {=u64})",
+                        producer,
                         source,
                         count,
                         half,
@@ -167,14 +179,14 @@ impl PortStress {
         }
         let leftover = self.process.port_wait(self.port, 0).is_ok();
         if leftover {
-            defmt::error!("a packet was left in the port after the count was reached");
+            defmt::error!("a packet was left in the port after the consumers stopped");
         }
+        let consumed: [u64; CPUS] = core::array::from_fn(|i| self.consumed[i].load(Ordering::Relaxed));
+        let pauses: [u64; CPUS] = core::array::from_fn(|i| self.pauses[i].load(Ordering::Relaxed));
         defmt::info!(
-            "port stress: consumers took {=u64} (cpu0) + {=u64} (cpu3) packets; producers paused {=u64} + {=u64} times on full rings",
-            self.consumed[0].load(Ordering::Relaxed),
-            self.consumed[1].load(Ordering::Relaxed),
-            self.pauses[0].load(Ordering::Relaxed),
-            self.pauses[1].load(Ordering::Relaxed)
+            "port stress: consumers took {} packets; producers blocked {} times on full rings",
+            consumed,
+            pauses
         );
         good && !leftover
     }

@@ -1,22 +1,297 @@
-//! EL2 threads (firmware side of [`crate::sync`]).
+//! EL2 threads and the per-CPU scheduler (the firmware side of [`crate::sync`]).
 //!
-//! For now every CPU runs one thread, so blocking is waiting in place: a waiter sleeps in WFE
-//! until a notification (which sends an event to every CPU) or its deadline. The per-CPU run
-//! queues that let other threads run while one blocks are the next step.
+//! Each physical CPU has a run queue. A thread belongs to one CPU for its whole life; it runs
+//! until it blocks (a [`WaitQueue`] wait: `port_wait`, a VCPU's WFI, a full trap ring) or
+//! exits, and EL2 code is never preempted. Waking a thread puts it back on its CPU's run queue
+//! and, when that is another CPU, sends it the wake SGI; a CPU with nothing to run sleeps in
+//! WFI on the stack of the thread that blocked last.
+//!
+//! Invariants: a CPU's `current` and `previous` slots are touched only by that CPU, with
+//! interrupts masked (always, at EL2); a thread's saved context is written only by its own CPU
+//! while switching away from it, and read only by its own CPU while switching to it. A thread's
+//! state moves BLOCKED -> READY only by a successful compare-exchange, so it is queued once per
+//! wake-up; stale queue entries (a wake racing a timeout) are harmless: the woken thread
+//! re-checks its condition.
 
+use crate::arch::aarch64::switch::{initial_context, switch_context, SwitchContext};
 use crate::arch::aarch64::{cpu, timer};
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::machine::MAX_CPUS;
+use crate::object::{Status, ZxResult};
+use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use crate::sync::{Deadline, INFINITE};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use stage2::PhysAddr;
+
+const RUNNING: u8 = 0;
+const READY: u8 = 1;
+const BLOCKED: u8 = 2;
+const EXITED: u8 = 3;
+
+/// Pages of stack a spawned thread gets (16 KiB).
+const STACK_PAGES: usize = 4;
+
+type Entry = Box<dyn FnOnce() + Send>;
+
+/// One EL2 thread.
+pub struct Thread {
+    id: u64,
+    cpu: usize,
+    name: &'static str,
+    state: AtomicU8,
+    context: UnsafeCell<SwitchContext>,
+    entry: spin::Mutex<Option<Entry>>,
+    stack: Option<PhysAddr>,
+}
+
+// SAFETY: `context` is accessed only by the thread's own CPU while switching (module
+// invariants); everything else is atomic or locked.
+unsafe impl Sync for Thread {}
+// SAFETY: as above.
+unsafe impl Send for Thread {}
+
+impl Thread {
+    /// The thread's identity (never reused).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The thread's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether the thread has finished.
+    pub fn has_exited(&self) -> bool {
+        self.state.load(Ordering::Acquire) == EXITED
+    }
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        if let Some(stack) = self.stack {
+            crate::memory::free_frames(stack, STACK_PAGES);
+        }
+    }
+}
+
+struct Cpu {
+    run_queue: spin::Mutex<VecDeque<Arc<Thread>>>,
+    current: UnsafeCell<Option<Arc<Thread>>>,
+    /// The thread switched away from last, kept alive until the switch is complete (its stack
+    /// may be the one being left).
+    previous: UnsafeCell<Option<Arc<Thread>>>,
+}
+
+// SAFETY: `current` and `previous` are touched only by the owning CPU (module invariants); the
+// run queue is locked.
+unsafe impl Sync for Cpu {}
+
+static CPUS: [spin::Once<Cpu>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn this_cpu() -> Option<&'static Cpu> {
+    CPUS.get(cpu::index())?.get()
+}
+
+/// Turns the code running on this CPU into its first thread. Called once per CPU, after its
+/// MMU is on and before anything blocks.
+pub fn init_cpu(index: usize) {
+    if let Some(slot) = CPUS.get(index) {
+        slot.call_once(|| {
+            let main = Arc::new(Thread {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                cpu: index,
+                name: "main",
+                state: AtomicU8::new(RUNNING),
+                context: UnsafeCell::new(SwitchContext::default()),
+                entry: spin::Mutex::new(None),
+                stack: None,
+            });
+            Cpu {
+                run_queue: spin::Mutex::new(VecDeque::new()),
+                current: UnsafeCell::new(Some(main)),
+                previous: UnsafeCell::new(None),
+            }
+        });
+    }
+}
+
+/// The running thread, once the scheduler runs on this CPU.
+pub fn current() -> Option<Arc<Thread>> {
+    // SAFETY: only this CPU touches its `current` slot.
+    this_cpu().and_then(|cpu| unsafe { (*cpu.current.get()).clone() })
+}
+
+/// The calling thread's identity (the CPU's index before its scheduler starts).
+pub fn current_thread() -> u64 {
+    current().map_or(1 << 32 | cpu::index() as u64, |thread| thread.id)
+}
+
+/// Starts a thread running `entry` on CPU `target`.
+pub fn spawn(target: usize, name: &'static str, entry: impl FnOnce() + Send + 'static) -> ZxResult<Arc<Thread>> {
+    let queue = CPUS.get(target).and_then(|slot| slot.get()).ok_or(Status::INVALID_ARGS)?;
+    let stack = crate::memory::alloc_frames(STACK_PAGES).ok_or(Status::NO_MEMORY)?;
+    let thread = Arc::new(Thread {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        cpu: target,
+        name,
+        state: AtomicU8::new(READY),
+        context: UnsafeCell::new(SwitchContext::default()),
+        entry: spin::Mutex::new(Some(Box::new(entry))),
+        stack: Some(stack),
+    });
+    let top = stack.raw() + (STACK_PAGES as u64) * 4096;
+    // SAFETY: the thread is not running anywhere yet; nobody else sees its context.
+    unsafe { *thread.context.get() = initial_context(top, Arc::as_ptr(&thread) as u64) };
+    enqueue(queue, target, thread.clone());
+    Ok(thread)
+}
+
+fn enqueue(queue: &Cpu, target: usize, thread: Arc<Thread>) {
+    queue.run_queue.lock().push_back(thread);
+    if target != cpu::index() {
+        crate::irq::wake(target);
+    }
+}
+
+/// Makes a blocked thread runnable again.
+pub fn wake(thread: &Arc<Thread>) {
+    if thread.state.compare_exchange(BLOCKED, READY, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if let Some(queue) = CPUS.get(thread.cpu).and_then(|slot| slot.get()) {
+            enqueue(queue, thread.cpu, thread.clone());
+        }
+    }
+}
+
+/// Lets the other ready threads of this CPU run first.
+pub fn yield_now() {
+    let (Some(cpu_state), Some(me)) = (this_cpu(), current()) else { return };
+    if cpu_state.run_queue.lock().is_empty() {
+        return;
+    }
+    me.state.store(READY, Ordering::Release);
+    cpu_state.run_queue.lock().push_back(me);
+    schedule(None);
+}
+
+/// Ends the calling thread.
+pub fn exit() -> ! {
+    if let Some(me) = current() {
+        me.state.store(EXITED, Ordering::Release);
+        drop(me);
+        schedule(None);
+    }
+    // The first thread of a CPU has nowhere to go back to.
+    cpu::park()
+}
+
+/// Blocks the calling thread for good, leaving its CPU to the threads spawned on it.
+pub fn serve_forever() -> ! {
+    loop {
+        if let Some(me) = current() {
+            me.state.store(BLOCKED, Ordering::Release);
+        }
+        schedule(None);
+    }
+}
+
+/// Runs the next thread of this CPU, or sleeps until there is one, until the current thread
+/// is RUNNING again (woken and picked), or `deadline` passes.
+fn schedule(deadline: Option<Deadline>) {
+    let Some(cpu_state) = this_cpu() else {
+        // No scheduler yet on this CPU: wait in place.
+        cpu::wait_for_event();
+        return;
+    };
+    loop {
+        // SAFETY: only this CPU touches its `current` slot.
+        let Some(me) = (unsafe { (*cpu_state.current.get()).clone() }) else { return };
+        let next = cpu_state.run_queue.lock().pop_front();
+        match next {
+            Some(next) if Arc::ptr_eq(&next, &me) => {
+                me.state.store(RUNNING, Ordering::Release);
+                return;
+            }
+            Some(next) => {
+                next.state.store(RUNNING, Ordering::Release);
+                let to = next.context.get();
+                let from = me.context.get();
+                // SAFETY: only this CPU touches these slots; `previous` keeps the thread we leave
+                // (and its stack) alive until the next thread has finished switching.
+                unsafe {
+                    *cpu_state.current.get() = Some(next);
+                    *cpu_state.previous.get() = Some(me);
+                }
+                // SAFETY: `to` was saved by `switch_context` or built by `initial_context` on a
+                // live stack; `from` belongs to a thread kept alive by `previous` until then.
+                unsafe { switch_context(from, to) };
+                finish_switch();
+                return;
+            }
+            None => {
+                let state = me.state.load(Ordering::Acquire);
+                if state == READY || state == RUNNING {
+                    me.state.store(RUNNING, Ordering::Release);
+                    return;
+                }
+                if let Some(deadline) = deadline {
+                    if now() >= deadline {
+                        me.state.store(RUNNING, Ordering::Release);
+                        return;
+                    }
+                    // No timer interrupt yet: a finite wait polls.
+                    core::hint::spin_loop();
+                } else {
+                    aarch64_cpu::asm::wfi();
+                }
+                crate::irq::drain();
+            }
+        }
+    }
+}
+
+/// After a switch, on the new thread's stack: release the thread we came from.
+fn finish_switch() {
+    if let Some(cpu_state) = this_cpu() {
+        // SAFETY: only this CPU touches its `previous` slot.
+        let previous = unsafe { (*cpu_state.previous.get()).take() };
+        drop(previous);
+    }
+}
+
+/// Where a spawned thread begins (from the trampoline in `switch.rs`).
+#[unsafe(no_mangle)]
+extern "C" fn belfry_thread_start(thread: *const Thread) -> ! {
+    finish_switch();
+    // SAFETY: the pointer is the thread's own `Arc`, kept alive by this CPU's `current` slot
+    // while it runs.
+    let entry = unsafe { (*thread).entry.lock().take() };
+    if let Some(entry) = entry {
+        entry();
+    }
+    exit()
+}
 
 /// See [`crate::sync`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct WaitQueue {
     generation: AtomicU64,
+    waiters: spin::Mutex<Vec<Arc<Thread>>>,
+}
+
+impl core::fmt::Debug for WaitQueue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WaitQueue").field("generation", &self.generation).finish_non_exhaustive()
+    }
 }
 
 impl WaitQueue {
     pub const fn new() -> Self {
-        Self { generation: AtomicU64::new(0) }
+        Self { generation: AtomicU64::new(0), waiters: spin::Mutex::new(Vec::new()) }
     }
 
     /// The ticket to pass to [`WaitQueue::wait`] after re-checking the condition.
@@ -24,7 +299,8 @@ impl WaitQueue {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Sleeps until a notification newer than `ticket` or the deadline; `false` on timeout.
+    /// Blocks the calling thread until a notification newer than `ticket` or the deadline;
+    /// `false` on timeout.
     pub fn wait(&self, ticket: u64, deadline: Deadline) -> bool {
         loop {
             if self.generation.load(Ordering::Acquire) != ticket {
@@ -33,18 +309,34 @@ impl WaitQueue {
             if deadline != INFINITE && now() >= deadline {
                 return false;
             }
-            // The generic timer's event stream is not enabled, so a finite deadline polls.
-            if deadline == INFINITE {
-                cpu::wait_for_event();
-            } else {
-                core::hint::spin_loop();
+            let Some(me) = current() else {
+                // Before the scheduler runs on this CPU: wait in place.
+                if deadline == INFINITE {
+                    cpu::wait_for_event();
+                }
+                continue;
+            };
+            {
+                let mut waiters = self.waiters.lock();
+                if self.generation.load(Ordering::Acquire) != ticket {
+                    return true;
+                }
+                me.state.store(BLOCKED, Ordering::Release);
+                waiters.push(me.clone());
             }
+            schedule((deadline != INFINITE).then_some(deadline));
+            self.waiters.lock().retain(|waiter| !Arc::ptr_eq(waiter, &me));
         }
     }
 
-    /// Wakes every waiter on every CPU.
+    /// Wakes every waiter.
     pub fn notify_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        let waiters = core::mem::take(&mut *self.waiters.lock());
+        for waiter in &waiters {
+            wake(waiter);
+        }
+        // CPUs waiting before their scheduler started wait in WFE.
         cpu::send_event();
     }
 }
@@ -52,9 +344,4 @@ impl WaitQueue {
 /// Nanoseconds since reset on the generic counter.
 pub fn now() -> Deadline {
     (u128::from(timer::ticks()) * 1_000_000_000 / u128::from(timer::frequency())) as Deadline
-}
-
-/// The calling thread: one per CPU for now, identified by the CPU's logical index.
-pub fn current_thread() -> u64 {
-    cpu::index() as u64 + 1
 }

@@ -16,6 +16,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod regs;
+pub mod sgi;
 
 use regs::{DistributorV2, DistributorV3, VirtualInterfaceControlV2};
 use tock_registers::interfaces::Readable;

@@ -3,9 +3,11 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod gic_cpu;
 pub mod guest;
 pub mod mmu;
 pub mod semihosting;
+pub mod switch;
 pub mod timer;
 pub mod vectors;
 mod vectors_regs;

@@ -1,0 +1,129 @@
+//! Belfry's own use of the physical GIC: SGI 0 wakes an idle CPU. Interrupts stay masked in
+//! PSTATE at EL2; an idle CPU sleeps in WFI, which a pending interrupt ends regardless of the
+//! mask, and then acknowledges and ends whatever woke it.
+
+use crate::arch::aarch64::{cpu, gic_cpu};
+use crate::machine::{GicDescription, MAX_CPUS};
+use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use gic::regs::{CpuInterfaceV2, DistributorV2, DistributorV3, RedistributorSgiV3, RedistributorV3};
+use gic::sgi;
+
+/// The SGI that wakes an idle CPU.
+pub const WAKE_SGI: u32 = 0;
+/// SGIs Belfry configures (0..=7; 8..=15 stay with the secure world's conventions).
+const SGIS: u32 = 8;
+
+enum Controller {
+    V2 { gicd: &'static DistributorV2, gicc: &'static CpuInterfaceV2 },
+    V3 { redistributors: usize },
+}
+
+/// The controller, shared by every CPU.
+struct Shared(Controller);
+
+// SAFETY: the registers Belfry touches from several CPUs are either banked per CPU (GICC, the
+// CPU's own redistributor, ITARGETSR0) or single 32-bit writes the GIC serialises (GICD_SGIR);
+// distributor setup happens once, on the boot CPU, before the others use it.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+static CONTROLLER: spin::Once<Shared> = spin::Once::new();
+/// Each logical CPU's MPIDR (GICv3 SGI routing) and GICv2 CPU-interface mask.
+static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// Boot CPU: sets up the distributor.
+///
+/// # Safety
+/// The description's frames must be mapped as Device memory and used by nobody else.
+pub unsafe fn init_boot(description: &GicDescription) {
+    CONTROLLER.call_once(|| {
+        Shared(match *description {
+            GicDescription::V2 { distributor, cpu_interface, .. } => {
+                // SAFETY: per the contract, the frames are mapped Device memory, ours alone.
+                let (gicd, gicc) = unsafe {
+                    (&*(distributor.raw() as *const DistributorV2), &*(cpu_interface.raw() as *const CpuInterfaceV2))
+                };
+                sgi::v2_init_distributor(gicd);
+                Controller::V2 { gicd, gicc }
+            }
+            GicDescription::V3 { distributor, redistributors } => {
+                // SAFETY: as above.
+                let gicd = unsafe { &*(distributor.raw() as *const DistributorV3) };
+                sgi::v3_init_distributor(gicd);
+                Controller::V3 { redistributors: redistributors.raw() as usize }
+            }
+        })
+    });
+}
+
+/// Every CPU, once: this CPU's interface (and redistributor) for SGIs. Returns `false` when
+/// the GIC has no redistributor for this CPU.
+pub fn init_cpu(index: usize) -> bool {
+    let Some(Shared(controller)) = CONTROLLER.get() else { return false };
+    let Some(slot) = MPIDR.get(index) else { return false };
+    slot.store(cpu::mpidr(), Ordering::Release);
+    match controller {
+        Controller::V2 { gicd, gicc } => {
+            let mask = sgi::v2_init_cpu(gicd, gicc, SGIS);
+            MASK_V2[index].store(mask, Ordering::Release);
+            mask != 0
+        }
+        Controller::V3 { redistributors, .. } => {
+            let frame = |offset: usize| {
+                // SAFETY: the redistributor region is mapped Device memory; the walk stops at the
+                // frame marked Last, inside the region the description gives.
+                unsafe { &*((redistributors + offset) as *const RedistributorV3) }
+            };
+            let Some(offset) = sgi::v3_find_redistributor(cpu::mpidr(), frame, 64) else { return false };
+            // SAFETY: the SGI frame follows this CPU's RD_base frame.
+            let sgi_frame = unsafe { &*((redistributors + offset + 0x10000) as *const RedistributorSgiV3) };
+            sgi::v3_init_redistributor(frame(offset), sgi_frame, SGIS);
+            gic_cpu::init();
+            true
+        }
+    }
+}
+
+/// Sends the wake SGI to logical CPU `index`.
+pub fn wake(index: usize) {
+    let Some(Shared(controller)) = CONTROLLER.get() else {
+        cpu::send_event();
+        return;
+    };
+    match controller {
+        Controller::V2 { gicd, .. } => {
+            if let Some(mask) = MASK_V2.get(index) {
+                // SAFETY: a barrier; the run-queue push must be visible before the SGI.
+                unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+                sgi::v2_send_sgi(gicd, WAKE_SGI, mask.load(Ordering::Acquire));
+            }
+        }
+        Controller::V3 { .. } => {
+            if let Some(mpidr) = MPIDR.get(index) {
+                gic_cpu::send_sgi1r(sgi::v3_sgi1r(WAKE_SGI, mpidr.load(Ordering::Acquire)));
+            }
+        }
+    }
+}
+
+/// Acknowledges and ends every interrupt pending at this CPU's interface; returns how many.
+pub fn drain() -> usize {
+    let Some(Shared(controller)) = CONTROLLER.get() else { return 0 };
+    let mut count = 0;
+    match controller {
+        Controller::V2 { gicc, .. } => {
+            while let Some(iar) = sgi::v2_acknowledge(gicc) {
+                sgi::v2_end(gicc, iar);
+                count += 1;
+            }
+        }
+        Controller::V3 { .. } => {
+            while let Some(intid) = gic_cpu::acknowledge() {
+                gic_cpu::end(intid);
+                count += 1;
+            }
+        }
+    }
+    count
+}
