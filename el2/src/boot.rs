@@ -9,6 +9,9 @@
 
 use crate::arch::aarch64::{boot as entry, cpu, mmu, semihosting, timer};
 use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
+use crate::object::process::Process;
+use crate::object::resource::{RSRC_KIND_HYPERVISOR, RSRC_KIND_MMIO};
+use crate::object::Status;
 use crate::scenario::{self, Scenario, UNMAPPED_ADDRESS};
 use crate::{exit_code, logger, memory, report, selftest, thread};
 use alloc::sync::Arc;
@@ -144,6 +147,7 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
         defmt::warn!("cpu0: no wake SGI from the GIC");
     }
     thread::init_cpu(0);
+    vmm_process();
     let online = start_secondaries(board, &machine);
     defmt::info!("{=usize} of {=usize} CPUs online", online, machine.cpus().len());
     if online != machine.cpus().len() {
@@ -256,6 +260,41 @@ fn report_gic(machine: &Machine) {
         }
         None => defmt::warn!("no interrupt controller described"),
     }
+}
+
+/// The in-firmware VMM's process: its handle table holds the hypervisor resource Belfry hands
+/// it at boot (and an MMIO resource, which `guest_create` refuses).
+pub static VMM: spin::Once<VmmProcess> = spin::Once::new();
+
+/// The VMM process and the resources it was given.
+pub struct VmmProcess {
+    pub process: Process,
+    pub hypervisor_resource: u32,
+    pub mmio_resource: u32,
+}
+
+fn vmm_process() {
+    let process = Process::new(cpu::at_el2());
+    let (Ok(hypervisor_resource), Ok(mmio_resource)) =
+        (process.grant_resource(RSRC_KIND_HYPERVISOR), process.grant_resource(RSRC_KIND_MMIO))
+    else {
+        defmt::error!("cannot create the VMM's resources");
+        report::stop(0, exit_code::BOOT_FAILED)
+    };
+    // Check the gate both ways before anything relies on it.
+    let guest = process.guest_create(hypervisor_resource, 0);
+    let refused = process.guest_create(mmio_resource, 0);
+    defmt::info!(
+        "VMM: hypervisor resource {=u32:#x}; guest_create with it: {}, with an MMIO resource: {}",
+        hypervisor_resource,
+        Status::from_result(&guest),
+        Status::from_result(&refused)
+    );
+    if let Ok((guest, vmar)) = guest {
+        let _ = process.handle_close(guest);
+        let _ = process.handle_close(vmar);
+    }
+    VMM.call_once(|| VmmProcess { process, hypervisor_resource, mmio_resource });
 }
 
 /// How long the boot CPU waits for a started CPU to report: 500 000 polls of 10 us, 5 s.

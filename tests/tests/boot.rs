@@ -35,6 +35,11 @@ fn virt_gicv3_boots_at_el2_on_four_cpus() {
     expect_line(&outcome, Some(0), "  RAM 0x040000000..0x080000000");
     expect_line(&outcome, Some(0), "GICv3: GICD 0x8000000, GICR 0x80a0000; ArchRev 3, 288 interrupt IDs");
     expect_line(&outcome, Some(0), "GICv3 virtual CPU interface: 4 list registers");
+    expect_line(
+        &outcome,
+        Some(0),
+        "VMM: hypervisor resource 0x7; guest_create with it: ZX_OK(0), with an MMIO resource: ZX_ERR_ACCESS_DENIED(-30)",
+    );
     let tree = outcome.lines.iter().find(|l| l.message.starts_with("device tree at ")).expect("device tree line");
     assert!(tree.message.ends_with(": linux,dummy-virt"), "{}", tree.message);
 }
@@ -92,6 +97,11 @@ fn virt_without_el2_boots_at_el1_and_says_virtualization_is_unavailable() {
         let outcome = boot(RunOptions { virtualization: false, ..RunOptions::new(board) });
         expect_clean_boot(board, &outcome, 1);
         expect_line(&outcome, Some(0), "entered at EL1: virtualization unavailable, guests cannot be created");
+        expect_line(
+            &outcome,
+            Some(0),
+            "VMM: hypervisor resource 0x7; guest_create with it: ZX_ERR_NOT_SUPPORTED(-2), with an MMIO resource: ZX_ERR_ACCESS_DENIED(-30)",
+        );
         assert!(!outcome.lines.iter().any(|l| l.message.contains("list registers")), "{}", outcome.transcript());
     }
 }
