@@ -25,6 +25,7 @@ struct Shared(Controller);
 // CPU's own redistributor, ITARGETSR0) or single 32-bit writes the GIC serialises (GICD_SGIR);
 // distributor setup happens once, on the boot CPU, before the others use it.
 unsafe impl Sync for Shared {}
+// SAFETY: as above; the references point at MMIO that outlives every CPU's use of it.
 unsafe impl Send for Shared {}
 
 static CONTROLLER: spin::Once<Shared> = spin::Once::new();
