@@ -11,15 +11,21 @@
 //!   data/instruction abort ISS fields and fault status codes. EL2 uses it for its own fatal
 //!   reports today and for guest exits later.
 //!
-//! The stage-2 translation tables themselves (VTCR/VTTBR, demand paging) will live here too; the
-//! crate knows nothing of guests and is pure logic, so all of it is unit-tested on the host.
+//! - [`table`]: stage-2 translation tables (VTCR/VTTBR values, page mapping for demand paging,
+//!   unmap and protect with per-page TLB invalidation callbacks).
 //!
-//! Invariants: every function here is total. A syndrome is a guest-influenced 64-bit value, so
-//! decoding never panics, whatever the bits say.
+//! The crate knows nothing of guests and is pure logic over memory it is handed, so all of it is
+//! unit-tested on the host (and under Miri).
+//!
+//! Invariants: every decoding function is total: a syndrome is a guest-influenced 64-bit value,
+//! so decoding never panics, whatever the bits say. The only `unsafe` is the view of a table page
+//! by its physical address, valid because tables come from the caller's `TableSource`.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod addr;
 pub mod syndrome;
+pub mod table;
 
 pub use addr::{GuestPhysAddr, PhysAddr, VirtAddr};

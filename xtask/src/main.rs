@@ -146,7 +146,7 @@ fn cargo_with(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 }
 
 /// Model checks: the loom models of the lock-free ring and the kick/interrupt/WFI handshake,
-/// then Miri over the unit tests of `el2` and `gic` (the crates with `unsafe` code).
+/// then Miri over the unit tests of `el2`, `gic` and `stage2` (the crates with `unsafe` code).
 fn model_checks() -> Result<()> {
     cargo_with(
         &["test", "-p", "el2", "--lib", "--release", "loom"],
@@ -154,7 +154,7 @@ fn model_checks() -> Result<()> {
     )?;
     let toolchain = format!("+{MIRI_TOOLCHAIN}");
     cargo_with(
-        &[&toolchain, "miri", "test", "-p", "el2", "-p", "gic", "--lib"],
+        &[&toolchain, "miri", "test", "-p", "el2", "-p", "gic", "-p", "stage2", "--lib"],
         &[("CARGO_TARGET_DIR", "target/miri"), ("MIRIFLAGS", "-Zmiri-permissive-provenance")],
     )
 }
