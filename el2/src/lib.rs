@@ -25,6 +25,20 @@
 
 extern crate alloc;
 
+/// Logs an error on the board (defmt); on the host the arguments are only evaluated. Used where
+/// the same code runs in both worlds and the host tests assert on statuses instead.
+#[macro_export]
+macro_rules! kernel_error {
+    ($format:literal $(, $argument:expr)* $(,)?) => {{
+        #[cfg(target_os = "none")]
+        defmt::error!($format $(, $argument)*);
+        #[cfg(not(target_os = "none"))]
+        {
+            $(let _ = &$argument;)*
+        }
+    }};
+}
+
 pub mod api;
 pub mod arch;
 pub mod exit_code;

@@ -255,3 +255,98 @@ fn safe_api_round_trip() {
     .join()
     .unwrap();
 }
+
+fn hypercall(process: &Process, vcpu: u32, function: u64) -> Result<Packet, Status> {
+    let object = process.vcpu_object(vcpu).unwrap();
+    let mut state = [0u8; 264];
+    process.vcpu_read_state(vcpu, 0, &mut state).unwrap();
+    state[..8].copy_from_slice(&function.to_le_bytes());
+    process.vcpu_write_state(vcpu, 0, &state).unwrap();
+    object.with_context(|c| c.arch.script.push_back(Exit::Hypercall { smc: true }));
+    process.vcpu_enter(vcpu).map(|p| p.decode())
+}
+
+/// 19. VcpuPsciSystemOff / VcpuPsciSystemReset.
+#[test]
+fn vcpu_psci_system_off_and_reset() {
+    std::thread::spawn(|| {
+        let process = Process::new(true);
+        let vcpu = process.vcpu_create(guest(&process), 0, 0).unwrap();
+        assert_eq!(hypercall(&process, vcpu, 0x8400_0008), Err(Status::UNAVAILABLE));
+        assert_eq!(hypercall(&process, vcpu, 0x8400_0009), Err(Status::CANCELED));
+    })
+    .join()
+    .unwrap();
+}
+
+/// PSCI CPU_ON becomes a STARTUP packet; unknown calls answer NOT_SUPPORTED and the guest runs on.
+#[test]
+fn vcpu_psci_cpu_on_and_unknown_calls() {
+    std::thread::spawn(|| {
+        let process = Process::new(true);
+        let vcpu = process.vcpu_create(guest(&process), 0, 0).unwrap();
+        let object = process.vcpu_object(vcpu).unwrap();
+        let mut state = [0u8; 264];
+        for (i, value) in [0xc400_0003u64, 1, 0x8_0000, 0x55].iter().enumerate() {
+            state[i * 8..i * 8 + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        process.vcpu_write_state(vcpu, 0, &state).unwrap();
+        object.with_context(|c| c.arch.script.push_back(Exit::Hypercall { smc: false }));
+        assert_eq!(
+            process.vcpu_enter(vcpu).map(|p| p.decode()),
+            Ok(Packet::VcpuStartup { key: 0, target: 1, entry: 0x8_0000, context: 0x55 })
+        );
+        process.vcpu_read_state(vcpu, 0, &mut state).unwrap();
+        assert_eq!(u64::from_le_bytes(state[..8].try_into().unwrap()), 0, "PSCI_SUCCESS in x0");
+        // An unknown function: x0 = NOT_SUPPORTED, and the guest reaches its exit.
+        state[..8].copy_from_slice(&0x8400_00ffu64.to_le_bytes());
+        process.vcpu_write_state(vcpu, 0, &state).unwrap();
+        object.with_context(|c| c.arch.script.extend([Exit::Hypercall { smc: true }, store(EXIT_TEST_ADDR)]));
+        assert!(is_exit(process.vcpu_enter(vcpu).map(|p| p.decode())));
+        process.vcpu_read_state(vcpu, 0, &mut state).unwrap();
+        assert_eq!(i64::from_le_bytes(state[..8].try_into().unwrap()), -1);
+    })
+    .join()
+    .unwrap();
+}
+
+/// Guest RAM is paged in on first touch; an access outside every mapping kills the guest, and
+/// the dead VCPU stays dead.
+#[test]
+fn demand_paging_and_killing_a_stray_guest() {
+    std::thread::spawn(|| {
+        let process = Process::new(true);
+        let resource = process.grant_resource(RSRC_KIND_HYPERVISOR).unwrap();
+        let (guest, vmar) = process.guest_create(resource, 0).unwrap();
+        process.guest_set_trap(guest, GUEST_TRAP_MEM, EXIT_TEST_ADDR, PAGE, 0, 0).unwrap();
+        let memory = process.vmo_create(1 << 20, 0).unwrap();
+        process.vmar_map(vmar, 0b111 | (1 << 4), 0, memory, 0, 1 << 20).unwrap();
+        let vcpu = process.vcpu_create(guest, 0, 0).unwrap();
+        let exits = [Exit::InstructionFetch { address: 0 }, store(0x8_0000), store(EXIT_TEST_ADDR)];
+        assert!(is_exit(run(&process, vcpu, &exits)));
+        let space = process.vmar_object(vmar).unwrap();
+        assert!(space.stage2_lookup(0).is_some());
+        assert!(space.stage2_lookup(0x8_0000).is_some());
+        assert!(space.stage2_lookup(0x4_0000).is_none(), "untouched pages stay unmapped");
+        assert_eq!(run(&process, vcpu, &[store(0x4000_0000)]), Err(Status::NOT_SUPPORTED));
+        assert_eq!(process.vcpu_enter(vcpu), Err(Status::BAD_STATE));
+    })
+    .join()
+    .unwrap();
+}
+
+/// An exit Belfry cannot serve kills the guest with NOT_SUPPORTED.
+#[test]
+fn unhandled_exit_kills_the_guest() {
+    std::thread::spawn(|| {
+        let process = Process::new(true);
+        let vcpu = process.vcpu_create(guest(&process), 0, 0).unwrap();
+        assert_eq!(
+            run(&process, vcpu, &[Exit::Unhandled { class: 0x3c, syndrome: 0, pc: 0x40 }]),
+            Err(Status::NOT_SUPPORTED)
+        );
+        assert_eq!(process.vcpu_enter(vcpu), Err(Status::BAD_STATE));
+    })
+    .join()
+    .unwrap();
+}

@@ -36,3 +36,12 @@ pub fn run(context: &mut Context) -> Exit {
         }
     }
 }
+
+/// Host builds have no TLB to invalidate.
+pub fn invalidate_guest_page(_vttbr: u64, _ipa: u64) {}
+
+/// Host builds have no TLB to invalidate.
+pub fn invalidate_guest(_vttbr: u64) {}
+
+/// Host builds have no caches to maintain.
+pub fn clean_for_guest(_address: u64, _len: usize) {}

@@ -1,6 +1,6 @@
 //! Why a VCPU stopped running guest code, in architecture-neutral terms. The architecture's
 //! `run` (the world switch on the board, a scripted guest in host tests) produces these; the
-//! VCPU turns them into packets, doorbells, sleeps or errors.
+//! VCPU turns them into packets, doorbells, demand paging, sleeps or errors.
 
 /// A guest memory access that stage 2 did not satisfy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -20,12 +20,18 @@ pub struct Access {
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// An access to guest-physical `address`.
+    /// A data access to guest-physical `address`.
     Access { address: u64, access: Access },
-    /// The guest executed WFI (or WFE).
+    /// An instruction fetch from guest-physical `address` that stage 2 did not satisfy.
+    InstructionFetch { address: u64 },
+    /// HVC or SMC; the function ID and arguments are in x0..x3.
+    Hypercall { smc: bool },
+    /// The guest executed WFI.
     WaitForInterrupt,
-    /// Guest execution was interrupted (a physical interrupt or a kick): re-check and resume.
+    /// Guest execution was interrupted (a physical interrupt, a kick, WFE): re-check and resume.
     Interrupted,
+    /// Something Belfry does not handle: the guest is killed.
+    Unhandled { class: u8, syndrome: u32, pc: u64 },
     /// This build cannot run guest code.
     Unsupported,
 }

@@ -30,16 +30,16 @@ impl core::fmt::Debug for Guest {
 }
 
 impl Guest {
-    /// A guest with an empty address space.
-    pub fn new() -> Self {
-        Self {
-            vmar: Arc::new(Vmar::new()),
+    /// A guest with an empty address space (and its stage-2 tables and VMID).
+    pub fn new() -> ZxResult<Self> {
+        Ok(Self {
+            vmar: Arc::new(Vmar::for_guest()?),
             inner: spin::Mutex::new(Inner {
                 traps: Arc::new(TrapMap::default()),
                 vcpu_slots: [false; MAX_VCPUS_PER_GUEST],
             }),
             generation: AtomicU64::new(0),
-        }
+        })
     }
 
     /// The guest-physical address space.
@@ -85,17 +85,16 @@ impl Guest {
         Ok(id)
     }
 
+    /// Whether VCPU `id` exists.
+    pub fn vcpu_exists(&self, id: u64) -> bool {
+        usize::try_from(id).ok().and_then(|id| self.inner.lock().vcpu_slots.get(id).copied()).unwrap_or(false)
+    }
+
     /// Frees a VCPU slot (its rings stay, for the next VCPU in the slot).
     pub fn release_vcpu(&self, id: usize) {
         if let Some(slot) = self.inner.lock().vcpu_slots.get_mut(id) {
             *slot = false;
         }
-    }
-}
-
-impl Default for Guest {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -147,7 +147,7 @@ impl Process {
         if !self.virtualization {
             return Err(Status::NOT_SUPPORTED);
         }
-        let guest = Arc::new(Guest::new());
+        let guest = Arc::new(Guest::new()?);
         let vmar = guest.vmar().clone();
         let guest_handle = self.handles.add(Object::Guest(guest), Rights::DEFAULT_GUEST)?;
         match self.handles.add(Object::Vmar(vmar), Rights::GUEST_VMAR) {

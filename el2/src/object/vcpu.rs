@@ -15,10 +15,11 @@
 use super::exit::{Access, Exit};
 use super::guest::Guest;
 use super::packet::{GuestMemPacket, PortPacket, VcpuState, CPSR_USER_MASK};
+use super::psci;
 use super::ring::PushError;
 use super::signals::Signals;
 use super::trap::{TrapKind, TrapMap};
-use super::vmar::GUEST_PHYSICAL_SIZE;
+use super::vmar::{Fault, GUEST_PHYSICAL_SIZE};
 use super::{Status, ZxResult};
 use crate::sync;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -59,6 +60,9 @@ pub struct Vcpu {
     thread: u64,
     bound: AtomicBool,
     signals: Signals,
+    /// The guest did something Belfry cannot serve and was killed: every later `enter` is
+    /// BAD_STATE.
+    dead: AtomicBool,
     context: spin::Mutex<Context>,
     pub(super) handles: AtomicUsize,
 }
@@ -105,6 +109,7 @@ impl Vcpu {
             thread,
             bound: AtomicBool::new(true),
             signals: Signals::new(),
+            dead: AtomicBool::new(false),
             context: spin::Mutex::new(context),
             handles: AtomicUsize::new(0),
         })
@@ -174,6 +179,9 @@ impl Vcpu {
     /// `zx_vcpu_enter`.
     pub fn enter(&self) -> ZxResult<PortPacket> {
         self.check_thread()?;
+        if self.dead.load(Ordering::Acquire) {
+            return Err(Status::BAD_STATE);
+        }
         let mut context = self.context.lock();
         loop {
             if self.signals.take_kick() {
@@ -185,9 +193,50 @@ impl Vcpu {
                         return Ok(packet);
                     }
                 }
+                Exit::InstructionFetch { address } => self.on_fetch(&context, address)?,
+                Exit::Hypercall { .. } => {
+                    let guest = &self.guest;
+                    match psci::handle(&mut context.state, |mpidr| guest.vcpu_exists(mpidr & 0xff)) {
+                        psci::Outcome::Continue => {}
+                        psci::Outcome::Packet(packet) => return Ok(packet),
+                        psci::Outcome::Status(status) => return Err(status),
+                    }
+                }
                 Exit::WaitForInterrupt => self.signals.wait_for_interrupt(),
                 Exit::Interrupted => {}
+                Exit::Unhandled { class, syndrome, pc } => {
+                    crate::kernel_error!(
+                        "guest killed: unhandled exit, EC {=u8:#04x} ({=str}), ISS {=u32:#x}, PC {=u64:#x}",
+                        class,
+                        stage2::syndrome::ExceptionClass::from_bits(class).name(),
+                        syndrome,
+                        pc
+                    );
+                    return Err(self.kill());
+                }
                 Exit::Unsupported => return Err(Status::NOT_SUPPORTED),
+            }
+        }
+    }
+
+    /// Marks the VCPU dead; returns the status `enter` reports for it.
+    fn kill(&self) -> Status {
+        self.dead.store(true, Ordering::Release);
+        Status::NOT_SUPPORTED
+    }
+
+    /// An instruction fetch stage 2 did not satisfy: demand-page executable memory, or kill.
+    fn on_fetch(&self, context: &Context, address: u64) -> ZxResult {
+        match self.guest.vmar().fault(address, false, true) {
+            Fault::Mapped => Ok(()),
+            fault => {
+                crate::kernel_error!(
+                    "guest killed: instruction fetch from IPA {=u64:#x} ({=str}), PC {=u64:#x}",
+                    address,
+                    fault_name(fault),
+                    context.pc
+                );
+                Err(self.kill())
             }
         }
     }
@@ -198,9 +247,20 @@ impl Vcpu {
             (context.traps_generation, context.traps) = self.guest.traps();
         }
         let Some(trap) = context.traps.find(address).cloned() else {
-            // Demand paging of guest RAM and killing a guest that strays outside it come with
-            // the stage-2 exit path.
-            return Err(Status::NOT_SUPPORTED);
+            return match self.guest.vmar().fault(address, access.write, false) {
+                Fault::Mapped => Ok(None),
+                fault => {
+                    crate::kernel_error!(
+                        "guest killed: {=str} of {=u8} bytes at IPA {=u64:#x} ({=str}), PC {=u64:#x}",
+                        if access.write { "write" } else { "read" },
+                        access.size,
+                        address,
+                        fault_name(fault),
+                        context.pc
+                    );
+                    Err(self.kill())
+                }
+            };
         };
         match trap.kind {
             TrapKind::Mem => {
@@ -270,6 +330,15 @@ impl Drop for Vcpu {
     fn drop(&mut self) {
         self.unbind();
         self.guest.release_vcpu(self.id);
+    }
+}
+
+fn fault_name(fault: Fault) -> &'static str {
+    match fault {
+        Fault::Mapped => "mapped",
+        Fault::Unmapped => "outside guest memory",
+        Fault::Denied => "not permitted by the mapping",
+        Fault::NoMemory => "out of memory",
     }
 }
 

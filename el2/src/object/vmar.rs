@@ -6,11 +6,13 @@
 //! first fault of each page, so changing a mapping only has to invalidate what was filled.
 
 use super::frames::PAGE_SIZE;
+use super::space::GuestSpace;
 use super::vmo::Vmo;
 use super::{Rights, Status, ZxResult};
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use stage2::table::Permissions;
 
 /// Size of every guest's physical address space: 64 GiB, the 36-bit IPA size every Armv8-A
 /// CPU supports.
@@ -42,9 +44,38 @@ pub struct Mapping {
 }
 
 /// See the module documentation.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Vmar {
     mappings: spin::Mutex<BTreeMap<u64, Mapping>>,
+    /// The stage-2 tables behind a guest's VMAR (lock order: mappings, then space).
+    space: Option<spin::Mutex<GuestSpace>>,
+}
+
+impl core::fmt::Debug for Vmar {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vmar").field("guest", &self.space.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// What a stage-2 fault on guest memory came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The page is now mapped; the guest retries the access.
+    Mapped,
+    /// No mapping covers the address.
+    Unmapped,
+    /// A mapping covers it, without the permission the access needs.
+    Denied,
+    /// Memory ran out while committing the page or a table.
+    NoMemory,
+}
+
+fn stage2_permissions(perms: u32) -> Permissions {
+    Permissions {
+        read: perms & VM_PERM_READ != 0,
+        write: perms & VM_PERM_WRITE != 0,
+        execute: perms & VM_PERM_EXECUTE != 0,
+    }
 }
 
 /// The permissions a set of handle rights allows.
@@ -67,9 +98,49 @@ fn page_aligned(value: u64) -> bool {
 }
 
 impl Vmar {
-    /// An empty guest-physical address space.
+    /// An empty address space without stage-2 tables (unit tests of the mapping rules).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty guest-physical address space with its stage-2 tables and VMID.
+    pub fn for_guest() -> ZxResult<Self> {
+        Ok(Self { mappings: spin::Mutex::new(BTreeMap::new()), space: Some(spin::Mutex::new(GuestSpace::new()?)) })
+    }
+
+    /// VTTBR_EL2 for this guest (0 without stage-2 tables).
+    pub fn vttbr(&self) -> u64 {
+        self.space.as_ref().map_or(0, |space| space.lock().vttbr())
+    }
+
+    /// Handles a stage-2 fault at `address`: maps the page from its VMO (committing it on first
+    /// touch) if a mapping allows the access.
+    pub fn fault(&self, address: u64, write: bool, execute: bool) -> Fault {
+        let Some(space) = &self.space else { return Fault::Unmapped };
+        let Some((vmo, offset, perms)) = self.translate(address) else { return Fault::Unmapped };
+        let needed = if execute {
+            VM_PERM_EXECUTE
+        } else if write {
+            VM_PERM_WRITE
+        } else {
+            VM_PERM_READ
+        };
+        if perms & needed == 0 {
+            return Fault::Denied;
+        }
+        let page = offset & !(PAGE_SIZE - 1);
+        let Ok(frame) = vmo.commit(page) else { return Fault::NoMemory };
+        // A guest with its MMU off reads memory uncached: what EL2 wrote must reach it.
+        crate::arch::clean_for_guest(frame.raw(), PAGE_SIZE as usize);
+        match space.lock().map(address & !(PAGE_SIZE - 1), frame, stage2_permissions(perms)) {
+            Ok(()) => Fault::Mapped,
+            Err(_) => Fault::NoMemory,
+        }
+    }
+
+    /// The frame and stage-2 permissions behind a guest page, if it is mapped in stage 2.
+    pub fn stage2_lookup(&self, address: u64) -> Option<(stage2::PhysAddr, Permissions)> {
+        self.space.as_ref()?.lock().lookup(address & !(PAGE_SIZE - 1))
     }
 
     /// `zx_vmar_map`: maps `len` bytes of `vmo` from `vmo_offset`. `vmar_rights` and
@@ -139,6 +210,9 @@ impl Vmar {
                 }
             }
         }
+        if let Some(space) = &self.space {
+            space.lock().unmap(addr, len);
+        }
         Ok(())
     }
 
@@ -180,6 +254,9 @@ impl Vmar {
                 };
                 mappings.insert(inner_start, inner);
             }
+        }
+        if let Some(space) = &self.space {
+            space.lock().protect(addr, len, stage2_permissions(options));
         }
         Ok(())
     }
@@ -316,6 +393,27 @@ mod tests {
         assert_eq!(vmar.unmap(1, PAGE_SIZE), Err(Status::INVALID_ARGS));
         vmar.unmap(0, 4 * PAGE_SIZE).unwrap();
         assert!(vmar.mappings().is_empty());
+    }
+
+    #[test]
+    fn faults_map_pages_on_demand_and_follow_unmap_and_protect() {
+        let vmar = Vmar::for_guest().unwrap();
+        let memory = vmo(4);
+        map(&vmar, 0x10000, &memory, 4).unwrap();
+        assert_eq!(vmar.stage2_lookup(0x11000), None);
+        assert_eq!(vmar.fault(0x11008, true, false), Fault::Mapped);
+        let (frame, permissions) = vmar.stage2_lookup(0x11000).unwrap();
+        assert_eq!(frame, memory.lookup(0x1000).unwrap());
+        assert_eq!(permissions, Permissions::RWX);
+        assert_eq!(memory.committed_pages(), 1, "only the touched page is committed");
+        assert_eq!(vmar.fault(0x20000, false, false), Fault::Unmapped);
+        vmar.protect(Rights::GUEST_VMAR, VM_PERM_READ, 0x11000, PAGE_SIZE).unwrap();
+        assert!(!vmar.stage2_lookup(0x11000).unwrap().1.write);
+        assert_eq!(vmar.fault(0x11000, true, false), Fault::Denied);
+        assert_eq!(vmar.fault(0x11000, false, true), Fault::Denied);
+        vmar.unmap(0x10000, 4 * PAGE_SIZE).unwrap();
+        assert_eq!(vmar.stage2_lookup(0x11000), None);
+        assert_eq!(vmar.fault(0x11000, false, false), Fault::Unmapped);
     }
 
     #[test]
