@@ -43,6 +43,9 @@ pub struct Board {
     /// An interrupt controller fixed by the SoC, preferred over the device tree's.
     pub fixed_gic: Option<GicDescription>,
     pub cpu_start: CpuStart,
+    /// Runs a guest scenario by name with the VMM's process and hypervisor resource; `None`
+    /// when the board has no VMM.
+    pub guest_scenario: Option<fn(&str, &'static Process, u32) -> bool>,
 }
 
 /// Bit `n` is set once logical CPU `n` runs with its MMU on.
@@ -153,7 +156,7 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     if online != machine.cpus().len() {
         report::stop(0, exit_code::BOOT_FAILED);
     }
-    run_scenario()
+    run_scenario(board)
 }
 
 fn report_memory(machine: &Machine) {
@@ -376,7 +379,7 @@ fn fault() -> ! {
     panic!("a load from {:#x} returned {:#x} instead of faulting", UNMAPPED_ADDRESS, value)
 }
 
-fn run_scenario() -> ! {
+fn run_scenario(board: &Board) -> ! {
     let mut buffer = [0u8; 256];
     let scenario = match semihosting::command_line(&mut buffer) {
         Some(length) => {
@@ -410,6 +413,15 @@ fn run_scenario() -> ! {
         }
         Scenario::Panic => panic!("deliberate panic (scenario=panic)"),
         Scenario::PortStress => port_stress(),
+        Scenario::Guest(guest) => {
+            let (Some(run), Some(vmm)) = (board.guest_scenario, VMM.get()) else {
+                defmt::error!("this board has no VMM to run {}", guest);
+                report::stop(0, exit_code::BOOT_FAILED)
+            };
+            if !run(guest.name(), &vmm.process, vmm.hypervisor_resource) {
+                report::stop(0, exit_code::TEST_FAILED)
+            }
+        }
     }
     defmt::info!("boot complete");
     logger::drain();

@@ -15,8 +15,38 @@ pub enum Scenario {
     FaultOnCpu(usize),
     /// After boot, Belfry panics (a broken invariant): the panic report path.
     Panic,
-    /// After boot, CPUs 1 and 2 send packets through one port and CPUs 0 and 3 drain it.
+    /// After boot, threads on every CPU send packets through one port and drain it.
     PortStress,
+    /// A guest scenario (`scenario=guest:NAME`), run by the board's VMM.
+    Guest(GuestScenario),
+}
+
+/// The name of a guest scenario, owned (the command line buffer does not outlive parsing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestScenario {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl GuestScenario {
+    /// The name, if it fits.
+    pub fn new(name: &str) -> Option<Self> {
+        let mut bytes = [0; 40];
+        bytes.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+        Some(Self { bytes, len: name.len() })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+#[cfg(target_os = "none")]
+impl defmt::Format for GuestScenario {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "guest:{=str}", self.name())
+    }
 }
 
 /// Why a command line was refused.
@@ -38,6 +68,10 @@ pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
         "fault" => Ok(Scenario::FaultOnBootCpu),
         "panic" => Ok(Scenario::Panic),
         "port-stress" => Ok(Scenario::PortStress),
+        other if other.starts_with("guest:") => {
+            let name = other.trim_start_matches("guest:");
+            GuestScenario::new(name).map(Scenario::Guest).ok_or(ScenarioError::UnknownScenario)
+        }
         other => {
             let cpu = other.strip_prefix("fault-cpu:").ok_or(ScenarioError::UnknownScenario)?;
             match cpu.parse::<usize>() {
@@ -66,6 +100,9 @@ mod tests {
         assert_eq!(parse("belfry scenario=fault"), Ok(Scenario::FaultOnBootCpu));
         assert_eq!(parse("x scenario=panic y"), Ok(Scenario::Panic));
         assert_eq!(parse("scenario=port-stress"), Ok(Scenario::PortStress));
+        let Ok(Scenario::Guest(guest)) = parse("scenario=guest:vcpu-enter") else { panic!() };
+        assert_eq!(guest.name(), "vcpu-enter");
+        assert_eq!(parse(&format!("scenario=guest:{}", "x".repeat(41))), Err(ScenarioError::UnknownScenario));
         assert_eq!(parse("scenario=fault-cpu:2"), Ok(Scenario::FaultOnCpu(2)));
         assert_eq!(parse("scenario=fault-cpu:0"), Err(ScenarioError::BadCpuIndex));
         assert_eq!(parse("scenario=fault-cpu:99"), Err(ScenarioError::BadCpuIndex));

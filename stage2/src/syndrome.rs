@@ -115,6 +115,39 @@ impl ExceptionClass {
         }
     }
 
+    /// The 6-bit EC value.
+    pub const fn bits(self) -> u8 {
+        match self {
+            Self::Unknown => 0x00,
+            Self::WfiWfe => 0x01,
+            Self::FpAccess => 0x07,
+            Self::IllegalExecutionState => 0x0e,
+            Self::SvcAarch32 => 0x11,
+            Self::HvcAarch32 => 0x12,
+            Self::SmcAarch32 => 0x13,
+            Self::SvcAarch64 => 0x15,
+            Self::HvcAarch64 => 0x16,
+            Self::SmcAarch64 => 0x17,
+            Self::SystemRegister => 0x18,
+            Self::InstructionAbortLowerEl => 0x20,
+            Self::InstructionAbortSameEl => 0x21,
+            Self::PcAlignment => 0x22,
+            Self::DataAbortLowerEl => 0x24,
+            Self::DataAbortSameEl => 0x25,
+            Self::SpAlignment => 0x26,
+            Self::FpExceptionAarch64 => 0x2c,
+            Self::SError => 0x2f,
+            Self::BreakpointLowerEl => 0x30,
+            Self::BreakpointSameEl => 0x31,
+            Self::SoftwareStepLowerEl => 0x32,
+            Self::SoftwareStepSameEl => 0x33,
+            Self::WatchpointLowerEl => 0x34,
+            Self::WatchpointSameEl => 0x35,
+            Self::Brk => 0x3c,
+            Self::Other(bits) => bits,
+        }
+    }
+
     /// A human name for logs and kill messages.
     pub const fn name(self) -> &'static str {
         match self {
@@ -310,6 +343,9 @@ mod tests {
             }
         }
         assert_eq!(ExceptionClass::from_bits(0x3f), ExceptionClass::Other(0x3f));
+        for ec in 0..64u8 {
+            assert_eq!(ExceptionClass::from_bits(ec).bits(), ec);
+        }
         assert_eq!(FaultStatus::from_bits(0x22), FaultStatus::Other(0x22));
     }
 }

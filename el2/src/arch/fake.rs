@@ -16,7 +16,7 @@ pub struct VcpuArch {
 }
 
 impl VcpuArch {
-    pub fn new(_id: usize) -> Self {
+    pub fn new(_id: usize, _vttbr: u64) -> Self {
         Self::default()
     }
 }
@@ -45,3 +45,11 @@ pub fn invalidate_guest(_vttbr: u64) {}
 
 /// Host builds have no caches to maintain.
 pub fn clean_for_guest(_address: u64, _len: usize) {}
+
+/// The host's scripted guests spin through `run`, which re-checks kicks: nothing to interrupt.
+pub fn interrupt_cpu(_cpu: usize) {}
+
+/// Host threads are not pinned to CPUs.
+pub fn current_cpu() -> usize {
+    0
+}

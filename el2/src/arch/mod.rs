@@ -5,9 +5,11 @@
 #[cfg(target_os = "none")]
 pub mod aarch64;
 #[cfg(target_os = "none")]
-pub use aarch64::guest::{clean_for_guest, invalidate_guest, invalidate_guest_page, run, VcpuArch};
+pub use aarch64::guest::{
+    clean_for_guest, current_cpu, interrupt_cpu, invalidate_guest, invalidate_guest_page, run, VcpuArch,
+};
 
 #[cfg(not(target_os = "none"))]
 pub mod fake;
 #[cfg(not(target_os = "none"))]
-pub use fake::{clean_for_guest, invalidate_guest, invalidate_guest_page, run, VcpuArch};
+pub use fake::{clean_for_guest, current_cpu, interrupt_cpu, invalidate_guest, invalidate_guest_page, run, VcpuArch};

@@ -24,6 +24,9 @@ pub enum Exit {
     Access { address: u64, access: Access },
     /// An instruction fetch from guest-physical `address` that stage 2 did not satisfy.
     InstructionFetch { address: u64 },
+    /// The guest's own stage-1 table walk read guest-physical `address`, which stage 2 did not
+    /// satisfy.
+    TableWalk { address: u64 },
     /// HVC or SMC; the function ID and arguments are in x0..x3.
     Hypercall { smc: bool },
     /// The guest executed WFI.

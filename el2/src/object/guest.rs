@@ -60,6 +60,8 @@ impl Guest {
         traps.insert(trap)?;
         inner.traps = Arc::new(traps);
         self.generation.fetch_add(1, Ordering::Release);
+        // Pages of the range the guest already touched must fault again to reach the trap.
+        self.vmar.evict(addr, size);
         Ok(())
     }
 

@@ -60,6 +60,8 @@ pub struct Vcpu {
     thread: u64,
     bound: AtomicBool,
     signals: Signals,
+    /// 1 + the index of the CPU this VCPU's thread runs `enter` on; 0 outside `enter`.
+    running_on: AtomicUsize,
     /// The guest did something Belfry cannot serve and was killed: every later `enter` is
     /// BAD_STATE.
     dead: AtomicBool,
@@ -99,7 +101,7 @@ impl Vcpu {
             state: VcpuState::default(),
             pc: entry,
             skip_instruction: false,
-            arch: VcpuArch::new(id),
+            arch: VcpuArch::new(id, guest.vmar().vttbr()),
             traps,
             traps_generation,
         };
@@ -110,6 +112,7 @@ impl Vcpu {
             bound: AtomicBool::new(true),
             signals: Signals::new(),
             dead: AtomicBool::new(false),
+            running_on: AtomicUsize::new(0),
             context: spin::Mutex::new(context),
             handles: AtomicUsize::new(0),
         })
@@ -135,6 +138,12 @@ impl Vcpu {
     /// `zx_vcpu_kick`: the current or next `enter` returns CANCELED.
     pub fn kick(&self) {
         self.signals.kick();
+        // Pairs with the fence in `enter`: either `enter` sees the kick before it runs the
+        // guest, or we see where it runs and interrupt that CPU.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(cpu) = self.running_on.load(Ordering::Relaxed).checked_sub(1) {
+            crate::arch::interrupt_cpu(cpu);
+        }
     }
 
     /// `zx_vcpu_interrupt`: marks `vector` pending and wakes the VCPU if it waits for one.
@@ -183,17 +192,26 @@ impl Vcpu {
             return Err(Status::BAD_STATE);
         }
         let mut context = self.context.lock();
+        self.running_on.store(crate::arch::current_cpu() + 1, Ordering::Relaxed);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let result = self.run_until_exit(&mut context);
+        self.running_on.store(0, Ordering::Release);
+        result
+    }
+
+    fn run_until_exit(&self, context: &mut Context) -> ZxResult<PortPacket> {
         loop {
             if self.signals.take_kick() {
                 return Err(Status::CANCELED);
             }
-            match crate::arch::run(&mut context) {
+            match crate::arch::run(context) {
                 Exit::Access { address, access } => {
-                    if let Some(packet) = self.on_access(&mut context, address, access)? {
+                    if let Some(packet) = self.on_access(context, address, access)? {
                         return Ok(packet);
                     }
                 }
-                Exit::InstructionFetch { address } => self.on_fetch(&context, address)?,
+                Exit::InstructionFetch { address } => self.on_fetch(context, address, true)?,
+                Exit::TableWalk { address } => self.on_fetch(context, address, false)?,
                 Exit::Hypercall { .. } => {
                     let guest = &self.guest;
                     match psci::handle(&mut context.state, |mpidr| guest.vcpu_exists(mpidr & 0xff)) {
@@ -225,13 +243,15 @@ impl Vcpu {
         Status::NOT_SUPPORTED
     }
 
-    /// An instruction fetch stage 2 did not satisfy: demand-page executable memory, or kill.
-    fn on_fetch(&self, context: &Context, address: u64) -> ZxResult {
-        match self.guest.vmar().fault(address, false, true) {
+    /// An instruction fetch (or a stage-1 table walk) that stage 2 did not satisfy: demand-page
+    /// guest memory, or kill.
+    fn on_fetch(&self, context: &Context, address: u64, execute: bool) -> ZxResult {
+        match self.guest.vmar().fault(address, false, execute) {
             Fault::Mapped => Ok(()),
             fault => {
                 crate::kernel_error!(
-                    "guest killed: instruction fetch from IPA {=u64:#x} ({=str}), PC {=u64:#x}",
+                    "guest killed: {=str} at IPA {=u64:#x} ({=str}), PC {=u64:#x}",
+                    if execute { "instruction fetch" } else { "page-table walk" },
                     address,
                     fault_name(fault),
                     context.pc

@@ -138,6 +138,14 @@ impl Vmar {
         }
     }
 
+    /// Removes `[start, start + len)` from stage 2 only (the mappings stay): the next access to
+    /// those pages faults again (a trap was set there).
+    pub fn evict(&self, start: u64, len: u64) {
+        if let Some(space) = &self.space {
+            space.lock().unmap(start, len);
+        }
+    }
+
     /// The frame and stage-2 permissions behind a guest page, if it is mapped in stage 2.
     pub fn stage2_lookup(&self, address: u64) -> Option<(stage2::PhysAddr, Permissions)> {
         self.space.as_ref()?.lock().lookup(address & !(PAGE_SIZE - 1))

@@ -1,24 +1,278 @@
-//! Running a guest on this CPU. The world switch (stage 2, EL1 context, exits) is not built
-//! yet, so `run` reports that this build cannot run guest code and `vcpu_enter` returns
-//! NOT_SUPPORTED; everything above it (the API, the queues, the threads) is real.
+//! Running a guest on this CPU: the world switch and the decoding of every exit.
+//!
+//! `run` loads the VCPU's EL1 context and the guest's stage-2 and trap configuration, enters
+//! the guest with `eret` (`world.rs`), and on the next exception from the guest saves it all
+//! back and says why the guest stopped, as an architecture-neutral [`Exit`].
+//!
+//! What the guest can handle itself never leaves it (lguest's lesson): with HCR_EL2 as set
+//! here, SVCs, undefined instructions and the guest's own stage-1 faults go to its EL1 vectors.
+//! Belfry traps what it must see: stage-2 faults, HVC and SMC, WFI/WFE, data-cache set/way
+//! operations, the debug and OS-lock registers (RAZ/WI), physical interrupts, and FP/SIMD
+//! while another VCPU's FP registers are live on this CPU (lazy switching).
 
-use crate::object::exit::Exit;
+use super::cpu;
+use super::world::{self, El1State, FpState};
+use crate::machine::MAX_CPUS;
+use crate::object::exit::{Access, Exit};
 use crate::object::vcpu::Context;
+use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, HPFAR_EL2, SPSR_EL2};
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use stage2::syndrome::{DataAbort, Esr, ExceptionClass, FaultStatus};
+
+/// HCR_EL2 while a guest runs: VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError
+/// to EL2), FB and BSU = inner shareable (broadcast the guest's TLB and cache maintenance),
+/// TWI and TWE (WFI/WFE trap), TSC (SMC traps), TSW (set/way cache maintenance traps), RW
+/// (EL1 is AArch64).
+const GUEST_HCR: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 9)
+    | (0b01 << 10)
+    | (1 << 13)
+    | (1 << 14)
+    | (1 << 19)
+    | (1 << 22)
+    | (1 << 31);
+/// MDCR_EL2 while a guest runs: TDA (debug registers), TDOSA (OS lock registers), TDRA (debug
+/// ROM address) trap to EL2, which makes them RAZ/WI.
+const GUEST_MDCR: u64 = (1 << 9) | (1 << 10) | (1 << 11);
+/// CPTR_EL2: the RES1 bits, SVE and SME trapped; TFP (bit 10) set while another VCPU's FP
+/// registers are live.
+const CPTR_BASE: u64 = super::boot::CPTR_EL2_VALUE;
+const CPTR_TFP: u64 = 1 << 10;
+/// The guest starts at EL1h with DAIF masked.
+const INITIAL_PSTATE: u64 = 0x3c5;
+
+/// Per CPU: the address of the `FpState` whose values are in this CPU's FP/SIMD registers.
+static FP_OWNER: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 
 /// Per-VCPU architectural state.
-#[derive(Debug, Default)]
 pub struct VcpuArch {
-    /// The VCPU's index in its guest (its VMPIDR affinity).
-    pub id: usize,
+    el1: El1State,
+    /// SPSR_EL2 while the guest is out: its PSTATE.
+    pstate: u64,
+    vttbr: u64,
+    vmpidr: u64,
+    /// Length of the instruction that caused the last exit (IL).
+    instruction_len: u64,
+    /// FP/SIMD registers; boxed so `FP_OWNER` can name them by a stable address.
+    fp: Box<FpState>,
+}
+
+impl core::fmt::Debug for VcpuArch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VcpuArch").field("vmpidr", &self.vmpidr).finish_non_exhaustive()
+    }
 }
 
 impl VcpuArch {
-    pub fn new(id: usize) -> Self {
-        Self { id }
+    /// A VCPU that starts with its MMU off, DAIF masked, at Aff0 = `id` of a guest whose
+    /// stage-2 tables `vttbr` names.
+    pub fn new(id: usize, vttbr: u64) -> Self {
+        Self {
+            el1: El1State::reset(),
+            pstate: INITIAL_PSTATE,
+            vttbr,
+            vmpidr: (1 << 31) | (id as u64 & 0xff),
+            instruction_len: 4,
+            fp: Box::default(),
+        }
+    }
+}
+
+impl Drop for VcpuArch {
+    fn drop(&mut self) {
+        let me = &*self.fp as *const FpState as usize;
+        for owner in &FP_OWNER {
+            let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 }
 
 /// Runs the guest until its next exit.
-pub fn run(_context: &mut Context) -> Exit {
-    Exit::Unsupported
+pub fn run(context: &mut Context) -> Exit {
+    if context.skip_instruction {
+        context.skip_instruction = false;
+        context.pc += context.arch.instruction_len;
+    }
+    let me = &*context.arch.fp as *const FpState as usize;
+    let fp_live = FP_OWNER.get(cpu::index()).is_some_and(|owner| owner.load(Ordering::Relaxed) == me);
+    let pstate =
+        (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
+    let setup = world::EntrySetup {
+        hcr: GUEST_HCR,
+        mdcr: GUEST_MDCR,
+        cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
+        vttbr: context.arch.vttbr,
+        vmpidr: context.arch.vmpidr,
+        sp_el1: context.state.sp,
+    };
+    ELR_EL2.set(context.pc);
+    SPSR_EL2.set(pstate);
+    // SAFETY: `setup` describes this VCPU's guest (its stage-2 root and VMID are live while the
+    // guest object is); the general registers are this VCPU's.
+    let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.arch.el1, &mut context.state.x) };
+    context.state.sp = sp_el1;
+    context.pc = ELR_EL2.get();
+    let pstate = SPSR_EL2.get();
+    context.arch.pstate = pstate;
+    context.state.cpsr = (pstate as u32) & crate::object::packet::CPSR_USER_MASK;
+    decode(context, kind)
+}
+
+fn decode(context: &mut Context, kind: u64) -> Exit {
+    match kind & 3 {
+        1 | 2 => {
+            crate::irq::drain();
+            return Exit::Interrupted;
+        }
+        3 => {
+            return Exit::Unhandled {
+                class: ExceptionClass::SError.bits(),
+                syndrome: ESR_EL2.get() as u32,
+                pc: context.pc,
+            }
+        }
+        _ => {}
+    }
+    let esr = Esr(ESR_EL2.get());
+    context.arch.instruction_len = if esr.is_32bit_instruction() { 4 } else { 2 };
+    let ipa = ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (FAR_EL2.get() & 0xfff);
+    let unhandled = Exit::Unhandled { class: esr.class_bits(), syndrome: esr.iss(), pc: context.pc };
+    match esr.class() {
+        ExceptionClass::DataAbortLowerEl => {
+            let abort = DataAbort::from_iss(esr.iss());
+            if !is_stage2_fault(abort.status) {
+                return unhandled;
+            }
+            if abort.stage1_walk {
+                return Exit::TableWalk { address: ipa };
+            }
+            if !abort.syndrome_valid {
+                return unhandled;
+            }
+            let value = if abort.write { register(&context.state.x, abort.register) } else { 0 };
+            let value =
+                if abort.access_size == 8 { value } else { value & ((1 << (8 * u64::from(abort.access_size))) - 1) };
+            let access = Access {
+                write: abort.write,
+                size: abort.access_size,
+                register: abort.register,
+                sign_extend: abort.sign_extend,
+                sixty_four_bit: abort.sixty_four_bit_register,
+                value,
+            };
+            Exit::Access { address: ipa, access }
+        }
+        ExceptionClass::InstructionAbortLowerEl => match esr.instruction_abort_status() {
+            Some(status) if is_stage2_fault(status) => Exit::InstructionFetch { address: ipa },
+            _ => unhandled,
+        },
+        ExceptionClass::HvcAarch64 => Exit::Hypercall { smc: false },
+        ExceptionClass::SmcAarch64 => {
+            // A trapped SMC returns to the SMC itself.
+            context.pc += 4;
+            Exit::Hypercall { smc: true }
+        }
+        ExceptionClass::WfiWfe => {
+            context.skip_instruction = true;
+            if esr.iss() & 1 == 0 {
+                Exit::WaitForInterrupt
+            } else {
+                Exit::Interrupted
+            }
+        }
+        ExceptionClass::SystemRegister => match emulate_system_register(context, esr.iss()) {
+            true => {
+                context.skip_instruction = true;
+                Exit::Interrupted
+            }
+            false => unhandled,
+        },
+        ExceptionClass::FpAccess => {
+            switch_fp(context);
+            Exit::Interrupted
+        }
+        _ => unhandled,
+    }
+}
+
+fn is_stage2_fault(status: FaultStatus) -> bool {
+    matches!(status, FaultStatus::Translation { .. } | FaultStatus::AccessFlag { .. } | FaultStatus::Permission { .. })
+}
+
+fn register(x: &[u64; 31], index: u8) -> u64 {
+    x.get(usize::from(index)).copied().unwrap_or(0)
+}
+
+/// Emulates the trapped system instructions Belfry handles; `false` for anything else.
+fn emulate_system_register(context: &mut Context, iss: u32) -> bool {
+    let op0 = (iss >> 20) & 0b11;
+    let op2 = (iss >> 17) & 0b111;
+    let op1 = (iss >> 14) & 0b111;
+    let crn = (iss >> 10) & 0b1111;
+    let rt = ((iss >> 5) & 0b11111) as usize;
+    let crm = (iss >> 1) & 0b1111;
+    let read = iss & 1 == 1;
+    // DC ISW / CSW / CISW: the hardware keeps caches coherent for Belfry's own accesses, and
+    // guest pages are cleaned and invalidated to the point of coherency when they are mapped,
+    // so set/way maintenance has nothing left to do.
+    let set_way = op0 == 1 && op1 == 0 && crn == 7 && op2 == 2 && matches!(crm, 6 | 10 | 14);
+    // Debug and OS-lock registers (op0 = 2, trapped by MDCR_EL2): read as zero, writes ignored.
+    let debug = op0 == 2;
+    if !(set_way || debug) {
+        return false;
+    }
+    if read && rt < 31 {
+        context.state.x[rt] = 0;
+    }
+    true
+}
+
+/// The guest touched FP/SIMD while another VCPU's registers were live: swap them.
+fn switch_fp(context: &mut Context) {
+    let Some(owner_slot) = FP_OWNER.get(cpu::index()) else { return };
+    let me = &mut *context.arch.fp as *mut FpState;
+    let owner = owner_slot.swap(me as usize, Ordering::AcqRel) as *mut FpState;
+    // SAFETY: FP instructions at EL2 need CPTR_EL2.TFP clear; EL2 itself never uses FP.
+    unsafe { world::set_cptr(CPTR_BASE) };
+    if !owner.is_null() {
+        // SAFETY: a registered owner is a live `FpState` (a VCPU clears its registration when it
+        // is dropped) of a thread on this CPU, which is not running.
+        unsafe { world::save_fp(&mut *owner) };
+    }
+    // SAFETY: our own FP state.
+    unsafe { world::load_fp(&*me) };
+}
+
+/// Invalidates the stage-2 TLB entries of one guest page.
+pub fn invalidate_guest_page(vttbr: u64, ipa: u64) {
+    // SAFETY: switches VTTBR_EL2 to the guest's only to name its VMID for the invalidation and
+    // restores it; TLB maintenance has no other effect.
+    unsafe { world::invalidate_ipa(vttbr, ipa) }
+}
+
+/// Invalidates every TLB entry of a guest (its VMID is about to be reused).
+pub fn invalidate_guest(vttbr: u64) {
+    // SAFETY: as above.
+    unsafe { world::invalidate_vmid(vttbr) }
+}
+
+/// Makes `len` bytes at `address` (identity-mapped) visible to a guest running with its
+/// caches off, and its instruction fetches.
+pub fn clean_for_guest(address: u64, len: usize) {
+    world::clean_invalidate_to_poc(address, len);
+}
+
+/// Makes CPU `cpu` leave the guest it runs (the wake SGI; a physical interrupt exits to EL2).
+pub fn interrupt_cpu(cpu: usize) {
+    crate::irq::wake(cpu);
+}
+
+/// The CPU this code runs on.
+pub fn current_cpu() -> usize {
+    cpu::index()
 }

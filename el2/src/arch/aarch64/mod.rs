@@ -11,3 +11,4 @@ pub mod switch;
 pub mod timer;
 pub mod vectors;
 mod vectors_regs;
+pub mod world;

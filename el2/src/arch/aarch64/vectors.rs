@@ -1,10 +1,10 @@
 //! EL2's exception vector table (also used at EL1 when there is no EL2).
 //!
-//! Every entry saves x0..x30 into an [`ExceptionFrame`] on the current stack and calls
-//! [`belfry_exception`] with the entry's index. No exception is expected yet except one: the
+//! The current-EL entries save x0..x30 into an [`ExceptionFrame`] on the current stack and call
+//! [`belfry_exception`] with the entry's index. No exception is expected there except one: the
 //! semihosting probe's `HLT #0xF000` on hardware without a debugger, which is skipped. Anything
 //! else is reported with its decoded syndrome and stops the machine (see [`crate::report`]).
-//! Guest exits will get their own lower-EL path that saves into the VCPU instead.
+//! The lower-EL entries are guest exits: they go back to the world switch (`world.rs`).
 
 use super::semihosting::{self, HLT_SEMIHOSTING};
 use super::{cpu, vectors_regs};
@@ -28,12 +28,19 @@ global_asm!(
     .balign 0x800
     .global belfry_vectors
 belfry_vectors:
-    .irp kind, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    .irp kind, 0,1,2,3,4,5,6,7
     .balign 0x80
     sub     sp, sp, #{frame_size}
     stp     x0, x1, [sp, #({x} + 0 * 8)]
     mov     x0, #\kind
     b       belfry_exception_save
+    .endr
+    // From a guest (lower EL): back to the world switch.
+    .irp kind, 8,9,10,11,12,13,14,15
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x0, #\kind
+    b       belfry_guest_exit
     .endr
 
 belfry_exception_save:

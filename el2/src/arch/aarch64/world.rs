@@ -1,0 +1,338 @@
+//! The world switch: entering a guest with `eret` and coming back on its next exception.
+//!
+//! `belfry_enter_guest(x)` pushes the host's callee-saved registers and the address of the
+//! guest's general registers `x` on the EL2 stack, loads x0..x30 from `x`, and `eret`s to the
+//! guest (ELR_EL2 and SPSR_EL2 already set). The guest runs on SP_EL1/SP_EL0, so SP_EL2 still
+//! points at that frame when the guest's next exception enters a lower-EL vector, which jumps
+//! to `belfry_guest_exit`: it stores x0..x30 back into `x`, pops the host registers and returns
+//! the vector index from `belfry_enter_guest`. Offsets come from `offset_of!`.
+//!
+//! The EL1 system registers are switched in Rust around that call; EL2 never touches FP/SIMD,
+//! so those registers are switched lazily (`guest.rs`).
+
+use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, MIDR_EL1};
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+    .section .text.world, "ax"
+    .global belfry_enter_guest
+    .global belfry_guest_exit
+
+    // x0 = &mut [u64; 31], the guest's general registers. Returns the vector index in x0.
+belfry_enter_guest:
+    stp     x29, x30, [sp, #-16]!
+    stp     x27, x28, [sp, #-16]!
+    stp     x25, x26, [sp, #-16]!
+    stp     x23, x24, [sp, #-16]!
+    stp     x21, x22, [sp, #-16]!
+    stp     x19, x20, [sp, #-16]!
+    stp     x0, xzr, [sp, #-16]!            // where the guest's registers go on exit
+    ldp     x2, x3, [x0, #(2 * 8)]
+    ldp     x4, x5, [x0, #(4 * 8)]
+    ldp     x6, x7, [x0, #(6 * 8)]
+    ldp     x8, x9, [x0, #(8 * 8)]
+    ldp     x10, x11, [x0, #(10 * 8)]
+    ldp     x12, x13, [x0, #(12 * 8)]
+    ldp     x14, x15, [x0, #(14 * 8)]
+    ldp     x16, x17, [x0, #(16 * 8)]
+    ldp     x18, x19, [x0, #(18 * 8)]
+    ldp     x20, x21, [x0, #(20 * 8)]
+    ldp     x22, x23, [x0, #(22 * 8)]
+    ldp     x24, x25, [x0, #(24 * 8)]
+    ldp     x26, x27, [x0, #(26 * 8)]
+    ldp     x28, x29, [x0, #(28 * 8)]
+    ldr     x30, [x0, #(30 * 8)]
+    ldp     x0, x1, [x0, #(0 * 8)]
+    eret
+
+    // From a lower-EL vector: the guest's x0 and x1 are on the stack, x0 = vector index.
+belfry_guest_exit:
+    ldr     x1, [sp, #16]                   // &mut [u64; 31]
+    stp     x2, x3, [x1, #(2 * 8)]
+    stp     x4, x5, [x1, #(4 * 8)]
+    stp     x6, x7, [x1, #(6 * 8)]
+    stp     x8, x9, [x1, #(8 * 8)]
+    stp     x10, x11, [x1, #(10 * 8)]
+    stp     x12, x13, [x1, #(12 * 8)]
+    stp     x14, x15, [x1, #(14 * 8)]
+    stp     x16, x17, [x1, #(16 * 8)]
+    stp     x18, x19, [x1, #(18 * 8)]
+    stp     x20, x21, [x1, #(20 * 8)]
+    stp     x22, x23, [x1, #(22 * 8)]
+    stp     x24, x25, [x1, #(24 * 8)]
+    stp     x26, x27, [x1, #(26 * 8)]
+    stp     x28, x29, [x1, #(28 * 8)]
+    str     x30, [x1, #(30 * 8)]
+    ldp     x2, x3, [sp], #16               // the guest's x0 and x1
+    stp     x2, x3, [x1, #(0 * 8)]
+    add     sp, sp, #16                     // the registers' address slot
+    ldp     x19, x20, [sp], #16
+    ldp     x21, x22, [sp], #16
+    ldp     x23, x24, [sp], #16
+    ldp     x25, x26, [sp], #16
+    ldp     x27, x28, [sp], #16
+    ldp     x29, x30, [sp], #16
+    ret
+"#
+);
+
+unsafe extern "C" {
+    fn belfry_enter_guest(x: *mut u64) -> u64;
+}
+
+/// EL2 configuration for one entry.
+#[derive(Clone, Copy, Debug)]
+pub struct EntrySetup {
+    pub hcr: u64,
+    pub mdcr: u64,
+    pub cptr: u64,
+    pub vttbr: u64,
+    pub vmpidr: u64,
+    pub sp_el1: u64,
+}
+
+macro_rules! el1_state {
+    ($($field:ident => $register:literal),* $(,)?) => {
+        /// The guest's EL1 (and EL0) system registers while it is not running.
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct El1State {
+            $(pub $field: u64,)*
+        }
+
+        impl El1State {
+            /// Loads the registers into the CPU.
+            ///
+            /// # Safety
+            /// Only between guest runs at EL2: EL2 does not use the EL1 registers.
+            unsafe fn restore(&self) {
+                $(
+                    // SAFETY: writes an EL1 register, which nothing at EL2 depends on.
+                    unsafe { core::arch::asm!(concat!("msr ", $register, ", {0}"), in(reg) self.$field, options(nostack, preserves_flags)) };
+                )*
+            }
+
+            /// Reads the registers back from the CPU.
+            fn save(&mut self) {
+                $(
+                    // SAFETY: reads an EL1 register; no side effects.
+                    unsafe { core::arch::asm!(concat!("mrs {0}, ", $register), out(reg) self.$field, options(nostack, nomem, preserves_flags)) };
+                )*
+            }
+        }
+    };
+}
+
+el1_state! {
+    sctlr => "sctlr_el1",
+    cpacr => "cpacr_el1",
+    ttbr0 => "ttbr0_el1",
+    ttbr1 => "ttbr1_el1",
+    tcr => "tcr_el1",
+    esr => "esr_el1",
+    afsr0 => "afsr0_el1",
+    afsr1 => "afsr1_el1",
+    far => "far_el1",
+    mair => "mair_el1",
+    amair => "amair_el1",
+    vbar => "vbar_el1",
+    contextidr => "contextidr_el1",
+    cntkctl => "cntkctl_el1",
+    par => "par_el1",
+    tpidr_el1 => "tpidr_el1",
+    tpidr_el0 => "tpidr_el0",
+    tpidrro_el0 => "tpidrro_el0",
+    sp_el0 => "sp_el0",
+    elr => "elr_el1",
+    spsr => "spsr_el1",
+    csselr => "csselr_el1",
+    cntv_ctl => "cntv_ctl_el0",
+    cntv_cval => "cntv_cval_el0",
+}
+
+impl El1State {
+    /// The state of a VCPU that has not run: SCTLR_EL1 with its RES1 bits, MMU and caches off.
+    pub fn reset() -> Self {
+        Self { sctlr: super::boot::SCTLR_EL1_RES1, ..Self::default() }
+    }
+}
+
+/// FP/SIMD registers: V0..V31, FPSR, FPCR.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FpState {
+    pub v: [u128; 32],
+    pub fpsr: u64,
+    pub fpcr: u64,
+}
+
+/// Enters the guest and returns the lower-EL vector index that brought it back, and its SP_EL1.
+///
+/// # Safety
+/// `setup.vttbr` must name live stage-2 tables; ELR_EL2 and SPSR_EL2 must hold the guest's PC
+/// and PSTATE (an EL1 or EL0 mode).
+pub unsafe fn enter(setup: &EntrySetup, el1: &mut El1State, x: &mut [u64; 31]) -> (u64, u64) {
+    let pa_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange);
+    let vtcr = stage2::table::vtcr(pa_range);
+    let midr = MIDR_EL1.get();
+    // SAFETY: EL2 configuration registers, consistent with the guest described by `setup`.
+    unsafe {
+        core::arch::asm!(
+            "msr hcr_el2, {hcr}",
+            "msr mdcr_el2, {mdcr}",
+            "msr cptr_el2, {cptr}",
+            "msr vtcr_el2, {vtcr}",
+            "msr vttbr_el2, {vttbr}",
+            "msr vmpidr_el2, {vmpidr}",
+            "msr vpidr_el2, {midr}",
+            "msr sp_el1, {sp}",
+            hcr = in(reg) setup.hcr,
+            mdcr = in(reg) setup.mdcr,
+            cptr = in(reg) setup.cptr,
+            vtcr = in(reg) vtcr,
+            vttbr = in(reg) setup.vttbr,
+            vmpidr = in(reg) setup.vmpidr,
+            midr = in(reg) midr,
+            sp = in(reg) setup.sp_el1,
+            options(nostack, preserves_flags),
+        );
+        el1.restore();
+        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
+    // SAFETY: the guest runs until its next exception, which returns here through
+    // `belfry_guest_exit` with every callee-saved register restored.
+    let kind = unsafe { belfry_enter_guest(x.as_mut_ptr()) };
+    el1.save();
+    let sp_el1: u64;
+    // SAFETY: reads SP_EL1; no side effects.
+    unsafe { core::arch::asm!("mrs {0}, sp_el1", out(reg) sp_el1, options(nostack, nomem, preserves_flags)) };
+    (kind, sp_el1)
+}
+
+/// Sets CPTR_EL2.
+///
+/// # Safety
+/// Clearing TFP lets FP instructions at EL2 run; only the FP switch uses them.
+pub unsafe fn set_cptr(value: u64) {
+    // SAFETY: per the contract.
+    unsafe { core::arch::asm!("msr cptr_el2, {0}", "isb", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+macro_rules! fp_transfer {
+    ($op:literal, $pair:literal, $state:expr) => {
+        // SAFETY: the caller cleared CPTR_EL2.TFP; the state is 16-byte aligned and sized for
+        // 32 Q registers plus FPSR and FPCR.
+        unsafe {
+            core::arch::asm!(
+                ".arch_extension fp",
+                ".arch_extension simd",
+                concat!($pair, " q0, q1, [{0}, #0]"),
+                concat!($pair, " q2, q3, [{0}, #32]"),
+                concat!($pair, " q4, q5, [{0}, #64]"),
+                concat!($pair, " q6, q7, [{0}, #96]"),
+                concat!($pair, " q8, q9, [{0}, #128]"),
+                concat!($pair, " q10, q11, [{0}, #160]"),
+                concat!($pair, " q12, q13, [{0}, #192]"),
+                concat!($pair, " q14, q15, [{0}, #224]"),
+                concat!($pair, " q16, q17, [{0}, #256]"),
+                concat!($pair, " q18, q19, [{0}, #288]"),
+                concat!($pair, " q20, q21, [{0}, #320]"),
+                concat!($pair, " q22, q23, [{0}, #352]"),
+                concat!($pair, " q24, q25, [{0}, #384]"),
+                concat!($pair, " q26, q27, [{0}, #416]"),
+                concat!($pair, " q28, q29, [{0}, #448]"),
+                concat!($pair, " q30, q31, [{0}, #480]"),
+                $op,
+                in(reg) $state,
+                out("x9") _,
+                out("x10") _,
+                out("x11") _,
+                options(nostack),
+            )
+        }
+    };
+}
+
+/// Saves this CPU's FP/SIMD registers.
+///
+/// # Safety
+/// CPTR_EL2.TFP must be clear.
+pub unsafe fn save_fp(state: &mut FpState) {
+    let base = state as *mut FpState;
+    fp_transfer!("mrs x9, fpsr\nmrs x10, fpcr\nadd x11, {0}, #512\nstp x9, x10, [x11]", "stp", base);
+}
+
+/// Loads this CPU's FP/SIMD registers.
+///
+/// # Safety
+/// CPTR_EL2.TFP must be clear.
+pub unsafe fn load_fp(state: &FpState) {
+    let base = state as *const FpState;
+    fp_transfer!("add x11, {0}, #512\nldp x9, x10, [x11]\nmsr fpsr, x9\nmsr fpcr, x10", "ldp", base);
+}
+
+/// Invalidates the stage-2 (and combined) TLB entries for one guest page, on every CPU.
+///
+/// # Safety
+/// Briefly loads `vttbr` into VTTBR_EL2 to name the VMID; no guest may be running on this CPU.
+pub unsafe fn invalidate_ipa(vttbr: u64, ipa: u64) {
+    // SAFETY: per the contract; the previous VTTBR_EL2 is restored.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, vttbr_el2",
+            "msr vttbr_el2, {vttbr}",
+            "isb",
+            "dsb ishst",
+            "tlbi ipas2e1is, {page}",
+            "dsb ish",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            "msr vttbr_el2, {saved}",
+            "isb",
+            saved = out(reg) _,
+            vttbr = in(reg) vttbr,
+            page = in(reg) ipa >> 12,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// Invalidates every TLB entry of a VMID, on every CPU.
+///
+/// # Safety
+/// As [`invalidate_ipa`].
+pub unsafe fn invalidate_vmid(vttbr: u64) {
+    // SAFETY: per the contract; the previous VTTBR_EL2 is restored.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, vttbr_el2",
+            "msr vttbr_el2, {vttbr}",
+            "isb",
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            "msr vttbr_el2, {saved}",
+            "isb",
+            saved = out(reg) _,
+            vttbr = in(reg) vttbr,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// Cleans and invalidates `[address, address + len)` to the point of coherency and invalidates
+/// the instruction cache, so a guest running uncached, or fetching, sees EL2's writes.
+pub fn clean_invalidate_to_poc(address: u64, len: usize) {
+    const LINE: u64 = 64;
+    let mut line = address & !(LINE - 1);
+    let end = address + len as u64;
+    while line < end {
+        // SAFETY: cache maintenance by VA on identity-mapped memory we own; no data changes.
+        unsafe { core::arch::asm!("dc civac, {0}", in(reg) line, options(nostack, preserves_flags)) };
+        line += LINE;
+    }
+    // SAFETY: barriers and instruction-cache invalidation have no memory effects.
+    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}

@@ -1,0 +1,206 @@
+//! Guest programs: a few lines of AArch64 assembly each, assembled into Belfry's read-only data
+//! and copied into guest memory at guest-physical 0 (the Zircon fixture: guest code at 0, the
+//! exit MEM trap at `EXIT_TEST_ADDR` = 0xFFF000, another trap at `TRAP_ADDR` = 0xFFE000).
+
+use core::arch::global_asm;
+
+macro_rules! guest {
+    ($name:ident, $start:ident, $end:ident, $code:literal) => {
+        global_asm!(concat!(
+            ".section .rodata.guest.",
+            stringify!($name),
+            ", \"a\"\n",
+            ".balign 4\n",
+            ".global ",
+            stringify!($start),
+            "\n",
+            ".global ",
+            stringify!($end),
+            "\n",
+            stringify!($start),
+            ":\n",
+            $code,
+            "\n",
+            stringify!($end),
+            ":\n",
+        ));
+        unsafe extern "C" {
+            static $start: u8;
+            static $end: u8;
+        }
+
+        /// The guest program's bytes.
+        pub fn $name() -> &'static [u8] {
+            let start = &raw const $start;
+            let end = &raw const $end;
+            // SAFETY: the two symbols delimit one assembled block in read-only data.
+            unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
+        }
+    };
+}
+
+// 1. VcpuEnter: store to the exit address.
+guest!(
+    vcpu_enter,
+    guest_vcpu_enter_start,
+    guest_vcpu_enter_end,
+    r#"
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// 4. GuestSetTrapWithMem: store to the MEM trap, then to the exit address.
+guest!(
+    set_trap_mem,
+    guest_set_trap_mem_start,
+    guest_set_trap_mem_end,
+    r#"
+    mov     x0, #0xffe000
+    str     xzr, [x0]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// 5. GuestSetTrapWithBell (and 6, 7, 9): ring the doorbell, then exit.
+guest!(
+    set_trap_bell,
+    guest_set_trap_bell_start,
+    guest_set_trap_bell_end,
+    r#"
+    mov     x0, #0xffe000
+    str     xzr, [x0]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// 13. VcpuReadWriteState: add i to every x[i], 64 to sp, then compare sp with 128 and exit.
+guest!(
+    read_write_state,
+    guest_read_write_state_start,
+    guest_read_write_state_end,
+    r#"
+    add     x1, x1, #1
+    add     x2, x2, #2
+    add     x3, x3, #3
+    add     x4, x4, #4
+    add     x5, x5, #5
+    add     x6, x6, #6
+    add     x7, x7, #7
+    add     x8, x8, #8
+    add     x9, x9, #9
+    add     x10, x10, #10
+    add     x11, x11, #11
+    add     x12, x12, #12
+    add     x13, x13, #13
+    add     x14, x14, #14
+    add     x15, x15, #15
+    add     x16, x16, #16
+    add     x17, x17, #17
+    add     x18, x18, #18
+    add     x19, x19, #19
+    add     x20, x20, #20
+    add     x21, x21, #21
+    add     x22, x22, #22
+    add     x23, x23, #23
+    add     x24, x24, #24
+    add     x25, x25, #25
+    add     x26, x26, #26
+    add     x27, x27, #27
+    add     x28, x28, #28
+    add     x29, x29, #29
+    add     x30, x30, #30
+    add     sp, sp, #64
+    cmp     sp, #128
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// 19. VcpuPsciSystemOff.
+guest!(
+    psci_system_off,
+    guest_psci_system_off_start,
+    guest_psci_system_off_end,
+    r#"
+    movz    x0, #0x0008
+    movk    x0, #0x8400, lsl #16
+    smc     #0
+    b       .
+"#
+);
+
+// 19. VcpuPsciSystemReset (through HVC: Belfry accepts both conduits).
+guest!(
+    psci_system_reset,
+    guest_psci_system_reset_start,
+    guest_psci_system_reset_end,
+    r#"
+    movz    x0, #0x0009
+    movk    x0, #0x8400, lsl #16
+    hvc     #0
+    b       .
+"#
+);
+
+// 2. VcpuKick: spin in place until kicked.
+guest!(
+    spin,
+    guest_spin_start,
+    guest_spin_end,
+    r#"
+    b       .
+"#
+);
+
+// 21. DataCacheSetWayOperations: set/way maintenance is emulated, then exit.
+guest!(
+    set_way,
+    guest_set_way_start,
+    guest_set_way_end,
+    r#"
+    mov     x1, #0
+    dc      csw, x1
+    dc      cisw, x1
+    dc      isw, x1
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Beyond Zircon: touch one word in every 4 KiB page of the first 16 MiB, then exit.
+guest!(
+    touch_all_memory,
+    guest_touch_all_memory_start,
+    guest_touch_all_memory_end,
+    r#"
+    mov     x1, #0x1000
+    mov     x2, #0xffe000
+1:  str     x1, [x1]
+    add     x1, x1, #0x1000
+    cmp     x1, x2
+    b.lo    1b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Beyond Zircon: a load from far outside guest memory (1 GiB).
+guest!(
+    stray,
+    guest_stray_start,
+    guest_stray_end,
+    r#"
+    mov     x1, #0x40000000
+    ldr     x2, [x1]
+    b       .
+"#
+);

@@ -1,0 +1,20 @@
+//! # vmm: the in-firmware VMM library
+//!
+//! A client of the hypervisor API like any VMM: it creates guests through `el2::api` with the
+//! hypervisor resource Belfry hands it at boot, loads guest code into guest memory, runs VCPUs
+//! and serves their packets. Today it holds the guest-side scenarios of the system tests
+//! (`suite`): DESIGN.md Appendix A's Zircon hypervisor tests and Belfry's own, each a few lines
+//! of guest assembly and the VMM code that drives them.
+//!
+//! It runs only on the board (`target_os = "none"`): it needs real guest execution.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod guests;
+#[cfg(target_os = "none")]
+pub mod suite;

@@ -1,0 +1,321 @@
+//! Guest scenarios for the system tests: DESIGN.md Appendix A (Zircon's hypervisor tests) and
+//! Belfry's own. Each runs one guest program and checks what the API reports, exactly; the
+//! log lines it writes are what the host-side test asserts on.
+
+use crate::guests;
+use el2::api::{Guest, Port, Vcpu, Vmo};
+use el2::object::packet::{GuestMemPacket, Packet, VcpuState};
+use el2::object::process::Process;
+use el2::object::vmar::{VM_PERM_EXECUTE, VM_PERM_READ, VM_PERM_WRITE};
+use el2::object::{Status, ZxResult};
+
+const PAGE: u64 = 4096;
+const GUEST_MEMORY: u64 = 16 << 20;
+const EXIT_TEST_ADDR: u64 = 0xfff000;
+const TRAP_ADDR: u64 = 0xffe000;
+const TRAP_KEY: u64 = 0x1234;
+const RWX: u32 = VM_PERM_READ | VM_PERM_WRITE | VM_PERM_EXECUTE;
+
+/// Why a scenario failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// A call returned an unexpected status.
+    Status(&'static str, Status),
+    /// A value was not the expected one.
+    Mismatch(&'static str),
+    /// No scenario has this name.
+    Unknown,
+}
+
+impl defmt::Format for Failure {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Failure::Status(what, status) => defmt::write!(f, "{=str}: {}", what, status),
+            Failure::Mismatch(what) => defmt::write!(f, "{=str}", what),
+            Failure::Unknown => defmt::write!(f, "no such guest scenario"),
+        }
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+fn call<T>(what: &'static str, result: ZxResult<T>) -> Result<T, Failure> {
+    result.map_err(|status| Failure::Status(what, status))
+}
+
+fn check(what: &'static str, ok: bool) -> Outcome {
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::Mismatch(what))
+    }
+}
+
+/// The Zircon fixture: 16 MiB of RAM mapped RWX at 0 with `code` at 0, and a MEM trap (key 0)
+/// on the exit page.
+struct Fixture<'p> {
+    guest: Guest<'p>,
+    memory: Vmo<'p>,
+}
+
+fn fixture<'p>(process: &'p Process, resource: u32, code: &[u8]) -> Result<Fixture<'p>, Failure> {
+    let guest = call("guest_create", Guest::create(process, resource))?;
+    let memory = call("vmo_create", Vmo::create(process, GUEST_MEMORY))?;
+    call("vmo_write", memory.write(0, code))?;
+    call("vmar_map", guest.map(0, &memory, RWX, GUEST_MEMORY))?;
+    call("set_trap(exit)", guest.set_mem_trap(EXIT_TEST_ADDR, PAGE, 0))?;
+    Ok(Fixture { guest, memory })
+}
+
+fn is_exit(packet: &Packet) -> bool {
+    matches!(packet, Packet::Mem { key: 0, mem } if mem.addr == EXIT_TEST_ADDR && !mem.read)
+}
+
+fn expect_exit(vcpu: &Vcpu<'_>) -> Outcome {
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    check("the guest's store to the exit address", is_exit(&packet))
+}
+
+/// Runs the scenario `name`.
+pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
+    match name {
+        "vcpu-enter" => vcpu_enter(process, resource),
+        "set-trap-mem" => set_trap_mem(process, resource),
+        "set-trap-bell" => set_trap_bell(process, resource),
+        "set-trap-bell-drop" => set_trap_bell_drop(process, resource),
+        "close-port" => close_port(process, resource),
+        "read-write-state" => read_write_state(process, resource),
+        "psci-system-off" => psci(process, resource, guests::psci_system_off(), Status::UNAVAILABLE),
+        "psci-system-reset" => psci(process, resource, guests::psci_system_reset(), Status::CANCELED),
+        "write-state-io" => write_state_io(process, resource),
+        "interrupt-out-of-bounds" => interrupt_out_of_bounds(process, resource),
+        "vmar-protect" => vmar_protect(process, resource),
+        "set-way" => set_way(process, resource),
+        "touch-all-memory" => touch_all_memory(process, resource),
+        "stray" => stray(process, resource),
+        "kick" => kick(process, resource),
+        "trap-after-touch" => trap_after_touch(process, resource),
+        _ => Err(Failure::Unknown),
+    }
+}
+
+fn vcpu_enter(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::vcpu_enter())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    if let Packet::Mem { key, mem } = packet {
+        defmt::info!(
+            "vcpu-enter: MEM packet key {=u64:#x}, addr {=u64:#x}, size {=u8}, read {=bool}, xt {=u8}",
+            key,
+            mem.addr,
+            mem.access_size,
+            mem.read,
+            mem.xt
+        );
+    }
+    check("MEM packet for the exit store", is_exit(&packet))
+}
+
+fn set_trap_mem(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::set_trap_mem())?;
+    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    let expected =
+        GuestMemPacket { addr: TRAP_ADDR, access_size: 8, xt: 31, read: false, data: 0, ..Default::default() };
+    check("MEM packet from the trap", packet == Packet::Mem { key: TRAP_KEY, mem: expected })?;
+    defmt::info!("set-trap-mem: MEM packet key {=u64:#x} at {=u64:#x}, then a clean exit", TRAP_KEY, TRAP_ADDR);
+    expect_exit(&vcpu)
+}
+
+fn set_trap_bell(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::set_trap_bell())?;
+    let port = call("port_create", Port::create(process))?;
+    call("set_trap(bell)", f.guest.set_bell_trap(TRAP_ADDR, PAGE, &port, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    let bell = call("port_wait", port.wait(0))?;
+    check("BELL packet", bell == Packet::Bell { key: TRAP_KEY, addr: TRAP_ADDR })?;
+    defmt::info!(
+        "set-trap-bell: the guest ran to its exit; the port holds BELL key {=u64:#x} addr {=u64:#x}",
+        TRAP_KEY,
+        TRAP_ADDR
+    );
+    Ok(())
+}
+
+fn set_trap_bell_drop(process: &Process, resource: u32) -> Outcome {
+    let port = call("port_create", Port::create(process))?;
+    {
+        let f = fixture(process, resource, guests::set_trap_bell())?;
+        call("port_queue", port.queue(TRAP_KEY, [7; 4]))?;
+        call("set_trap(bell)", f.guest.set_bell_trap(TRAP_ADDR, PAGE, &port, TRAP_KEY))?;
+        let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+        expect_exit(&vcpu)?;
+        // The guest and its VCPU go away with a BELL packet still queued.
+    }
+    let user = call("port_wait", port.wait(0))?;
+    check("the user packet survives", user == Packet::User { key: TRAP_KEY, status: 0, data: [7; 4] })?;
+    check("the trap's packet went with the trap", port.wait(0) == Err(Status::TIMED_OUT))?;
+    defmt::info!("set-trap-bell-drop: guest destroyed with a BELL queued; the user packet with the same key survived");
+    Ok(())
+}
+
+fn close_port(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::set_trap_bell())?;
+    let port = call("port_create", Port::create(process))?;
+    call("set_trap(bell)", f.guest.set_bell_trap(TRAP_ADDR, PAGE, &port, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    drop(port);
+    let first = vcpu.enter();
+    check("BAD_STATE after the port closed", first == Err(Status::BAD_STATE))?;
+    expect_exit(&vcpu)?;
+    defmt::info!("close-port: enter returned BAD_STATE, then the guest exited cleanly");
+    Ok(())
+}
+
+fn read_write_state(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::read_write_state())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = VcpuState::default();
+    for (i, x) in state.x.iter_mut().enumerate() {
+        *x = i as u64;
+    }
+    state.sp = 64;
+    call("write_state", vcpu.write_state(&state))?;
+    expect_exit(&vcpu)?;
+    let state = call("read_state", vcpu.read_state())?;
+    check("x[i] = 2i", (1..31).all(|i| state.x[i] == 2 * i as u64))?;
+    defmt::info!(
+        "read-write-state: x1 {=u64}, x30 {=u64}, sp {=u64}, cpsr {=u32:#x}",
+        state.x[1],
+        state.x[30],
+        state.sp,
+        state.cpsr
+    );
+    check("sp = 128", state.sp == 128)?;
+    check("cpsr = Z and C", state.cpsr == 0b0110 << 28)
+}
+
+fn psci(process: &Process, resource: u32, code: &[u8], expected: Status) -> Outcome {
+    let f = fixture(process, resource, code)?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let result = vcpu.enter();
+    defmt::info!("psci: vcpu_enter returned {}", el2::object::Status::from_result(&result));
+    check("the PSCI status", result.err() == Some(expected))
+}
+
+fn write_state_io(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::vcpu_enter())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let result = process.vcpu_write_state(vcpu.0.raw(), el2::object::vcpu::VCPU_IO, &[0; 8]);
+    defmt::info!("write-state-io: {}", Status::from_result(&result));
+    check("INVALID_ARGS", result == Err(Status::INVALID_ARGS))
+}
+
+fn interrupt_out_of_bounds(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::vcpu_enter())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let result = vcpu.interrupt(u32::MAX);
+    check("OUT_OF_RANGE", result == Err(Status::OUT_OF_RANGE))?;
+    expect_exit(&vcpu)?;
+    defmt::info!("interrupt-out-of-bounds: {}, and the guest still ran to its exit", Status::from_result(&result));
+    Ok(())
+}
+
+fn vmar_protect(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::vcpu_enter())?;
+    let vmar = f.guest.vmar.raw();
+    call("vmar_protect", process.vmar_protect(vmar, VM_PERM_READ | VM_PERM_EXECUTE, 0, PAGE))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    defmt::info!("vmar-protect: guest page 0 made read+execute; the guest still ran to its exit");
+    Ok(())
+}
+
+fn set_way(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::set_way())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    defmt::info!("set-way: dc csw, cisw and isw were emulated");
+    Ok(())
+}
+
+fn touch_all_memory(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::touch_all_memory())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    let vmar = call("vmar", process.vmar_object(f.guest.vmar.raw()))?;
+    let mapped = (0..GUEST_MEMORY / PAGE).filter(|page| vmar.stage2_lookup(page * PAGE).is_some()).count();
+    let mut word = [0u8; 8];
+    call("vmo_read", f.memory.read(0x123000, &mut word))?;
+    defmt::info!(
+        "touch-all-memory: {=usize} pages mapped on demand; the word at 0x123000 reads {=u64:#x}",
+        mapped,
+        u64::from_le_bytes(word)
+    );
+    // Pages 0x1000..0xffe000 were stored to, page 0 holds the code; the trap pages never map.
+    check("every touched page mapped", mapped == (GUEST_MEMORY / PAGE) as usize - 2)?;
+    check("the guest's store landed in the VMO", u64::from_le_bytes(word) == 0x123000)
+}
+
+fn stray(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::stray())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let first = vcpu.enter();
+    let second = vcpu.enter();
+    defmt::info!("stray: enter returned {}, then {}", Status::from_result(&first), Status::from_result(&second));
+    check("killed", first.err() == Some(Status::NOT_SUPPORTED))?;
+    check("stays dead", second.err() == Some(Status::BAD_STATE))
+}
+
+fn kick(process: &'static Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::spin())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let handle = vcpu.0.raw();
+    // Another CPU kicks the spinning guest a millisecond after it starts.
+    let kicker = call(
+        "spawn",
+        el2::thread::spawn(1, "kicker", move || {
+            let deadline = el2::sync::now() + 1_000_000;
+            while el2::sync::now() < deadline {
+                core::hint::spin_loop();
+            }
+            let _ = process.vcpu_kick(handle);
+        }),
+    )?;
+    let first = vcpu.enter();
+    while !kicker.has_exited() {
+        el2::thread::yield_now();
+    }
+    defmt::info!("kick: a guest spinning on cpu0, kicked from cpu1: enter returned {}", Status::from_result(&first));
+    check("CANCELED", first.err() == Some(Status::CANCELED))?;
+    // The next enter resumes the guest; kick it again from this thread first.
+    call("vcpu_kick", vcpu.kick())?;
+    let second = vcpu.enter();
+    check("the next kick cancels the next enter", second.err() == Some(Status::CANCELED))
+}
+
+fn trap_after_touch(process: &Process, resource: u32) -> Outcome {
+    // The guest stores to TRAP_ADDR while it is plain RAM, then the VMM traps the page: the next
+    // store must reach the trap, not the page mapped by the first.
+    let f = fixture(process, resource, guests::set_trap_mem())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    // With no trap on TRAP_ADDR yet, the first store maps that page and the guest exits.
+    expect_exit(&vcpu)?;
+    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    // Run the program again from the top.
+    let restart = |c: &mut el2::object::vcpu::Context| {
+        c.pc = 0;
+        c.skip_instruction = false;
+    };
+    call("restart", process.vcpu_object(vcpu.0.raw()).map(|v| v.with_context(restart)))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
+    defmt::info!(
+        "trap-after-touch: after the trap was set, the store gave a MEM packet key {=u64:#x} at {=u64:#x}",
+        key,
+        mem.addr
+    );
+    check("the store reaches the new trap", key == TRAP_KEY && mem.addr == TRAP_ADDR)
+}
