@@ -7,7 +7,7 @@
 use crate::object::packet::{Packet, PortPacket, VcpuState};
 use crate::object::process::Process;
 use crate::object::trap::{GUEST_TRAP_BELL, GUEST_TRAP_MEM};
-use crate::object::vcpu::VCPU_STATE;
+use crate::object::vcpu::{VcpuControl, BELFRY_VCPU_CONTROL, VCPU_STATE};
 use crate::object::{Rights, ZxResult};
 use crate::sync::Deadline;
 
@@ -142,6 +142,22 @@ impl<'p> Vcpu<'p> {
         // SAFETY: `VcpuState` is `repr(C)` plain data of exactly this size.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut state).cast::<u8>(), bytes.len()) };
         Ok(state)
+    }
+
+    /// Belfry extension: the guest PC and skip flag (`BELFRY_VCPU_CONTROL`).
+    pub fn read_control(&self) -> ZxResult<VcpuControl> {
+        let mut bytes = [0u8; 16];
+        self.0.process.vcpu_read_state(self.0.value, BELFRY_VCPU_CONTROL, &mut bytes)?;
+        let word = |at: usize| u64::from_le_bytes(core::array::from_fn(|i| bytes[at + i]));
+        Ok(VcpuControl { pc: word(0), flags: word(8) })
+    }
+
+    /// Belfry extension: sets the guest PC and skip flag.
+    pub fn write_control(&self, control: &VcpuControl) -> ZxResult {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&control.pc.to_le_bytes());
+        bytes[8..].copy_from_slice(&control.flags.to_le_bytes());
+        self.0.process.vcpu_write_state(self.0.value, BELFRY_VCPU_CONTROL, &bytes)
     }
 
     pub fn write_state(&self, state: &VcpuState) -> ZxResult {

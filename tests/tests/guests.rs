@@ -135,3 +135,21 @@ fn a_trap_set_on_touched_memory_takes_effect() {
         &["trap-after-touch: after the trap was set, the store gave a MEM packet key 0x1234 at 0xffe000"],
     );
 }
+
+/// MMIO through a MEM trap: loads of every size, zero- and sign-extended into W and X
+/// registers and into XZR, completed by the VMM's fault view; stores of every size and of XZR.
+#[test]
+fn mmio_of_every_size_and_extension() {
+    run_everywhere(
+        "mmio",
+        &[
+            "mmio: w1 0x81 w2 0xffffff81 x3 0xffffffffffffff81 w4 0x8382 x5 0xffffffffffff8382",
+            "mmio: w6 0x87868584 x7 0xffffffff87868584 x8 0x8f8e8d8c8b8a8988; 9 reads",
+            "mmio: write of 1 bytes at +16 data 0x88",
+            "mmio: write of 2 bytes at +18 data 0x7788",
+            "mmio: write of 4 bytes at +20 data 0x55667788",
+            "mmio: write of 8 bytes at +24 data 0x1122334455667788",
+            "mmio: write of 8 bytes at +32 data 0x0",
+        ],
+    );
+}

@@ -204,3 +204,31 @@ guest!(
     b       .
 "#
 );
+
+// Beyond Zircon: MMIO through a MEM trap at 0xFFE000, every size, with and without sign
+// extension, into W, X and XZR; then stores of every size and of XZR. x9 is set by the VMM.
+guest!(
+    mmio,
+    guest_mmio_start,
+    guest_mmio_end,
+    r#"
+    mov     x0, #0xffe000
+    ldrb    w1, [x0, #1]
+    ldrsb   w2, [x0, #1]
+    ldrsb   x3, [x0, #1]
+    ldrh    w4, [x0, #2]
+    ldrsh   x5, [x0, #2]
+    ldr     w6, [x0, #4]
+    ldrsw   x7, [x0, #4]
+    ldr     x8, [x0, #8]
+    ldr     xzr, [x0, #8]
+    strb    w9, [x0, #16]
+    strh    w9, [x0, #18]
+    str     w9, [x0, #20]
+    str     x9, [x0, #24]
+    str     xzr, [x0, #32]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

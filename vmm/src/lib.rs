@@ -6,7 +6,8 @@
 //! (`suite`): DESIGN.md Appendix A's Zircon hypervisor tests and Belfry's own, each a few lines
 //! of guest assembly and the VMM code that drives them.
 //!
-//! It runs only on the board (`target_os = "none"`): it needs real guest execution.
+//! The fault view (`fault`) is pure logic and is unit-tested on the host; the scenarios run
+//! only on the board (`target_os = "none"`): they need real guest execution.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -14,6 +15,7 @@
 #[cfg(target_os = "none")]
 extern crate alloc;
 
+pub mod fault;
 #[cfg(target_os = "none")]
 mod guests;
 #[cfg(target_os = "none")]

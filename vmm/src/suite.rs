@@ -2,9 +2,10 @@
 //! Belfry's own. Each runs one guest program and checks what the API reports, exactly; the
 //! log lines it writes are what the host-side test asserts on.
 
+use crate::fault::FaultView;
 use crate::guests;
 use el2::api::{Guest, Port, Vcpu, Vmo};
-use el2::object::packet::{GuestMemPacket, Packet, VcpuState};
+use el2::object::packet::{Packet, VcpuState};
 use el2::object::process::Process;
 use el2::object::vmar::{VM_PERM_EXECUTE, VM_PERM_READ, VM_PERM_WRITE};
 use el2::object::{Status, ZxResult};
@@ -95,6 +96,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "stray" => stray(process, resource),
         "kick" => kick(process, resource),
         "trap-after-touch" => trap_after_touch(process, resource),
+        "mmio" => mmio(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -121,9 +123,11 @@ fn set_trap_mem(process: &Process, resource: u32) -> Outcome {
     call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
     let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
     let packet = call("vcpu_enter", vcpu.enter())?;
-    let expected =
-        GuestMemPacket { addr: TRAP_ADDR, access_size: 8, xt: 31, read: false, data: 0, ..Default::default() };
-    check("MEM packet from the trap", packet == Packet::Mem { key: TRAP_KEY, mem: expected })?;
+    let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
+    check(
+        "MEM packet from the trap: key, address, an 8-byte write of XZR",
+        (key, mem.addr, mem.access_size, mem.xt, mem.read, mem.data) == (TRAP_KEY, TRAP_ADDR, 8, 31, false, 0),
+    )?;
     defmt::info!("set-trap-mem: MEM packet key {=u64:#x} at {=u64:#x}, then a clean exit", TRAP_KEY, TRAP_ADDR);
     expect_exit(&vcpu)
 }
@@ -318,4 +322,83 @@ fn trap_after_touch(process: &Process, resource: u32) -> Outcome {
         mem.addr
     );
     check("the store reaches the new trap", key == TRAP_KEY && mem.addr == TRAP_ADDR)
+}
+
+/// The emulated device's byte at `offset`: 0x80 | offset, so every byte has its sign bit set.
+fn device_byte(offset: u64) -> u8 {
+    0x80 | (offset as u8 & 0x7f)
+}
+
+fn mmio(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::mmio())?;
+    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[9] = 0x1122_3344_5566_7788;
+    call("write_state", vcpu.write_state(&state))?;
+    let mut writes: [(u64, u8, u64); 5] = [(0, 0, 0); 5];
+    let mut write_count = 0;
+    let mut reads = 0;
+    loop {
+        let packet = call("vcpu_enter", vcpu.enter())?;
+        let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
+        if key == 0 {
+            break;
+        }
+        let mut control = call("read_control", vcpu.read_control())?;
+        let mut view = FaultView::new(mem, control.pc);
+        let offset = view.address() - TRAP_ADDR;
+        if view.is_read() {
+            let value =
+                (0..u64::from(view.size())).fold(0u64, |v, i| v | (u64::from(device_byte(offset + i)) << (8 * i)));
+            view.set_data(value);
+            reads += 1;
+        } else if let Some(slot) = writes.get_mut(write_count) {
+            *slot = (offset, view.size(), view.data());
+            write_count += 1;
+        }
+        let mut state = call("read_state", vcpu.read_state())?;
+        view.complete(&mut state, &mut control);
+        call("write_state", vcpu.write_state(&state))?;
+        call("write_control", vcpu.write_control(&control))?;
+    }
+    let state = call("read_state", vcpu.read_state())?;
+    defmt::info!(
+        "mmio: w1 {=u64:#x} w2 {=u64:#x} x3 {=u64:#x} w4 {=u64:#x} x5 {=u64:#x}",
+        state.x[1],
+        state.x[2],
+        state.x[3],
+        state.x[4],
+        state.x[5]
+    );
+    defmt::info!(
+        "mmio: w6 {=u64:#x} x7 {=u64:#x} x8 {=u64:#x}; {=usize} reads",
+        state.x[6],
+        state.x[7],
+        state.x[8],
+        reads
+    );
+    for (offset, size, data) in &writes[..write_count] {
+        defmt::info!("mmio: write of {=u8} bytes at +{=u64} data {=u64:#x}", size, offset, data);
+    }
+    check(
+        "read results",
+        state.x[1..9]
+            == [
+                0x81,
+                0xffff_ff81,
+                0xffff_ffff_ffff_ff81,
+                0x8382,
+                0xffff_ffff_ffff_8382,
+                0x8786_8584,
+                0xffff_ffff_8786_8584,
+                0x8f8e_8d8c_8b8a_8988,
+            ],
+    )?;
+    check("nine reads", reads == 9)?;
+    check(
+        "writes",
+        writes[..write_count]
+            == [(16, 1, 0x88), (18, 2, 0x7788), (20, 4, 0x5566_7788), (24, 8, 0x1122_3344_5566_7788), (32, 8, 0)],
+    )
 }

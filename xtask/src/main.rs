@@ -186,6 +186,8 @@ fn test() -> Result<ExitCode> {
         "-p",
         "gic",
         "-p",
+        "vmm",
+        "-p",
         "belfry-virt",
         "-p",
         "belfry-rpi4",

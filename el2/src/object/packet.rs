@@ -32,6 +32,9 @@ pub struct PortPacket {
 }
 
 /// `zx_packet_guest_mem_t` on aarch64.
+///
+/// Belfry extension: `padding1[0]` is 1 when the transfer register is 64 bits wide (the
+/// syndrome's SF bit), so a VMM can sign-extend a read exactly; Zircon VMMs ignore padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct GuestMemPacket {
@@ -119,6 +122,11 @@ fn to_bytes(words: [u64; 4]) -> [u8; 32] {
 }
 
 impl GuestMemPacket {
+    /// Belfry extension: whether the transfer register is 64 bits wide (`padding1[0]`).
+    pub fn sixty_four_bit(&self) -> bool {
+        self.padding1[0] == 1
+    }
+
     fn bytes(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
         out[0..8].copy_from_slice(&self.addr.to_le_bytes());
@@ -126,6 +134,7 @@ impl GuestMemPacket {
         out[9] = self.sign_extend as u8;
         out[10] = self.xt;
         out[11] = self.read as u8;
+        out[12..16].copy_from_slice(&self.padding1);
         out[16..24].copy_from_slice(&self.data.to_le_bytes());
         out[24..32].copy_from_slice(&self.reserved.to_le_bytes());
         out
@@ -139,7 +148,7 @@ impl GuestMemPacket {
             sign_extend: b[9] != 0,
             xt: b[10],
             read: b[11] != 0,
-            padding1: [0; 4],
+            padding1: [b[12], b[13], b[14], b[15]],
             data: word(16),
             reserved: word(24),
         }

@@ -30,6 +30,23 @@ use alloc::sync::Arc;
 pub const VCPU_STATE: u32 = 0;
 /// `ZX_VCPU_IO`.
 pub const VCPU_IO: u32 = 1;
+/// Belfry extension: [`VcpuControl`], the guest PC and whether the instruction there is
+/// skipped on the next entry (what the seL4 fault view's `restart` needs). Zircon defines no
+/// kind with this value; unknown kinds stay INVALID_ARGS.
+pub const BELFRY_VCPU_CONTROL: u32 = 0x4246_0001;
+
+/// The state behind [`BELFRY_VCPU_CONTROL`]: 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VcpuControl {
+    /// The guest's program counter.
+    pub pc: u64,
+    /// Bit 0: the instruction at `pc` was emulated and is skipped on the next `enter`; clear
+    /// it to re-execute the instruction (restart).
+    pub flags: u64,
+}
+
+const _: () = assert!(size_of::<VcpuControl>() == 16);
 
 pub use super::signals::NUM_INTERRUPTS;
 
@@ -163,6 +180,12 @@ impl Vcpu {
     /// `zx_vcpu_read_state`.
     pub fn read_state(&self, kind: u32, buffer: &mut [u8]) -> ZxResult {
         self.check_thread()?;
+        if kind == BELFRY_VCPU_CONTROL && buffer.len() == size_of::<VcpuControl>() {
+            let context = self.context.lock();
+            buffer[..8].copy_from_slice(&context.pc.to_le_bytes());
+            buffer[8..].copy_from_slice(&u64::from(context.skip_instruction).to_le_bytes());
+            return Ok(());
+        }
         if kind != VCPU_STATE || buffer.len() != size_of::<VcpuState>() {
             return Err(Status::INVALID_ARGS);
         }
@@ -174,6 +197,13 @@ impl Vcpu {
     /// `zx_vcpu_write_state`. `ZX_VCPU_IO` has no meaning on aarch64 (no port I/O): INVALID_ARGS.
     pub fn write_state(&self, kind: u32, buffer: &[u8]) -> ZxResult {
         self.check_thread()?;
+        if kind == BELFRY_VCPU_CONTROL && buffer.len() == size_of::<VcpuControl>() {
+            let mut context = self.context.lock();
+            let word = |at: usize| u64::from_le_bytes(core::array::from_fn(|i| buffer[at + i]));
+            context.pc = word(0);
+            context.skip_instruction = word(8) & 1 != 0;
+            return Ok(());
+        }
         if kind != VCPU_STATE || buffer.len() != size_of::<VcpuState>() {
             return Err(Status::INVALID_ARGS);
         }
@@ -291,6 +321,7 @@ impl Vcpu {
                     sign_extend: access.sign_extend,
                     xt: access.register,
                     read: !access.write,
+                    padding1: [u8::from(access.sixty_four_bit), 0, 0, 0],
                     data: if access.write { access.value } else { 0 },
                     ..Default::default()
                 };

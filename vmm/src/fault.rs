@@ -1,0 +1,209 @@
+//! The seL4 view of a faulting access (libsel4vm `guest_vcpu_fault.h`), over a MEM packet.
+//!
+//! A VMM serving a MEM trap asks the view for the fault address, the faulting instruction's
+//! address, the data written (or supplies the data read), the data mask and access size, and
+//! whether it was a read; `emulate` applies a partial write to a register value through the
+//! mask; then the access is either advanced past (the default: the instruction was emulated)
+//! or restarted (re-executed, e.g. after the VMM mapped memory there).
+//!
+//! Reads are completed exactly: the value is truncated to the access size, sign-extended when
+//! the load asks (SSE) to 32 or 64 bits (SF), a 32-bit register's upper half is cleared, and
+//! register 31 (XZR) drops the value.
+
+use el2::object::packet::{GuestMemPacket, VcpuState};
+use el2::object::vcpu::VcpuControl;
+
+/// What happens to the faulting instruction when the VCPU resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Skip it: it was emulated (seL4 `advance_vcpu_fault`).
+    Advance,
+    /// Execute it again (seL4 `restart_vcpu_fault`).
+    Restart,
+}
+
+/// See the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultView {
+    packet: GuestMemPacket,
+    ip: u64,
+    data: u64,
+    resume: Resume,
+}
+
+impl FaultView {
+    /// The view of `packet`, for an instruction at guest address `ip`.
+    pub fn new(packet: GuestMemPacket, ip: u64) -> Self {
+        Self { packet, ip, data: packet.data, resume: Resume::Advance }
+    }
+
+    /// `get_vcpu_fault_address`.
+    pub fn address(&self) -> u64 {
+        self.packet.addr
+    }
+
+    /// `get_vcpu_fault_ip`.
+    pub fn ip(&self) -> u64 {
+        self.ip
+    }
+
+    /// `get_vcpu_fault_data`: the value written, or the value the read will return.
+    pub fn data(&self) -> u64 {
+        self.data
+    }
+
+    /// `get_vcpu_fault_size`, in bytes.
+    pub fn size(&self) -> u8 {
+        self.packet.access_size
+    }
+
+    /// `is_vcpu_read_fault`.
+    pub fn is_read(&self) -> bool {
+        self.packet.read
+    }
+
+    /// `get_vcpu_fault_data_mask`: the bytes of the aligned 64-bit word the access covers.
+    pub fn data_mask(&self) -> u64 {
+        let bits = 8 * u32::from(self.size().clamp(1, 8));
+        let value_mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        value_mask.checked_shl(8 * (self.address() & 7) as u32).unwrap_or(0)
+    }
+
+    /// `set_vcpu_fault_data`: the value a read returns.
+    pub fn set_data(&mut self, data: u64) {
+        self.data = data;
+    }
+
+    /// `emulate_vcpu_fault`: for a write, `old` with the written bytes replaced (through the data
+    /// mask); for a read, `old` unchanged.
+    pub fn emulate(&self, old: u64) -> u64 {
+        if self.is_read() {
+            return old;
+        }
+        let shift = 8 * (self.address() & 7) as u32;
+        (old & !self.data_mask()) | (self.data.checked_shl(shift).unwrap_or(0) & self.data_mask())
+    }
+
+    /// `advance_vcpu_fault`: skip the instruction (the default).
+    pub fn advance(&mut self) {
+        self.resume = Resume::Advance;
+    }
+
+    /// `restart_vcpu_fault`: execute the instruction again.
+    pub fn restart(&mut self) {
+        self.resume = Resume::Restart;
+    }
+
+    /// How the VCPU resumes.
+    pub fn resume(&self) -> Resume {
+        self.resume
+    }
+
+    /// The register value a read leaves in `x[xt]`.
+    pub fn read_result(&self) -> u64 {
+        let bits = 8 * u32::from(self.size().clamp(1, 8));
+        let mut value = if bits == 64 { self.data } else { self.data & ((1 << bits) - 1) };
+        let sixty_four = self.packet.sixty_four_bit();
+        if self.packet.sign_extend && bits < 64 {
+            let shift = 64 - bits;
+            value = (((value << shift) as i64) >> shift) as u64;
+        }
+        if !sixty_four {
+            value &= 0xffff_ffff;
+        }
+        value
+    }
+
+    /// Applies the outcome to the VCPU's state: the read's register (unless XZR) and whether the
+    /// instruction is skipped.
+    pub fn complete(&self, state: &mut VcpuState, control: &mut VcpuControl) {
+        if self.is_read() && self.resume == Resume::Advance {
+            if let Some(register) = state.x.get_mut(usize::from(self.packet.xt)) {
+                *register = self.read_result();
+            }
+        }
+        control.flags = match self.resume {
+            Resume::Advance => 1,
+            Resume::Restart => 0,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(addr: u64, size: u8, sign_extend: bool, xt: u8, sixty_four: bool) -> FaultView {
+        let packet = GuestMemPacket {
+            addr,
+            access_size: size,
+            sign_extend,
+            xt,
+            read: true,
+            padding1: [u8::from(sixty_four), 0, 0, 0],
+            ..Default::default()
+        };
+        FaultView::new(packet, 0x1000)
+    }
+
+    #[test]
+    fn reads_are_truncated_and_sign_extended_exactly() {
+        let mut view = read(0xffe001, 1, false, 1, false);
+        view.set_data(0xffff_ff81);
+        assert_eq!(view.read_result(), 0x81, "LDRB Wt");
+        let mut view = read(0xffe001, 1, true, 2, false);
+        view.set_data(0x81);
+        assert_eq!(view.read_result(), 0xffff_ff81, "LDRSB Wt: 32-bit result, upper half clear");
+        let mut view = read(0xffe001, 1, true, 3, true);
+        view.set_data(0x81);
+        assert_eq!(view.read_result(), 0xffff_ffff_ffff_ff81, "LDRSB Xt");
+        let mut view = read(0xffe002, 2, true, 5, true);
+        view.set_data(0x8382);
+        assert_eq!(view.read_result(), 0xffff_ffff_ffff_8382, "LDRSH Xt");
+        let mut view = read(0xffe004, 4, true, 7, true);
+        view.set_data(0x8786_8584);
+        assert_eq!(view.read_result(), 0xffff_ffff_8786_8584, "LDRSW Xt");
+        let mut view = read(0xffe004, 4, false, 6, false);
+        view.set_data(0x1_8786_8584);
+        assert_eq!(view.read_result(), 0x8786_8584, "LDR Wt");
+        let mut view = read(0xffe008, 8, false, 8, true);
+        view.set_data(0x8f8e_8d8c_8b8a_8988);
+        assert_eq!(view.read_result(), 0x8f8e_8d8c_8b8a_8988, "LDR Xt");
+    }
+
+    #[test]
+    fn complete_writes_the_register_or_drops_xzr() {
+        let mut state = VcpuState::default();
+        let mut control = VcpuControl::default();
+        let mut view = read(0xffe000, 8, false, 4, true);
+        view.set_data(42);
+        view.complete(&mut state, &mut control);
+        assert_eq!((state.x[4], control.flags), (42, 1));
+        let mut xzr = read(0xffe000, 8, false, 31, true);
+        xzr.set_data(7);
+        let before = state;
+        xzr.complete(&mut state, &mut control);
+        assert_eq!(state, before, "XZR: the value is dropped");
+        let mut restart = read(0xffe000, 8, false, 4, true);
+        restart.set_data(99);
+        restart.restart();
+        restart.complete(&mut state, &mut control);
+        assert_eq!((state.x[4], control.flags), (42, 0), "restart re-executes; nothing written");
+    }
+
+    #[test]
+    fn masks_and_partial_writes() {
+        let packet = GuestMemPacket { addr: 0x1002, access_size: 2, data: 0xbeef, ..Default::default() };
+        let view = FaultView::new(packet, 0x400);
+        assert_eq!(view.data_mask(), 0xffff_0000);
+        assert_eq!(view.emulate(0x1111_2222_3333_4444), 0x1111_2222_beef_4444);
+        assert_eq!(
+            (view.address(), view.ip(), view.size(), view.is_read(), view.data()),
+            (0x1002, 0x400, 2, false, 0xbeef)
+        );
+        let whole = FaultView::new(GuestMemPacket { addr: 0x1000, access_size: 8, data: 5, ..Default::default() }, 0);
+        assert_eq!(whole.data_mask(), u64::MAX);
+        assert_eq!(whole.emulate(9), 5);
+        assert_eq!(read(0x1000, 8, false, 0, true).emulate(9), 9, "reads leave the value");
+    }
+}
