@@ -153,3 +153,19 @@ fn mmio_of_every_size_and_extension() {
         ],
     );
 }
+
+/// Accesses without an instruction syndrome (ISV = 0) through a MEM trap: STP, LDP, a
+/// pre-indexed LDR, a post-indexed STR and LDPSW are decoded from guest memory and emulated
+/// access by access, with the base register written back.
+#[test]
+fn load_store_pairs_and_writeback_forms() {
+    run_everywhere(
+        "mmio-pair",
+        &[
+            "mmio-pair: x1 0x8786858483828180 x2 0x8f8e8d8c8b8a8988 x3 0x8f8e8d8c8b8a8988 x4 0xffffffff93929190 x5 0xffffffff97969594; base x6 0xffe010; 5 reads",
+            "mmio-pair: write of 8 bytes at +16 data 0x1122334455667788",
+            "mmio-pair: write of 8 bytes at +24 data 0x99aabbccddeeff00",
+            "mmio-pair: write of 4 bytes at +8 data 0x55667788",
+        ],
+    );
+}

@@ -232,3 +232,23 @@ guest!(
     b       .
 "#
 );
+
+// Beyond Zircon: accesses the hardware reports without a syndrome, through the MEM trap at
+// 0xFFE000: a store pair, a load pair, a pre-indexed load, a post-indexed store and a
+// sign-extending load pair, all based on x6. x9 and x10 are set by the VMM.
+guest!(
+    mmio_pair,
+    guest_mmio_pair_start,
+    guest_mmio_pair_end,
+    r#"
+    mov     x6, #0xffe000
+    stp     x9, x10, [x6, #16]
+    ldp     x1, x2, [x6]
+    ldr     x3, [x6, #8]!
+    str     w9, [x6], #8
+    ldpsw   x4, x5, [x6]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

@@ -97,6 +97,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "kick" => kick(process, resource),
         "trap-after-touch" => trap_after_touch(process, resource),
         "mmio" => mmio(process, resource),
+        "mmio-pair" => mmio_pair(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -329,21 +330,15 @@ fn device_byte(offset: u64) -> u8 {
     0x80 | (offset as u8 & 0x7f)
 }
 
-fn mmio(process: &Process, resource: u32) -> Outcome {
-    let f = fixture(process, resource, guests::mmio())?;
-    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[9] = 0x1122_3344_5566_7788;
-    call("write_state", vcpu.write_state(&state))?;
-    let mut writes: [(u64, u8, u64); 5] = [(0, 0, 0); 5];
-    let mut write_count = 0;
+/// Emulates the device behind the MEM trap until the guest exits: reads return
+/// [`device_byte`]s, writes are recorded (offset, size, data). Returns the reads' count.
+fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mut usize) -> Result<usize, Failure> {
     let mut reads = 0;
     loop {
         let packet = call("vcpu_enter", vcpu.enter())?;
         let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
         if key == 0 {
-            break;
+            return Ok(reads);
         }
         let mut control = call("read_control", vcpu.read_control())?;
         let mut view = FaultView::new(mem, control.pc);
@@ -353,15 +348,33 @@ fn mmio(process: &Process, resource: u32) -> Outcome {
                 (0..u64::from(view.size())).fold(0u64, |v, i| v | (u64::from(device_byte(offset + i)) << (8 * i)));
             view.set_data(value);
             reads += 1;
-        } else if let Some(slot) = writes.get_mut(write_count) {
+        } else if let Some(slot) = writes.get_mut(*write_count) {
             *slot = (offset, view.size(), view.data());
-            write_count += 1;
+            *write_count += 1;
         }
         let mut state = call("read_state", vcpu.read_state())?;
         view.complete(&mut state, &mut control);
         call("write_state", vcpu.write_state(&state))?;
         call("write_control", vcpu.write_control(&control))?;
     }
+}
+
+fn device_vcpu<'p>(f: &Fixture<'p>) -> Result<Vcpu<'p>, Failure> {
+    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[9] = 0x1122_3344_5566_7788;
+    state.x[10] = 0x99aa_bbcc_ddee_ff00;
+    call("write_state", vcpu.write_state(&state))?;
+    Ok(vcpu)
+}
+
+fn mmio(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::mmio())?;
+    let vcpu = device_vcpu(&f)?;
+    let mut writes: [(u64, u8, u64); 8] = [(0, 0, 0); 8];
+    let mut write_count = 0;
+    let reads = serve_device(&vcpu, &mut writes, &mut write_count)?;
     let state = call("read_state", vcpu.read_state())?;
     defmt::info!(
         "mmio: w1 {=u64:#x} w2 {=u64:#x} x3 {=u64:#x} w4 {=u64:#x} x5 {=u64:#x}",
@@ -400,5 +413,44 @@ fn mmio(process: &Process, resource: u32) -> Outcome {
         "writes",
         writes[..write_count]
             == [(16, 1, 0x88), (18, 2, 0x7788), (20, 4, 0x5566_7788), (24, 8, 0x1122_3344_5566_7788), (32, 8, 0)],
+    )
+}
+
+fn mmio_pair(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::mmio_pair())?;
+    let vcpu = device_vcpu(&f)?;
+    let mut writes: [(u64, u8, u64); 8] = [(0, 0, 0); 8];
+    let mut write_count = 0;
+    let reads = serve_device(&vcpu, &mut writes, &mut write_count)?;
+    let state = call("read_state", vcpu.read_state())?;
+    defmt::info!(
+        "mmio-pair: x1 {=u64:#x} x2 {=u64:#x} x3 {=u64:#x} x4 {=u64:#x} x5 {=u64:#x}; base x6 {=u64:#x}; {=usize} reads",
+        state.x[1],
+        state.x[2],
+        state.x[3],
+        state.x[4],
+        state.x[5],
+        state.x[6],
+        reads
+    );
+    for (offset, size, data) in &writes[..write_count] {
+        defmt::info!("mmio-pair: write of {=u8} bytes at +{=u64} data {=u64:#x}", size, offset, data);
+    }
+    check(
+        "read results",
+        state.x[1..7]
+            == [
+                0x8786_8584_8382_8180,
+                0x8f8e_8d8c_8b8a_8988,
+                0x8f8e_8d8c_8b8a_8988,
+                0xffff_ffff_9392_9190,
+                0xffff_ffff_9796_9594,
+                TRAP_ADDR + 16,
+            ],
+    )?;
+    check("five reads", reads == 5)?;
+    check(
+        "writes",
+        writes[..write_count] == [(16, 8, 0x1122_3344_5566_7788), (24, 8, 0x99aa_bbcc_ddee_ff00), (8, 4, 0x5566_7788)],
     )
 }

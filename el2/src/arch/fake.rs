@@ -27,6 +27,13 @@ pub fn run(context: &mut Context) -> Exit {
         context.skip_instruction = false;
         context.pc += 4;
         context.arch.skipped += 1;
+        if let Some((register, delta)) = context.writeback.take() {
+            let base = match context.state.x.get_mut(usize::from(register)) {
+                Some(x) => x,
+                None => &mut context.state.sp,
+            };
+            *base = base.wrapping_add_signed(delta);
+        }
     }
     match context.arch.script.pop_front() {
         Some(exit) => exit,

@@ -22,6 +22,10 @@ pub struct Access {
 pub enum Exit {
     /// A data access to guest-physical `address`.
     Access { address: u64, access: Access },
+    /// A data access to guest-physical `address` without an instruction syndrome (load/store
+    /// pair, writeback forms): the VCPU decodes the instruction at guest-physical `pc_address`.
+    /// `pc_address` is `None` when the guest's PC does not translate.
+    AccessWithoutSyndrome { address: u64, write: bool, pc_address: Option<u64> },
     /// An instruction fetch from guest-physical `address` that stage 2 did not satisfy.
     InstructionFetch { address: u64 },
     /// The guest's own stage-1 table walk read guest-physical `address`, which stage 2 did not

@@ -66,6 +66,11 @@ pub struct Context {
     /// the next entry.
     pub skip_instruction: bool,
     pub arch: VcpuArch,
+    /// The second access of a decoded load/store pair, reported by the next `enter`.
+    pending_access: Option<(u64, Access)>,
+    /// Applied to the base register when the emulated instruction is skipped: (register,
+    /// bytes); register 31 is the stack pointer.
+    pub writeback: Option<(u8, i64)>,
     traps: Arc<TrapMap>,
     traps_generation: u64,
 }
@@ -119,6 +124,8 @@ impl Vcpu {
             pc: entry,
             skip_instruction: false,
             arch: VcpuArch::new(id, guest.vmar().vttbr()),
+            pending_access: None,
+            writeback: None,
             traps,
             traps_generation,
         };
@@ -230,6 +237,11 @@ impl Vcpu {
     }
 
     fn run_until_exit(&self, context: &mut Context) -> ZxResult<PortPacket> {
+        if let Some((address, access)) = context.pending_access.take() {
+            if let Some(packet) = self.on_access(context, address, access)? {
+                return Ok(packet);
+            }
+        }
         loop {
             if self.signals.take_kick() {
                 return Err(Status::CANCELED);
@@ -237,6 +249,11 @@ impl Vcpu {
             match crate::arch::run(context) {
                 Exit::Access { address, access } => {
                     if let Some(packet) = self.on_access(context, address, access)? {
+                        return Ok(packet);
+                    }
+                }
+                Exit::AccessWithoutSyndrome { address, write, pc_address } => {
+                    if let Some(packet) = self.on_unsyndromed_access(context, address, write, pc_address)? {
                         return Ok(packet);
                     }
                 }
@@ -289,6 +306,71 @@ impl Vcpu {
                 Err(self.kill())
             }
         }
+    }
+
+    /// An access without an instruction syndrome: RAM is paged in and the instruction restarts;
+    /// in a trap, the instruction is read from guest memory, decoded and emulated access by
+    /// access (a pair gives two packets, one per `enter`), with the base register written back
+    /// when it is skipped.
+    fn on_unsyndromed_access(
+        &self,
+        context: &mut Context,
+        address: u64,
+        write: bool,
+        pc_address: Option<u64>,
+    ) -> ZxResult<Option<PortPacket>> {
+        if context.traps_generation != self.guest.trap_generation() {
+            (context.traps_generation, context.traps) = self.guest.traps();
+        }
+        if context.traps.find(address).is_none() {
+            let access = Access { write, size: 8, register: 31, ..Default::default() };
+            return self.on_access(context, address, access);
+        }
+        let mut word = [0u8; 4];
+        let fetched = pc_address
+            .and_then(|pc| self.guest.vmar().translate(pc))
+            .is_some_and(|(vmo, offset, _)| vmo.read(offset, &mut word).is_ok());
+        let instruction = u32::from_le_bytes(word);
+        let decoded = fetched.then(|| stage2::insn::decode(instruction)).flatten();
+        let Some(decoded) = decoded.filter(|d| d.load != write) else {
+            crate::kernel_error!(
+                "guest killed: access without syndrome at IPA {=u64:#x}, instruction {=u32:#010x} at PC {=u64:#x} not emulated",
+                address,
+                instruction,
+                context.pc
+            );
+            return Err(self.kill());
+        };
+        let access = |index: usize| {
+            let register = decoded.registers[index];
+            let value = if write { register_value(&context.state.x, register) } else { 0 };
+            let value = if decoded.size == 8 { value } else { value & ((1 << (8 * u32::from(decoded.size))) - 1) };
+            Access {
+                write,
+                size: decoded.size,
+                register,
+                sign_extend: decoded.sign_extend,
+                sixty_four_bit: decoded.sixty_four_bit,
+                value,
+            }
+        };
+        let first = access(0);
+        if decoded.count == 2 {
+            context.pending_access = Some((address + u64::from(decoded.size), access(1)));
+        }
+        context.writeback = decoded.writeback.map(|delta| (decoded.base, delta));
+        let packet = self.on_access(context, address, first)?;
+        if packet.is_none() {
+            // A doorbell took the first half: the second follows at once.
+            if let Some((second_address, second)) = context.pending_access.take() {
+                return self.on_access(context, second_address, second);
+            }
+        } else if context.pending_access.is_some() {
+            // The VMM emulates the first half now and the second on the next `enter`; the
+            // instruction is skipped after the second.
+            context.skip_instruction = false;
+        }
+        Ok(packet)
     }
 
     /// Handles an access stage 2 did not satisfy; `Some(packet)` leaves `enter`.
@@ -382,6 +464,10 @@ impl Drop for Vcpu {
         self.unbind();
         self.guest.release_vcpu(self.id);
     }
+}
+
+fn register_value(x: &[u64; 31], register: u8) -> u64 {
+    x.get(usize::from(register)).copied().unwrap_or(0)
 }
 
 fn fault_name(fault: Fault) -> &'static str {

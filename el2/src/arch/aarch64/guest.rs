@@ -97,6 +97,15 @@ pub fn run(context: &mut Context) -> Exit {
     if context.skip_instruction {
         context.skip_instruction = false;
         context.pc += context.arch.instruction_len;
+        if let Some((register, delta)) = context.writeback.take() {
+            // Register 31 is the stack pointer PSTATE.SP selects: SP_EL1 in EL1h, else SP_EL0.
+            let base = match context.state.x.get_mut(usize::from(register)) {
+                Some(x) => x,
+                None if context.arch.pstate & 0b1111 == 0b0101 => &mut context.state.sp,
+                None => &mut context.arch.el1.sp_el0,
+            };
+            *base = base.wrapping_add_signed(delta);
+        }
     }
     let me = &*context.arch.fp as *const FpState as usize;
     let fp_live = FP_OWNER.get(cpu::index()).is_some_and(|owner| owner.load(Ordering::Relaxed) == me);
@@ -152,7 +161,11 @@ fn decode(context: &mut Context, kind: u64) -> Exit {
                 return Exit::TableWalk { address: ipa };
             }
             if !abort.syndrome_valid {
-                return unhandled;
+                return Exit::AccessWithoutSyndrome {
+                    address: ipa,
+                    write: abort.write,
+                    pc_address: guest_pc_address(&context.arch.el1, context.pc),
+                };
             }
             let value = if abort.write { register(&context.state.x, abort.register) } else { 0 };
             let value =
@@ -198,6 +211,17 @@ fn decode(context: &mut Context, kind: u64) -> Exit {
         }
         _ => unhandled,
     }
+}
+
+/// The guest-physical address of the guest's PC: the PC itself with its MMU off, otherwise
+/// through its stage-1 tables (`AT S1E1R`; its EL1 registers are still loaded right after an
+/// exit).
+fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
+    if el1.sctlr & 1 == 0 {
+        return Some(pc);
+    }
+    let par = world::translate_stage1(pc);
+    (par & 1 == 0).then(|| (par & 0x000f_ffff_ffff_f000) | (pc & 0xfff))
 }
 
 fn is_stage2_fault(status: FaultStatus) -> bool {

@@ -336,3 +336,15 @@ pub fn clean_invalidate_to_poc(address: u64, len: usize) {
     // SAFETY: barriers and instruction-cache invalidation have no memory effects.
     unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }
+
+/// Translates a guest virtual address through the guest's stage 1 (`AT S1E1R`), returning
+/// PAR_EL1. The guest's EL1 registers and VTTBR must still be loaded.
+pub fn translate_stage1(address: u64) -> u64 {
+    let par: u64;
+    // SAFETY: an address translation instruction; it only writes PAR_EL1, which the caller reads
+    // and the guest's saved PAR_EL1 (already saved) is restored on the next entry.
+    unsafe {
+        core::arch::asm!("at s1e1r, {0}", "isb", "mrs {1}, par_el1", in(reg) address, out(reg) par, options(nostack, preserves_flags))
+    };
+    par
+}
