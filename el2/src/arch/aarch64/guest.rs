@@ -221,7 +221,7 @@ fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
         return Some(pc);
     }
     let par = world::translate_stage1(pc);
-    (par & 1 == 0).then(|| (par & 0x000f_ffff_ffff_f000) | (pc & 0xfff))
+    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (pc & 0xfff))
 }
 
 fn is_stage2_fault(status: FaultStatus) -> bool {
