@@ -252,3 +252,30 @@ guest!(
     b       .
 "#
 );
+
+// The `cargo xtask run` demo: print through the PL011 at 0x0900_0000 (waiting on UARTFR.TXFF),
+// ring the doorbell at 0x0A00_0000, power off with PSCI SYSTEM_OFF over HVC.
+guest!(
+    demo,
+    guest_demo_start,
+    guest_demo_end,
+    r#"
+    movz    x1, #0x0900, lsl #16
+    adr     x2, 4f
+1:  ldrb    w3, [x2], #1
+    cbz     w3, 2f
+3:  ldr     w4, [x1, #0x18]
+    tbnz    w4, #5, 3b
+    str     w3, [x1]
+    b       1b
+2:  movz    x1, #0x0a00, lsl #16
+    mov     w3, #1
+    str     w3, [x1]
+    movz    x0, #0x0008
+    movk    x0, #0x8400, lsl #16
+    hvc     #0
+    b       .
+4:  .asciz  "Hello from the Belfry demo guest!\nIt prints through an emulated PL011, rings a doorbell and powers off.\n"
+    .balign 4
+"#
+);

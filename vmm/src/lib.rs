@@ -18,5 +18,6 @@ extern crate alloc;
 pub mod fault;
 #[cfg(target_os = "none")]
 mod guests;
+pub mod pl011;
 #[cfg(target_os = "none")]
 pub mod suite;

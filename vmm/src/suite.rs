@@ -98,6 +98,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "trap-after-touch" => trap_after_touch(process, resource),
         "mmio" => mmio(process, resource),
         "mmio-pair" => mmio_pair(process, resource),
+        "demo" => demo(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -453,4 +454,63 @@ fn mmio_pair(process: &Process, resource: u32) -> Outcome {
         "writes",
         writes[..write_count] == [(16, 8, 0x1122_3344_5566_7788), (24, 8, 0x99aa_bbcc_ddee_ff00), (8, 4, 0x5566_7788)],
     )
+}
+
+/// Guest-physical address of the demo guest's PL011 (as on QEMU `virt`).
+const DEMO_UART: u64 = 0x0900_0000;
+/// Guest-physical address of the demo guest's doorbell.
+const DEMO_DOORBELL: u64 = 0x0a00_0000;
+const DEMO_UART_KEY: u64 = 0x11;
+const DEMO_DOORBELL_KEY: u64 = 0xd00b;
+
+fn demo(process: &'static Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::demo())?;
+    call("set_trap(uart)", f.guest.set_mem_trap(DEMO_UART, PAGE, DEMO_UART_KEY))?;
+    let port = call("port_create", Port::create(process))?;
+    call("set_trap(doorbell)", f.guest.set_bell_trap(DEMO_DOORBELL, PAGE, &port, DEMO_DOORBELL_KEY))?;
+    // A VMM thread on another CPU serves the doorbell.
+    let port_handle = call("duplicate", port.0.duplicate(el2::object::Rights::SAME_RIGHTS))?;
+    let port_value = port_handle.raw();
+    core::mem::forget(port_handle);
+    let doorbells = call(
+        "spawn",
+        el2::thread::spawn(1, "doorbell", move || {
+            if let Ok(packet) = process.port_wait(port_value, el2::sync::INFINITE) {
+                if let Packet::Bell { key, addr } = packet.decode() {
+                    defmt::info!("vmm: doorbell {=u64:#x} rung at {=u64:#x}, served on cpu1", key, addr);
+                }
+            }
+            let _ = process.handle_close(port_value);
+        }),
+    )?;
+    defmt::info!("vmm: starting guest 1 (demo) at 0x0 with a PL011 at {=u64:#x}", DEMO_UART);
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut uart = crate::pl011::Pl011::new();
+    let status = loop {
+        match vcpu.enter() {
+            Ok(Packet::Mem { key: DEMO_UART_KEY, mem }) => {
+                let mut control = call("read_control", vcpu.read_control())?;
+                let mut view = FaultView::new(mem, control.pc);
+                let offset = view.address() - DEMO_UART;
+                if view.is_read() {
+                    view.set_data(u64::from(uart.read(offset)));
+                } else if let Some(line) = uart.write(offset, view.data() as u32) {
+                    defmt::info!("guest 1: {=str}", core::str::from_utf8(line).unwrap_or("(not UTF-8)"));
+                }
+                let mut state = call("read_state", vcpu.read_state())?;
+                view.complete(&mut state, &mut control);
+                call("write_state", vcpu.write_state(&state))?;
+                call("write_control", vcpu.write_control(&control))?;
+            }
+            Ok(_) => return Err(Failure::Mismatch("an unexpected packet")),
+            Err(status) => break status,
+        }
+    };
+    while !doorbells.has_exited() {
+        el2::thread::yield_now();
+    }
+    defmt::info!("vmm: guest 1 exited: vcpu_enter returned {}", status);
+    check("PSCI SYSTEM_OFF", status == Status::UNAVAILABLE)?;
+    defmt::info!("vmm: guest 1 powered off (PSCI SYSTEM_OFF)");
+    Ok(())
 }

@@ -41,7 +41,14 @@ pub fn firmware(board: Board) -> Result<Firmware> {
     let elf = dir.join(board.firmware_crate());
     let image = dir.join(format!("{}.img", board.firmware_crate()));
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
-    std::fs::write(&image, flat_image(&bytes)?).with_context(|| format!("writing {}", image.display()))?;
+    let flat = flat_image(&bytes)?;
+    // Several tests (and QEMUs) may ask at once: only write when the image changed, and then
+    // atomically, so no QEMU ever loads a half-written image.
+    if std::fs::read(&image).ok().as_deref() != Some(&flat[..]) {
+        let temporary = dir.join(format!("{}.img.{}", board.firmware_crate(), std::process::id()));
+        std::fs::write(&temporary, &flat).with_context(|| format!("writing {}", temporary.display()))?;
+        std::fs::rename(&temporary, &image).with_context(|| format!("renaming to {}", image.display()))?;
+    }
     Ok(Firmware { elf, image })
 }
 

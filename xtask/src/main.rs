@@ -30,7 +30,8 @@ enum Task {
         /// Boot QEMU `virt` without EL2 (virtualization=off): Belfry says it cannot host guests.
         #[arg(long)]
         el1: bool,
-        /// A scenario for the firmware's command line (boot, fault, fault-cpu:N, panic).
+        /// A scenario for the firmware's command line (boot, fault, fault-cpu:N, panic,
+        /// port-stress, guest:NAME); the default is the demo guest, `guest:demo`.
         #[arg(long)]
         scenario: Option<String>,
         /// Deterministic time (`-icount shift=0,sleep=off`).
@@ -94,6 +95,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             tools::ensure_qemu()?;
             let firmware = build::build(&[board])?.remove(0);
+            // Without a scenario, `run` shows the demo guest (at EL1 there are no guests).
+            let scenario = scenario.or_else(|| (!el1).then(|| "guest:demo".to_string()));
             let options =
                 RunOptions { board, virtualization: !el1, scenario, icount, timeout: Duration::from_secs(24 * 3600) };
             let outcome = qemu::run(&firmware, &options, |line| println!("{line}"))?;
