@@ -7,8 +7,8 @@
 //!   (`el2/tests/zircon_suite.rs`, `el2/tests/syscalls.rs`, `el2::object::trap`);
 //! - 14 VcpuInterrupt, 15 VcpuWfi, 16 VcpuWfiPendingInterrupt: need the virtual GIC and timer
 //!   (issue 5);
-//! - 17 VcpuWfiAarch32, 18 VcpuFp / VcpuFpAarch32, 22 EnableMmu / DisableMmu: guest programs
-//!   still to write (the lazy FP switch and AArch32 state are in the world switch, untested).
+//! - 17 VcpuWfiAarch32 and the AArch32 half of 18 (VcpuFpAarch32): need an AArch32 EL0 guest
+//!   program, still to write.
 
 use belfry_system_tests::*;
 
@@ -187,4 +187,23 @@ fn the_demo_guest() {
     );
     let outcome = boot_scenario(Board::Virt, "guest:demo");
     expect_line(&outcome, Some(1), "vmm: doorbell 0xd00b rung at 0xa000000, served on cpu1");
+}
+
+/// 18. VcpuFp, with lazy switching: two guests' VCPUs on one CPU both use d0; each reads back
+/// its own value.
+#[test]
+fn vcpu_fp_lazy_switch() {
+    run_everywhere(
+        "fp",
+        &[
+            "fp: the second guest, on the same CPU, read back 0xfedcba9876543210",
+            "fp: the first guest read back 0x123456789abcdef after the other guest used FP",
+        ],
+    );
+}
+
+/// 22. EnableMmu / DisableMmu.
+#[test]
+fn enable_and_disable_mmu() {
+    run_everywhere("mmu", &["mmu: written with the MMU off, read 0xdeadbeef with it on and 0xdeadbeef off again"]);
 }

@@ -279,3 +279,63 @@ guest!(
     .balign 4
 "#
 );
+
+// 18. VcpuFp: enable FP/SIMD at EL1, put x2 (set by the VMM) into d0, exit; then read d0 back
+// into x1 and exit again. Between the two exits another VCPU uses the FP registers of the same
+// CPU, so d0 survives only if the lazy FP switch saved and restored it.
+guest!(
+    fp,
+    guest_fp_start,
+    guest_fp_end,
+    r#"
+    .arch_extension fp
+    .arch_extension simd
+    mov     x0, #(3 << 20)
+    msr     cpacr_el1, x0
+    isb
+    fmov    d0, x2
+    mov     x3, #0xfff000
+    str     xzr, [x3]
+    fmov    x1, d0
+    str     xzr, [x3]
+    b       .
+"#
+);
+
+// 22. EnableMmu / DisableMmu: data written with the MMU off reads the same with the MMU and
+// caches on (a 1 GiB identity block), and off again.
+guest!(
+    mmu,
+    guest_mmu_start,
+    guest_mmu_end,
+    r#"
+    mov     x1, #0x20000
+    movz    x2, #0xbeef
+    movk    x2, #0xdead, lsl #16
+    str     x2, [x1]
+    mov     x3, #0x10000
+    mov     x4, #0x701
+    str     x4, [x3]
+    mov     x5, #0xff
+    msr     mair_el1, x5
+    movz    x6, #0x3519
+    movk    x6, #0x80, lsl #16
+    msr     tcr_el1, x6
+    msr     ttbr0_el1, x3
+    isb
+    mrs     x7, sctlr_el1
+    orr     x7, x7, #1
+    orr     x7, x7, #(1 << 2)
+    orr     x7, x7, #(1 << 12)
+    msr     sctlr_el1, x7
+    isb
+    ldr     x8, [x1]
+    bic     x7, x7, #1
+    msr     sctlr_el1, x7
+    isb
+    ldr     x9, [x1]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

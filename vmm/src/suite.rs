@@ -99,6 +99,8 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "mmio" => mmio(process, resource),
         "mmio-pair" => mmio_pair(process, resource),
         "demo" => demo(process, resource),
+        "fp" => fp(process, resource),
+        "mmu" => mmu(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -513,4 +515,57 @@ fn demo(process: &'static Process, resource: u32) -> Outcome {
     check("PSCI SYSTEM_OFF", status == Status::UNAVAILABLE)?;
     defmt::info!("vmm: guest 1 powered off (PSCI SYSTEM_OFF)");
     Ok(())
+}
+
+fn fp(process: &'static Process, resource: u32) -> Outcome {
+    const A: u64 = 0x0123_4567_89ab_cdef;
+    const B: u64 = 0xfedc_ba98_7654_3210;
+    let f = fixture(process, resource, guests::fp())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[2] = A;
+    call("write_state", vcpu.write_state(&state))?;
+    expect_exit(&vcpu)?;
+    // A second guest's VCPU, on another thread of this CPU, loads B into the same register.
+    let other = call(
+        "spawn",
+        el2::thread::spawn(el2::arch::current_cpu(), "fp-guest", move || {
+            let run = || -> Outcome {
+                let g = fixture(process, resource, guests::fp())?;
+                let vcpu = call("vcpu_create", Vcpu::create(&g.guest, 0))?;
+                let mut state = call("read_state", vcpu.read_state())?;
+                state.x[2] = B;
+                call("write_state", vcpu.write_state(&state))?;
+                expect_exit(&vcpu)?;
+                expect_exit(&vcpu)?;
+                let state = call("read_state", vcpu.read_state())?;
+                check("the second guest reads its own value", state.x[1] == B)
+            };
+            if let Err(failure) = run() {
+                defmt::error!("fp: the second guest failed: {}", failure);
+            } else {
+                defmt::info!("fp: the second guest, on the same CPU, read back {=u64:#x}", B);
+            }
+        }),
+    )?;
+    while !other.has_exited() {
+        el2::thread::yield_now();
+    }
+    expect_exit(&vcpu)?;
+    let state = call("read_state", vcpu.read_state())?;
+    defmt::info!("fp: the first guest read back {=u64:#x} after the other guest used FP", state.x[1]);
+    check("d0 survived the other guest", state.x[1] == A)
+}
+
+fn mmu(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::mmu())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    let state = call("read_state", vcpu.read_state())?;
+    defmt::info!(
+        "mmu: written with the MMU off, read {=u64:#x} with it on and {=u64:#x} off again",
+        state.x[8],
+        state.x[9]
+    );
+    check("the data is intact both ways", state.x[8] == 0xdead_beef && state.x[9] == 0xdead_beef)
 }
