@@ -207,3 +207,18 @@ fn vcpu_fp_lazy_switch() {
 fn enable_and_disable_mmu() {
     run_everywhere("mmu", &["mmu: written with the MMU off, read 0xdeadbeef with it on and 0xdeadbeef off again"]);
 }
+
+/// Isolation: while a guest counts in its memory on cpu1, guests on cpu0 store to its frame's
+/// physical address and to Belfry's image address (as their IPAs) and take an exit Belfry does
+/// not serve: each is killed with a clear message; the counting guest goes on, memory intact.
+#[test]
+fn killed_guests_leave_the_others_running_and_intact() {
+    run_everywhere(
+        "isolation",
+        &[
+            "guest killed: write of 8 bytes at IPA 0x40200000 (outside guest memory), PC 0x4",
+            "guest killed: unhandled exit, EC 0x18 (MSR/MRS/system instruction), ISS 0x320401, PC 0x0",
+            "isolation: two stray stores and an unhandled exit killed their guests; the counting guest went on (true) with its memory intact (true)",
+        ],
+    );
+}

@@ -339,3 +339,42 @@ guest!(
     b       .
 "#
 );
+
+// Isolation: a guest that counts in its own memory forever.
+guest!(
+    counter,
+    guest_counter_start,
+    guest_counter_end,
+    r#"
+    mov     x1, #0x20000
+1:  ldr     x2, [x1]
+    add     x2, x2, #1
+    str     x2, [x1]
+    b       1b
+"#
+);
+
+// Isolation: a store to the address in x1 (set by the VMM).
+guest!(
+    store_x1,
+    guest_store_x1_start,
+    guest_store_x1_end,
+    r#"
+    movz    x2, #0x6666
+    str     x2, [x1]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Isolation: an exit Belfry does not serve (ACTLR_EL1 is trapped and not emulated).
+guest!(
+    unhandled,
+    guest_unhandled_start,
+    guest_unhandled_end,
+    r#"
+    mrs     x0, actlr_el1
+    b       .
+"#
+);

@@ -101,6 +101,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "demo" => demo(process, resource),
         "fp" => fp(process, resource),
         "mmu" => mmu(process, resource),
+        "isolation" => isolation(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -568,4 +569,81 @@ fn mmu(process: &Process, resource: u32) -> Outcome {
         state.x[9]
     );
     check("the data is intact both ways", state.x[8] == 0xdead_beef && state.x[9] == 0xdead_beef)
+}
+
+fn isolation(process: &'static Process, resource: u32) -> Outcome {
+    const PATTERN: u64 = 0x5a5a_0000_1234_5678;
+    // The victim: counts at 0x20000 on cpu1 until kicked; a pattern sits at 0x30000.
+    let victim = fixture(process, resource, guests::counter())?;
+    call("vmo_write", victim.memory.write(0x30000, &PATTERN.to_le_bytes()))?;
+    let victim_vmar = call("vmar", process.vmar_object(victim.guest.vmar.raw()))?;
+    let victim_handle = victim.guest.handle.raw();
+    let (vcpu_slot, vcpu_ready) = (
+        alloc::sync::Arc::new(core::sync::atomic::AtomicU32::new(0)),
+        alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false)),
+    );
+    let (slot, ready) = (vcpu_slot.clone(), vcpu_ready.clone());
+    let runner = call(
+        "spawn",
+        el2::thread::spawn(1, "victim", move || {
+            let Ok(vcpu) = process.vcpu_create(victim_handle, 0, 0) else { return };
+            slot.store(vcpu, core::sync::atomic::Ordering::Release);
+            ready.store(true, core::sync::atomic::Ordering::Release);
+            let result = process.vcpu_enter(vcpu);
+            defmt::info!("isolation: the counting guest's enter returned {}", Status::from_result(&result));
+            let _ = process.handle_close(vcpu);
+        }),
+    )?;
+    while !vcpu_ready.load(core::sync::atomic::Ordering::Acquire) {
+        el2::thread::yield_now();
+    }
+    let counter = |f: &Fixture<'_>| -> Result<u64, Failure> {
+        let mut word = [0u8; 8];
+        call("vmo_read", f.memory.read(0x20000, &mut word))?;
+        Ok(u64::from_le_bytes(word))
+    };
+    // Wait until the victim has counted, so its page is mapped.
+    while counter(&victim)? == 0 {
+        el2::thread::yield_now();
+    }
+    let Some((frame, _)) = victim_vmar.stage2_lookup(0x20000) else {
+        return Err(Failure::Mismatch("the victim's counter page is mapped"));
+    };
+    // Attackers store to the victim's frame address and to Belfry's image on `virt`, as IPAs
+    // (both beyond their own 16 MiB).
+    for target in [frame.raw(), 0x4020_0000] {
+        let attacker = fixture(process, resource, guests::store_x1())?;
+        let vcpu = call("vcpu_create", Vcpu::create(&attacker.guest, 0))?;
+        let mut state = call("read_state", vcpu.read_state())?;
+        state.x[1] = target;
+        call("write_state", vcpu.write_state(&state))?;
+        let result = vcpu.enter();
+        check("the stray store kills its guest", result.err() == Some(Status::NOT_SUPPORTED))?;
+    }
+    // Attacker 2 takes an exit Belfry does not serve.
+    let attacker = fixture(process, resource, guests::unhandled())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&attacker.guest, 0))?;
+    let unhandled = vcpu.enter();
+    check("the unhandled exit kills its guest", unhandled.err() == Some(Status::NOT_SUPPORTED))?;
+    // The victim still counts: its counter moves within a second.
+    let before = counter(&victim)?;
+    let deadline = el2::sync::now() + 1_000_000_000;
+    let mut after = before;
+    while after == before && el2::sync::now() < deadline {
+        el2::thread::yield_now();
+        after = counter(&victim)?;
+    }
+    let mut pattern = [0u8; 8];
+    call("vmo_read", victim.memory.read(0x30000, &mut pattern))?;
+    call("vcpu_kick", process.vcpu_kick(vcpu_slot.load(core::sync::atomic::Ordering::Acquire)))?;
+    while !runner.has_exited() {
+        el2::thread::yield_now();
+    }
+    defmt::info!(
+        "isolation: two stray stores and an unhandled exit killed their guests; the counting guest went on ({=bool}) with its memory intact ({=bool})",
+        after > before,
+        u64::from_le_bytes(pattern) == PATTERN
+    );
+    check("the victim kept running", after > before)?;
+    check("the victim's memory is intact", u64::from_le_bytes(pattern) == PATTERN)
 }

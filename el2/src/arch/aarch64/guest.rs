@@ -23,8 +23,9 @@ use stage2::syndrome::{DataAbort, Esr, ExceptionClass, FaultStatus};
 /// HCR_EL2 while a guest runs: VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError
 /// to EL2), FB and BSU = inner shareable (broadcast the guest's TLB and cache maintenance),
 /// TWI and TWE (WFI/WFE trap), TSC (SMC traps), TSW (set/way cache maintenance traps), RW
-/// (EL1 is AArch64).
-const GUEST_HCR: u64 = (1 << 0)
+/// (EL1 is AArch64), TACR (the implementation-defined ACTLR_EL1 is not the guest's).
+const GUEST_HCR: u64 = (1 << 21)
+    | (1 << 0)
     | (1 << 1)
     | (1 << 3)
     | (1 << 4)
