@@ -189,8 +189,8 @@ fn the_demo_guest() {
     expect_line(&outcome, Some(1), "vmm: doorbell 0xd00b rung at 0xa000000, served on cpu1");
 }
 
-/// 18. VcpuFp, with lazy switching: two guests' VCPUs on one CPU both use d0; each reads back
-/// its own value.
+/// VcpuFp (Appendix A item 18), with lazy switching: two guests' VCPUs on one CPU both use
+/// d0; each reads back its own value.
 #[test]
 fn vcpu_fp_lazy_switch() {
     run_everywhere(
