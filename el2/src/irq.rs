@@ -7,9 +7,12 @@ use crate::machine::{GicDescription, MAX_CPUS};
 use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use gic::regs::{CpuInterfaceV2, DistributorV2, DistributorV3, RedistributorSgiV3, RedistributorV3};
 use gic::sgi;
+use tock_registers::interfaces::{Readable, Writeable};
 
 /// The SGI that wakes an idle CPU.
 pub const WAKE_SGI: u32 = 0;
+/// The virtual interface's maintenance interrupt: PPI 9 (INTID 25) on every board here.
+pub const MAINTENANCE_INTID: u32 = 25;
 /// SGIs Belfry configures (0..=7; 8..=15 stay with the secure world's conventions).
 const SGIS: u32 = 8;
 
@@ -40,7 +43,10 @@ static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 pub unsafe fn init_boot(description: &GicDescription) {
     CONTROLLER.call_once(|| {
         Shared(match *description {
-            GicDescription::V2 { distributor, cpu_interface, .. } => {
+            GicDescription::V2 { distributor, cpu_interface, hyp_interface, virtual_cpu } => {
+                if let (Some(gich), Some(gicv)) = (hyp_interface, virtual_cpu) {
+                    GICV2_VIRTUAL.call_once(|| (gich.raw(), gicv.raw()));
+                }
                 // SAFETY: per the contract, the frames are mapped Device memory, ours alone.
                 let (gicd, gicc) = unsafe {
                     (&*(distributor.raw() as *const DistributorV2), &*(cpu_interface.raw() as *const CpuInterfaceV2))
@@ -67,6 +73,7 @@ pub fn init_cpu(index: usize) -> bool {
     match controller {
         Controller::V2 { gicd, gicc } => {
             let mask = sgi::v2_init_cpu(gicd, gicc, SGIS);
+            gicd.isenabler[0].set(1 << MAINTENANCE_INTID);
             MASK_V2[index].store(mask, Ordering::Release);
             mask != 0
         }
@@ -80,6 +87,8 @@ pub fn init_cpu(index: usize) -> bool {
             // SAFETY: the SGI frame follows this CPU's RD_base frame.
             let sgi_frame = unsafe { &*((redistributors + offset + 0x10000) as *const RedistributorSgiV3) };
             sgi::v3_init_redistributor(frame(offset), sgi_frame, SGIS);
+            sgi_frame.igroupr0.set(sgi_frame.igroupr0.get() | (1 << MAINTENANCE_INTID));
+            sgi_frame.isenabler0.set(1 << MAINTENANCE_INTID);
             gic_cpu::init();
             true
         }
@@ -127,4 +136,20 @@ pub fn drain() -> usize {
         }
     }
     count
+}
+
+/// The GICv2 virtual interface control frame (GICH) and virtual CPU interface frame (GICV),
+/// when the machine has a GICv2 with virtualization extensions.
+pub fn gicv2_virtual_interface() -> Option<(&'static gic::regs::VirtualInterfaceControlV2, u64)> {
+    let (gich, gicv) = *GICV2_VIRTUAL.get()?;
+    // SAFETY: the GICH frame is a Device window of the identity map, banked per CPU.
+    Some((unsafe { &*(gich as *const gic::regs::VirtualInterfaceControlV2) }, gicv))
+}
+
+/// Set by `init_boot` on a GICv2 with GICH and GICV frames.
+static GICV2_VIRTUAL: spin::Once<(u64, u64)> = spin::Once::new();
+
+/// Whether the machine's GIC is a GICv3.
+pub fn is_gicv3() -> bool {
+    matches!(CONTROLLER.get(), Some(Shared(Controller::V3 { .. })))
 }

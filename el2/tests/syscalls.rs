@@ -525,9 +525,9 @@ fn interrupt_wakes_a_vcpu_waiting_in_wfi() {
     let (tx, rx) = std::sync::mpsc::channel();
     let runner = std::thread::spawn(move || {
         let vcpu = p.vcpu_create(guest, 0, 0).unwrap();
-        p.vcpu_object(vcpu)
-            .unwrap()
-            .with_context(|c| c.arch.script.extend([Exit::WaitForInterrupt, write(EXIT_TEST_ADDR, 0)]));
+        p.vcpu_object(vcpu).unwrap().with_context(|c| {
+            c.arch.script.extend([Exit::WaitForInterrupt { pending: false }, write(EXIT_TEST_ADDR, 0)])
+        });
         tx.send(vcpu).unwrap();
         p.vcpu_enter(vcpu).map(|packet| packet.key)
     });

@@ -85,11 +85,22 @@ register_structs! {
 }
 
 register_structs! {
-    /// GICv2 virtual interface control (GICH), one 4 KiB frame (the non-banked view is 0x200).
+    /// GICv2 virtual interface control (GICH), banked per CPU, one 4 KiB frame.
     pub VirtualInterfaceControlV2 {
         (0x000 => pub hcr: ReadWrite<u32>),
         (0x004 => pub vtr: ReadOnly<u32>),
-        (0x008 => _reserved0),
+        (0x008 => pub vmcr: ReadWrite<u32>),
+        (0x00c => _reserved0),
+        (0x010 => pub misr: ReadOnly<u32>),
+        (0x014 => _reserved1),
+        (0x020 => pub eisr0: ReadOnly<u32>),
+        (0x024 => _reserved2),
+        (0x030 => pub elrsr0: ReadOnly<u32>),
+        (0x034 => _reserved3),
+        (0x0f0 => pub apr: ReadWrite<u32>),
+        (0x0f4 => _reserved4),
+        (0x100 => pub lr: [ReadWrite<u32>; 64]),
+        (0x200 => _reserved5),
         (0x1000 => @END),
     }
 }

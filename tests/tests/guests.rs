@@ -2,11 +2,9 @@
 //! tests) and Belfry's own cases. Each case boots a fresh QEMU, runs one guest program through
 //! the in-firmware VMM (`vmm::suite`) and passes on its exact log lines plus exit code 0.
 //!
-//! Appendix A items not here yet, and where they come:
-//! - 10 (VcpuUseAfterThreadExits), 3, 6, 7, 8, 11, 20, 23: also host tests
-//!   (`el2/tests/zircon_suite.rs`, `el2/tests/syscalls.rs`, `el2::object::trap`);
-//! - 14 VcpuInterrupt, 15 VcpuWfi, 16 VcpuWfiPendingInterrupt: need the virtual GIC and timer
-//!   (issue 5);
+//! Appendix A items not here, and where they are:
+//! - 3, 6, 7, 8, 10, 11, 20, 23: also host tests (`el2/tests/zircon_suite.rs`,
+//!   `el2/tests/syscalls.rs`, `el2::object::trap`);
 //! - 17 VcpuWfiAarch32 and the AArch32 half of 18 (VcpuFpAarch32): need an AArch32 EL0 guest
 //!   program, still to write.
 
@@ -220,5 +218,30 @@ fn killed_guests_leave_the_others_running_and_intact() {
             "guest killed: unhandled exit, EC 0x18 (MSR/MRS/system instruction), ISS 0x320401, PC 0x0",
             "isolation: two stray stores and an unhandled exit killed their guests; the counting guest went on (true) with its memory intact (true)",
         ],
+    );
+}
+
+/// 14. VcpuInterrupt: vector 32 injected before `enter` is taken at VBAR_EL1 + 0x280.
+#[test]
+fn vcpu_interrupt() {
+    run_everywhere(
+        "interrupt",
+        &["interrupt: vector 32 injected before enter; the guest took it at VBAR+0x280 (PC 0xa84)"],
+    );
+}
+
+/// 15. VcpuWfi: WFI with an expired virtual timer does not block.
+#[test]
+fn vcpu_wfi_with_an_expired_timer() {
+    run_everywhere("wfi-timer", &["wfi-timer: WFI with an expired virtual timer did not block"]);
+}
+
+/// 16. VcpuWfiPendingInterrupt: with 32 and 33 injected, the handler acknowledges 32 (ICC_IAR1_EL1
+/// on GICv3, GICC_IAR of the GICV frame on GICv2) and its WFI does not block while 33 is pending.
+#[test]
+fn vcpu_wfi_with_a_pending_interrupt() {
+    run_everywhere(
+        "wfi-pending",
+        &["wfi-pending: the guest acknowledged interrupt 32 and its WFI did not block while the other was pending"],
     );
 }

@@ -10,7 +10,8 @@ macro_rules! guest {
             ".section .rodata.guest.",
             stringify!($name),
             ", \"a\"\n",
-            ".balign 4\n",
+            // 2 KiB: vector tables inside a program keep their alignment in the guest.
+            ".balign 2048\n",
             ".global ",
             stringify!($start),
             "\n",
@@ -375,6 +376,96 @@ guest!(
     guest_unhandled_end,
     r#"
     mrs     x0, actlr_el1
+    b       .
+"#
+);
+
+// 14. VcpuInterrupt: install a vector table, unmask IRQs, wait; the injected interrupt's
+// handler (current EL, SPx, IRQ: VBAR + 0x280) stores to the exit address.
+guest!(
+    interrupt,
+    guest_interrupt_start,
+    guest_interrupt_end,
+    r#"
+    adr     x0, 2f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+1:  wfi
+    b       1b
+    .balign 0x800
+2:  .skip   0x280
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// 15. VcpuWfi: an expired, enabled virtual timer; WFI must not block.
+guest!(
+    wfi_timer,
+    guest_wfi_timer_start,
+    guest_wfi_timer_end,
+    r#"
+    msr     cntv_cval_el0, xzr
+    mov     x0, #1
+    msr     cntv_ctl_el0, x0
+    isb
+    wfi
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// 16. VcpuWfiPendingInterrupt, GICv3: the handler acknowledges one interrupt through
+// ICC_IAR1_EL1 and executes WFI, which must not block while the other is pending.
+guest!(
+    wfi_pending_v3,
+    guest_wfi_pending_v3_start,
+    guest_wfi_pending_v3_end,
+    r#"
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+    adr     x0, 2f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+1:  wfi
+    b       1b
+    .balign 0x800
+2:  .skip   0x280
+    mrs     x1, icc_iar1_el1
+    msr     daifset, #2
+    wfi
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// 16. VcpuWfiPendingInterrupt, GICv2: the same through GICC_IAR of the GICV frame at
+// 0x0801_0000.
+guest!(
+    wfi_pending_v2,
+    guest_wfi_pending_v2_start,
+    guest_wfi_pending_v2_end,
+    r#"
+    adr     x0, 2f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+1:  wfi
+    b       1b
+    .balign 0x800
+2:  .skip   0x280
+    movz    x2, #0x0801, lsl #16
+    ldr     w1, [x2, #0xc]
+    msr     daifset, #2
+    wfi
+    mov     x0, #0xfff000
+    str     xzr, [x0]
     b       .
 "#
 );

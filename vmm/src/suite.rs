@@ -102,6 +102,9 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "fp" => fp(process, resource),
         "mmu" => mmu(process, resource),
         "isolation" => isolation(process, resource),
+        "interrupt" => interrupt(process, resource),
+        "wfi-timer" => wfi_timer(process, resource),
+        "wfi-pending" => wfi_pending(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -646,4 +649,40 @@ fn isolation(process: &'static Process, resource: u32) -> Outcome {
     );
     check("the victim kept running", after > before)?;
     check("the victim's memory is intact", u64::from_le_bytes(pattern) == PATTERN)
+}
+
+fn interrupt(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::interrupt())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    call("vcpu_interrupt", vcpu.interrupt(32))?;
+    expect_exit(&vcpu)?;
+    let control = call("read_control", vcpu.read_control())?;
+    defmt::info!(
+        "interrupt: vector 32 injected before enter; the guest took it at VBAR+0x280 (PC {=u64:#x})",
+        control.pc
+    );
+    check("the exit came from the IRQ vector", control.pc == 0x800 + 0x280 + 4)
+}
+
+fn wfi_timer(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::wfi_timer())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    defmt::info!("wfi-timer: WFI with an expired virtual timer did not block");
+    Ok(())
+}
+
+fn wfi_pending(process: &Process, resource: u32) -> Outcome {
+    let program = if el2::irq::is_gicv3() { guests::wfi_pending_v3() } else { guests::wfi_pending_v2() };
+    let f = fixture(process, resource, program)?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    call("vcpu_interrupt", vcpu.interrupt(32))?;
+    call("vcpu_interrupt", vcpu.interrupt(33))?;
+    expect_exit(&vcpu)?;
+    let state = call("read_state", vcpu.read_state())?;
+    defmt::info!(
+        "wfi-pending: the guest acknowledged interrupt {=u64} and its WFI did not block while the other was pending",
+        state.x[1] & 0x3ff
+    );
+    check("the first acknowledged is 32", state.x[1] & 0x3ff == 32)
 }

@@ -22,7 +22,7 @@ impl VcpuArch {
 }
 
 /// Runs the scripted guest until its next exit.
-pub fn run(context: &mut Context) -> Exit {
+pub fn run(context: &mut Context, _signals: &crate::object::signals::Signals) -> Exit {
     if context.skip_instruction {
         context.skip_instruction = false;
         context.pc += 4;
@@ -59,4 +59,9 @@ pub fn interrupt_cpu(_cpu: usize) {}
 /// Host threads are not pinned to CPUs.
 pub fn current_cpu() -> usize {
     0
+}
+
+/// Host guests get no device pages.
+pub fn guest_device_pages() -> Option<(u64, u64, u64)> {
+    None
 }

@@ -33,8 +33,9 @@ pub enum Exit {
     TableWalk { address: u64 },
     /// HVC or SMC; the function ID and arguments are in x0..x3.
     Hypercall { smc: bool },
-    /// The guest executed WFI.
-    WaitForInterrupt,
+    /// The guest executed WFI; `pending` when an interrupt is already waiting for it in the
+    /// virtual interface (the WFI must not sleep).
+    WaitForInterrupt { pending: bool },
     /// Guest execution was interrupted (a physical interrupt, a kick, WFE): re-check and resume.
     Interrupted,
     /// Something Belfry does not handle: the guest is killed.

@@ -60,6 +60,23 @@ impl Signals {
         self.pending.get((vector / 64) as usize).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (vector % 64)) != 0)
     }
 
+    /// Offers pending vectors, lowest first, to `place`; those it accepts are no longer
+    /// pending. Stops at the first one it refuses.
+    pub fn take_pending(&self, mut place: impl FnMut(u32) -> bool) {
+        for (index, word) in self.pending.iter().enumerate() {
+            let mut bits = word.load(Ordering::Acquire);
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                let vector = index as u32 * 64 + bit;
+                if !place(vector) {
+                    return;
+                }
+                word.fetch_and(!(1 << bit), Ordering::AcqRel);
+                bits &= bits - 1;
+            }
+        }
+    }
+
     /// Whether any interrupt is pending.
     pub fn any_pending(&self) -> bool {
         self.pending.iter().any(|word| word.load(Ordering::Acquire) != 0)
@@ -75,6 +92,30 @@ impl Signals {
             }
             self.wake.wait(ticket, INFINITE);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_vectors_are_taken_lowest_first_until_refused() {
+        let signals = Signals::new();
+        for vector in [1019, 33, 32, 64] {
+            signals.raise(vector);
+        }
+        let mut taken = Vec::new();
+        signals.take_pending(|vector| {
+            if taken.len() == 3 {
+                return false;
+            }
+            taken.push(vector);
+            true
+        });
+        assert_eq!(taken, vec![32, 33, 64]);
+        assert!(signals.is_pending(1019) && !signals.is_pending(32));
+        assert!(signals.any_pending());
     }
 }
 

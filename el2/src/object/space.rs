@@ -54,7 +54,19 @@ impl GuestSpace {
     pub fn new() -> ZxResult<Self> {
         let vmid = allocate_vmid().ok_or(Status::NO_RESOURCES)?;
         match Stage2::new(FrameTables) {
-            Ok(stage2) => Ok(Self { stage2, vmid }),
+            Ok(mut stage2) => {
+                if let Some((ipa, frame, len)) = crate::arch::guest_device_pages() {
+                    let read_write = Permissions { read: true, write: true, execute: false };
+                    for offset in (0..len).step_by(4096) {
+                        let page = (GuestPhysAddr::new(ipa + offset), PhysAddr::new(frame + offset));
+                        if stage2.map_page(page.0, page.1, read_write, MemoryKind::Device).is_err() {
+                            release_vmid(vmid);
+                            return Err(Status::NO_MEMORY);
+                        }
+                    }
+                }
+                Ok(Self { stage2, vmid })
+            }
             Err(_) => {
                 release_vmid(vmid);
                 Err(Status::NO_MEMORY)

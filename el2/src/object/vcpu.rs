@@ -246,7 +246,7 @@ impl Vcpu {
             if self.signals.take_kick() {
                 return Err(Status::CANCELED);
             }
-            match crate::arch::run(context) {
+            match crate::arch::run(context, &self.signals) {
                 Exit::Access { address, access } => {
                     if let Some(packet) = self.on_access(context, address, access)? {
                         return Ok(packet);
@@ -267,7 +267,8 @@ impl Vcpu {
                         psci::Outcome::Status(status) => return Err(status),
                     }
                 }
-                Exit::WaitForInterrupt => self.signals.wait_for_interrupt(),
+                Exit::WaitForInterrupt { pending: false } => self.signals.wait_for_interrupt(),
+                Exit::WaitForInterrupt { pending: true } => {}
                 Exit::Interrupted => {}
                 Exit::Unhandled { class, syndrome, pc } => {
                     crate::kernel_error!(

@@ -11,9 +11,11 @@
 //! while another VCPU's FP registers are live on this CPU (lazy switching).
 
 use super::cpu;
+use super::vgic::Vgic;
 use super::world::{self, El1State, FpState};
 use crate::machine::MAX_CPUS;
 use crate::object::exit::{Access, Exit};
+use crate::object::signals::Signals;
 use crate::object::vcpu::Context;
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, HPFAR_EL2, SPSR_EL2};
 use alloc::boxed::Box;
@@ -47,6 +49,9 @@ const CPTR_TFP: u64 = 1 << 10;
 /// The guest starts at EL1h with DAIF masked.
 const INITIAL_PSTATE: u64 = 0x3c5;
 
+/// The virtual timer's PPI.
+const VIRTUAL_TIMER_INTID: u32 = 27;
+
 /// Per CPU: the address of the `FpState` whose values are in this CPU's FP/SIMD registers.
 static FP_OWNER: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 
@@ -61,6 +66,7 @@ pub struct VcpuArch {
     instruction_len: u64,
     /// FP/SIMD registers; boxed so `FP_OWNER` can name them by a stable address.
     fp: Box<FpState>,
+    vgic: Vgic,
 }
 
 impl core::fmt::Debug for VcpuArch {
@@ -80,6 +86,7 @@ impl VcpuArch {
             vmpidr: (1 << 31) | (id as u64 & 0xff),
             instruction_len: 4,
             fp: Box::default(),
+            vgic: Vgic::new(),
         }
     }
 }
@@ -93,8 +100,17 @@ impl Drop for VcpuArch {
     }
 }
 
+/// Guest-physical address where a guest finds its GICv2 CPU interface (QEMU `virt`'s GICC).
+pub const GUEST_GICC: u64 = 0x0801_0000;
+
+/// Device pages every guest gets: on a GICv2, the physical GICV frame at [`GUEST_GICC`], so the
+/// guest acknowledges and ends interrupts without exits. (ipa, physical address, bytes.)
+pub fn guest_device_pages() -> Option<(u64, u64, u64)> {
+    crate::irq::gicv2_virtual_interface().map(|(_, gicv)| (GUEST_GICC, gicv, 0x2000))
+}
+
 /// Runs the guest until its next exit.
-pub fn run(context: &mut Context) -> Exit {
+pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     if context.skip_instruction {
         context.skip_instruction = false;
         context.pc += context.arch.instruction_len;
@@ -120,20 +136,23 @@ pub fn run(context: &mut Context) -> Exit {
         vmpidr: context.arch.vmpidr,
         sp_el1: context.state.sp,
     };
+    context.arch.vgic.fill(signals);
+    context.arch.vgic.load();
     ELR_EL2.set(context.pc);
     SPSR_EL2.set(pstate);
     // SAFETY: `setup` describes this VCPU's guest (its stage-2 root and VMID are live while the
     // guest object is); the general registers are this VCPU's.
     let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.arch.el1, &mut context.state.x) };
+    context.arch.vgic.save();
     context.state.sp = sp_el1;
     context.pc = ELR_EL2.get();
     let pstate = SPSR_EL2.get();
     context.arch.pstate = pstate;
     context.state.cpsr = (pstate as u32) & crate::object::packet::CPSR_USER_MASK;
-    decode(context, kind)
+    decode(context, kind, signals)
 }
 
-fn decode(context: &mut Context, kind: u64) -> Exit {
+fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
     match kind & 3 {
         1 | 2 => {
             crate::irq::drain();
@@ -193,11 +212,15 @@ fn decode(context: &mut Context, kind: u64) -> Exit {
         }
         ExceptionClass::WfiWfe => {
             context.skip_instruction = true;
-            if esr.iss() & 1 == 0 {
-                Exit::WaitForInterrupt
-            } else {
-                Exit::Interrupted
+            if esr.iss() & 1 == 1 {
+                return Exit::Interrupted;
             }
+            // An expired, enabled, unmasked virtual timer is an interrupt (PPI 27) for the guest.
+            let timer = context.arch.el1.cntv_ctl;
+            if timer & 0b111 == 0b101 {
+                signals.raise(VIRTUAL_TIMER_INTID);
+            }
+            Exit::WaitForInterrupt { pending: context.arch.vgic.has_pending() || signals.any_pending() }
         }
         ExceptionClass::SystemRegister => match emulate_system_register(context, esr.iss()) {
             true => {

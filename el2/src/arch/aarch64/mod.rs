@@ -11,4 +11,5 @@ pub mod switch;
 pub mod timer;
 pub mod vectors;
 mod vectors_regs;
+pub mod vgic;
 pub mod world;
