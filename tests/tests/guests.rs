@@ -236,8 +236,9 @@ fn vcpu_wfi_with_an_expired_timer() {
     run_everywhere("wfi-timer", &["wfi-timer: WFI with an expired virtual timer did not block"]);
 }
 
-/// 16. VcpuWfiPendingInterrupt: with 32 and 33 injected, the handler acknowledges 32 (ICC_IAR1_EL1
-/// on GICv3, GICC_IAR of the GICV frame on GICv2) and its WFI does not block while 33 is pending.
+/// VcpuWfiPendingInterrupt (Appendix A item 16): with 32 and 33 injected, the handler
+/// acknowledges 32 (ICC_IAR1_EL1 on GICv3, GICC_IAR of the GICV frame on GICv2) and its WFI
+/// does not block while 33 is pending.
 #[test]
 fn vcpu_wfi_with_a_pending_interrupt() {
     run_everywhere(

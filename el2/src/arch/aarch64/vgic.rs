@@ -36,6 +36,12 @@ fn v3_lr_count() -> usize {
     gic::list_registers_v3(ICH_VTR_EL2.get()) as usize
 }
 
+impl Default for Vgic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Vgic {
     /// The interface of a VCPU that has taken no interrupt: group enabled and every priority
     /// unmasked, as Zircon starts its VCPUs.
