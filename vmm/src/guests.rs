@@ -255,7 +255,9 @@ guest!(
 );
 
 // The `cargo xtask run` demo: print through the PL011 at 0x0900_0000 (waiting on UARTFR.TXFF),
-// ring the doorbell at 0x0A00_0000, power off with PSCI SYSTEM_OFF over HVC.
+// ring the doorbell at 0x0A00_0000, wait with IRQs unmasked for an interrupt (x20 = 3 on a
+// GICv3 host: acknowledge through ICC_IAR1_EL1; else through the GICC frame at 0x0801_0000),
+// report its ID to the status register at 0x0A00_1000, then power off with PSCI SYSTEM_OFF.
 guest!(
     demo,
     guest_demo_start,
@@ -269,15 +271,40 @@ guest!(
     tbnz    w4, #5, 3b
     str     w3, [x1]
     b       1b
-2:  movz    x1, #0x0a00, lsl #16
+2:  adr     x0, 8f
+    msr     vbar_el1, x0
+    isb
+    cmp     x20, #3
+    b.ne    5f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+5:  movz    x1, #0x0a00, lsl #16
     mov     w3, #1
     str     w3, [x1]
-    movz    x0, #0x0008
+    msr     daifclr, #2
+6:  cbnz    x21, 7f
+    wfi
+    b       6b
+7:  movz    x0, #0x0008
     movk    x0, #0x8400, lsl #16
     hvc     #0
     b       .
-4:  .asciz  "Hello from the Belfry demo guest!\nIt prints through an emulated PL011, rings a doorbell and powers off.\n"
-    .balign 4
+4:  .asciz  "Hello from the Belfry demo guest!\nIt prints through an emulated PL011, rings a doorbell, takes an interrupt and powers off.\n"
+    .balign 0x800
+8:  .skip   0x280
+    cmp     x20, #3
+    b.ne    9f
+    mrs     x22, icc_iar1_el1
+    msr     icc_eoir1_el1, x22
+    b       10f
+9:  movz    x23, #0x0801, lsl #16
+    ldr     w22, [x23, #0xc]
+    str     w22, [x23, #0x10]
+10: movz    x24, #0x0a00, lsl #16
+    str     w22, [x24, #0x1000]
+    mov     x21, #1
+    eret
 "#
 );
 
@@ -467,5 +494,73 @@ guest!(
     mov     x0, #0xfff000
     str     xzr, [x0]
     b       .
+"#
+);
+
+// 17. VcpuWfiAarch32: drop to AArch32 EL0, whose WFI traps to the guest's own EL1
+// (SCTLR_EL1.nTWI = 0), which skips it and returns; EL0 then stores r0 (0) to the exit address.
+guest!(
+    wfi_aarch32,
+    guest_wfi_aarch32_start,
+    guest_wfi_aarch32_end,
+    r#"
+    adr     x0, 9f
+    msr     vbar_el1, x0
+    adr     x0, 8f
+    msr     elr_el1, x0
+    mov     x0, #0x10
+    msr     spsr_el1, x0
+    mov     x0, #0
+    mov     x1, #0xfff000
+    isb
+    eret
+    .balign 0x800
+9:  .skip   0x600
+    mrs     x2, elr_el1
+    add     x2, x2, #4
+    msr     elr_el1, x2
+    eret
+    .balign 0x800
+8:  .word   0xe320f003
+    .word   0xe5810000
+    .word   0xeafffffe
+"#
+);
+
+// 18. VcpuFpAarch32: AArch32 EL0 moves r0 through s0 with FP disabled; the FP trap goes to the
+// guest's EL1, which enables FP (CPACR_EL1.FPEN) and returns; then Belfry's lazy switch; EL0
+// stores the value that went through s0 to the exit address.
+guest!(
+    fp_aarch32,
+    guest_fp_aarch32_start,
+    guest_fp_aarch32_end,
+    r#"
+    msr     cpacr_el1, xzr
+    adr     x0, 9f
+    msr     vbar_el1, x0
+    adr     x0, 8f
+    msr     elr_el1, x0
+    mov     x0, #0x10
+    msr     spsr_el1, x0
+    mov     x0, #0x1234
+    mov     x1, #0xfff000
+    isb
+    eret
+    .balign 0x800
+9:  .skip   0x600
+    mrs     x3, esr_el1
+    lsr     x3, x3, #26
+    cmp     x3, #0x07
+    b.ne    1f
+    mov     x3, #(3 << 20)
+    msr     cpacr_el1, x3
+    isb
+    eret
+1:  b       1b
+    .balign 0x800
+8:  .word   0xee000a10
+    .word   0xee102a10
+    .word   0xe5812000
+    .word   0xeafffffe
 "#
 );

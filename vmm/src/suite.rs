@@ -105,6 +105,8 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "interrupt" => interrupt(process, resource),
         "wfi-timer" => wfi_timer(process, resource),
         "wfi-pending" => wfi_pending(process, resource),
+        "wfi-aarch32" => wfi_aarch32(process, resource),
+        "fp-aarch32" => fp_aarch32(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -470,47 +472,65 @@ const DEMO_UART_KEY: u64 = 0x11;
 const DEMO_DOORBELL_KEY: u64 = 0xd00b;
 
 fn demo(process: &'static Process, resource: u32) -> Outcome {
+    const STATUS_KEY: u64 = 0x57a7;
+    const INTERRUPT: u32 = 40;
     let f = fixture(process, resource, guests::demo())?;
     call("set_trap(uart)", f.guest.set_mem_trap(DEMO_UART, PAGE, DEMO_UART_KEY))?;
+    call("set_trap(status)", f.guest.set_mem_trap(DEMO_DOORBELL + PAGE, PAGE, STATUS_KEY))?;
     let port = call("port_create", Port::create(process))?;
     call("set_trap(doorbell)", f.guest.set_bell_trap(DEMO_DOORBELL, PAGE, &port, DEMO_DOORBELL_KEY))?;
-    // A VMM thread on another CPU serves the doorbell.
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
+    call("write_state", vcpu.write_state(&state))?;
+    // A VMM thread on another CPU serves the doorbell: it answers with an interrupt.
     let port_handle = call("duplicate", port.0.duplicate(el2::object::Rights::SAME_RIGHTS))?;
     let port_value = port_handle.raw();
     core::mem::forget(port_handle);
+    let vcpu_value = vcpu.0.raw();
     let doorbells = call(
         "spawn",
         el2::thread::spawn(1, "doorbell", move || {
             if let Ok(packet) = process.port_wait(port_value, el2::sync::INFINITE) {
                 if let Packet::Bell { key, addr } = packet.decode() {
                     defmt::info!("vmm: doorbell {=u64:#x} rung at {=u64:#x}, served on cpu1", key, addr);
+                    let injected = process.vcpu_interrupt(vcpu_value, INTERRUPT);
+                    defmt::info!(
+                        "vmm: interrupt {=u32} injected from cpu1: {}",
+                        INTERRUPT,
+                        Status::from_result(&injected)
+                    );
                 }
             }
             let _ = process.handle_close(port_value);
         }),
     )?;
     defmt::info!("vmm: starting guest 1 (demo) at 0x0 with a PL011 at {=u64:#x}", DEMO_UART);
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
     let mut uart = crate::pl011::Pl011::new();
     let status = loop {
-        match vcpu.enter() {
-            Ok(Packet::Mem { key: DEMO_UART_KEY, mem }) => {
-                let mut control = call("read_control", vcpu.read_control())?;
-                let mut view = FaultView::new(mem, control.pc);
+        let (key, mem) = match vcpu.enter() {
+            Ok(Packet::Mem { key, mem }) => (key, mem),
+            Ok(_) => return Err(Failure::Mismatch("an unexpected packet")),
+            Err(status) => break status,
+        };
+        let mut control = call("read_control", vcpu.read_control())?;
+        let mut view = FaultView::new(mem, control.pc);
+        match key {
+            DEMO_UART_KEY => {
                 let offset = view.address() - DEMO_UART;
                 if view.is_read() {
                     view.set_data(u64::from(uart.read(offset)));
                 } else if let Some(line) = uart.write(offset, view.data() as u32) {
                     defmt::info!("guest 1: {=str}", core::str::from_utf8(line).unwrap_or("(not UTF-8)"));
                 }
-                let mut state = call("read_state", vcpu.read_state())?;
-                view.complete(&mut state, &mut control);
-                call("write_state", vcpu.write_state(&state))?;
-                call("write_control", vcpu.write_control(&control))?;
             }
-            Ok(_) => return Err(Failure::Mismatch("an unexpected packet")),
-            Err(status) => break status,
+            STATUS_KEY => defmt::info!("vmm: guest 1 took interrupt {=u64} and acknowledged it", view.data() & 0x3ff),
+            _ => return Err(Failure::Mismatch("a MEM packet from an unknown trap")),
         }
+        let mut state = call("read_state", vcpu.read_state())?;
+        view.complete(&mut state, &mut control);
+        call("write_state", vcpu.write_state(&state))?;
+        call("write_control", vcpu.write_control(&control))?;
     };
     while !doorbells.has_exited() {
         el2::thread::yield_now();
@@ -685,4 +705,35 @@ fn wfi_pending(process: &Process, resource: u32) -> Outcome {
         state.x[1] & 0x3ff
     );
     check("the first acknowledged is 32", state.x[1] & 0x3ff == 32)
+}
+
+fn wfi_aarch32(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::wfi_aarch32())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
+    defmt::info!(
+        "wfi-aarch32: after WFI at AArch32 EL0, MEM exit at {=u64:#x}: {=u8} bytes, read {=bool}, data {=u64:#x}",
+        mem.addr,
+        mem.access_size,
+        mem.read,
+        mem.data
+    );
+    check(
+        "the AArch32 store",
+        key == 0 && mem.addr == EXIT_TEST_ADDR && !mem.read && mem.data == 0 && mem.access_size == 4,
+    )
+}
+
+fn fp_aarch32(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::fp_aarch32())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
+    defmt::info!(
+        "fp-aarch32: AArch32 EL0 moved {=u64:#x} through s0 after its EL1 enabled FP ({=u8}-byte store)",
+        mem.data,
+        mem.access_size
+    );
+    check("the value came through s0", key == 0 && mem.addr == EXIT_TEST_ADDR && mem.data == 0x1234)
 }
