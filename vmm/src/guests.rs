@@ -564,3 +564,22 @@ guest!(
     .word   0xeafffffe
 "#
 );
+
+// A guest that spins (no WFI) with IRQs unmasked; its IRQ vector exits.
+guest!(
+    interrupt_spin,
+    guest_interrupt_spin_start,
+    guest_interrupt_spin_end,
+    r#"
+    adr     x0, 2f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+1:  b       1b
+    .balign 0x800
+2:  .skip   0x280
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

@@ -107,6 +107,10 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "wfi-pending" => wfi_pending(process, resource),
         "wfi-aarch32" => wfi_aarch32(process, resource),
         "fp-aarch32" => fp_aarch32(process, resource),
+        "thread-reuse" => thread_reuse(process, resource),
+        "bell-max-user" => bell_max_user(process, resource),
+        "thread-exits" => thread_exits(process, resource),
+        "interrupt-running" => interrupt_running(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -736,4 +740,90 @@ fn fp_aarch32(process: &Process, resource: u32) -> Outcome {
         mem.access_size
     );
     check("the value came through s0", key == 0 && mem.addr == EXIT_TEST_ADDR && mem.data == 0x1234)
+}
+
+fn thread_reuse(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::vcpu_enter())?;
+    let _vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let second = Vcpu::create(&f.guest, 0);
+    defmt::info!("thread-reuse: a second vcpu_create on this thread: {}", Status::from_result(&second));
+    check("BAD_STATE", second.err() == Some(Status::BAD_STATE))
+}
+
+fn bell_max_user(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::set_trap_bell())?;
+    let port = call("port_create", Port::create(process))?;
+    let mut queued = 0u64;
+    while port.queue(queued, [0; 4]).is_ok() {
+        queued += 1;
+    }
+    call("set_trap(bell)", f.guest.set_bell_trap(TRAP_ADDR, PAGE, &port, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    let mut bells = 0;
+    for _ in 0..=queued {
+        if let Packet::Bell { key: TRAP_KEY, addr: TRAP_ADDR } = call("port_wait", port.wait(0))? {
+            bells += 1;
+        }
+    }
+    defmt::info!(
+        "bell-max-user: {=u64} user packets filled the port; the doorbell still arrived ({=u32})",
+        queued,
+        bells
+    );
+    check("one bell", bells == 1)
+}
+
+fn thread_exits(process: &'static Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::vcpu_enter())?;
+    let guest = f.guest.handle.raw();
+    let created = alloc::sync::Arc::new(core::sync::atomic::AtomicU32::new(0));
+    let slot = created.clone();
+    let creator = call(
+        "spawn",
+        el2::thread::spawn(2, "creator", move || {
+            if let Ok(vcpu) = process.vcpu_create(guest, 0, 0) {
+                slot.store(vcpu, core::sync::atomic::Ordering::Release);
+            }
+        }),
+    )?;
+    while !creator.has_exited() {
+        el2::thread::yield_now();
+    }
+    let vcpu = created.load(core::sync::atomic::Ordering::Acquire);
+    let interrupt = process.vcpu_interrupt(vcpu, 32);
+    let enter = process.vcpu_enter(vcpu);
+    let close = process.handle_close(vcpu);
+    defmt::info!(
+        "thread-exits: after the owning thread ended: interrupt {}, enter {}, close {}",
+        Status::from_result(&interrupt),
+        Status::from_result(&enter),
+        Status::from_result(&close)
+    );
+    check("interrupt and close are safe", interrupt.is_ok() && close.is_ok())?;
+    check("enter from another thread is BAD_STATE", enter.err() == Some(Status::BAD_STATE))
+}
+
+fn interrupt_running(process: &'static Process, resource: u32) -> Outcome {
+    // The guest spins with IRQs unmasked; another CPU injects: the guest must take it without
+    // waiting for an unrelated exit.
+    let f = fixture(process, resource, guests::interrupt_spin())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let handle = vcpu.0.raw();
+    let injector = call(
+        "spawn",
+        el2::thread::spawn(3, "injector", move || {
+            let deadline = el2::sync::now() + 1_000_000;
+            while el2::sync::now() < deadline {
+                core::hint::spin_loop();
+            }
+            let _ = process.vcpu_interrupt(handle, 48);
+        }),
+    )?;
+    expect_exit(&vcpu)?;
+    while !injector.has_exited() {
+        el2::thread::yield_now();
+    }
+    defmt::info!("interrupt-running: interrupt 48 from cpu3 reached the guest running on cpu0");
+    Ok(())
 }

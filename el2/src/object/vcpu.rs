@@ -176,6 +176,11 @@ impl Vcpu {
             return Err(Status::OUT_OF_RANGE);
         }
         self.signals.raise(vector);
+        // A VCPU running on a CPU takes the interrupt at its next entry: make that now.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(cpu) = self.running_on.load(Ordering::Relaxed).checked_sub(1) {
+            crate::arch::interrupt_cpu(cpu);
+        }
         Ok(())
     }
 
