@@ -583,3 +583,44 @@ guest!(
     b       .
 "#
 );
+
+// More pending interrupts than list registers: the handler acknowledges each (x20 = 3: GICv3
+// system registers, else the GICC frame at 0x0801_0000), records its ID at 0x30000 + 8n, ends
+// it; the main loop spins (no WFI, so only the maintenance interrupt brings the refills) until
+// 8 have arrived, then exits.
+guest!(
+    many_interrupts,
+    guest_many_interrupts_start,
+    guest_many_interrupts_end,
+    r#"
+    adr     x0, 2f
+    msr     vbar_el1, x0
+    cmp     x20, #3
+    b.ne    3f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+3:  isb
+    mov     x10, #0
+    mov     x11, #0x30000
+    msr     daifclr, #2
+1:  cmp     x10, #8
+    b.lo    1b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+2:  .skip   0x280
+    cmp     x20, #3
+    b.ne    5f
+    mrs     x12, icc_iar1_el1
+    str     x12, [x11, x10, lsl #3]
+    msr     icc_eoir1_el1, x12
+    b       6f
+5:  movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+    str     x12, [x11, x10, lsl #3]
+    str     w12, [x13, #0x10]
+6:  add     x10, x10, #1
+    eret
+"#
+);

@@ -111,6 +111,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "bell-max-user" => bell_max_user(process, resource),
         "thread-exits" => thread_exits(process, resource),
         "interrupt-running" => interrupt_running(process, resource),
+        "many-interrupts" => many_interrupts(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -826,4 +827,25 @@ fn interrupt_running(process: &'static Process, resource: u32) -> Outcome {
     }
     defmt::info!("interrupt-running: interrupt 48 from cpu3 reached the guest running on cpu0");
     Ok(())
+}
+
+fn many_interrupts(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::many_interrupts())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
+    call("write_state", vcpu.write_state(&state))?;
+    // Eight interrupts, more than the four list registers, raised out of order.
+    for vector in [39, 34, 36, 32, 38, 33, 37, 35] {
+        call("vcpu_interrupt", vcpu.interrupt(vector))?;
+    }
+    expect_exit(&vcpu)?;
+    let mut taken = [0u64; 8];
+    for (index, slot) in taken.iter_mut().enumerate() {
+        let mut word = [0u8; 8];
+        call("vmo_read", f.memory.read(0x30000 + 8 * index as u64, &mut word))?;
+        *slot = u64::from_le_bytes(word) & 0x3ff;
+    }
+    defmt::info!("many-interrupts: 8 raised, 4 list registers; taken in order {}", taken);
+    check("each once, lowest vector first", taken == [32, 33, 34, 35, 36, 37, 38, 39])
 }
