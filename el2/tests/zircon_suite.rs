@@ -350,3 +350,22 @@ fn unhandled_exit_kills_the_guest() {
     .join()
     .unwrap();
 }
+
+/// A guest's ICC_SGI1R_EL1 write becomes a VCPU INTERRUPT packet: the target list names VCPUs
+/// by Aff0; IRM means every other VCPU; targets with other affinity levels are nobody.
+#[test]
+fn guest_sgis_become_vcpu_interrupt_packets() {
+    std::thread::spawn(|| {
+        let process = Process::new(true);
+        let vcpu = process.vcpu_create(guest(&process), 0, 0).unwrap();
+        let sgi = |value: u64| run(&process, vcpu, &[Exit::SendSgi { value }, store(EXIT_TEST_ADDR)]);
+        assert_eq!(sgi((5 << 24) | 0b110), Ok(Packet::VcpuInterrupt { key: 0, mask: 0b110, vector: 5 }));
+        assert!(is_exit(process.vcpu_enter(vcpu).map(|p| p.decode())));
+        // IRM with no other VCPU: nothing to send, the guest runs on.
+        assert!(is_exit(sgi((1 << 40) | (2 << 24))));
+        // Aff1 = 1: no VCPU has it.
+        assert!(is_exit(sgi((1 << 16) | 1)));
+    })
+    .join()
+    .unwrap();
+}

@@ -23,3 +23,23 @@ fn more_pending_interrupts_than_list_registers() {
         &["many-interrupts: 8 raised, 4 list registers; taken in order [32, 33, 34, 35, 36, 37, 38, 39]"],
     );
 }
+
+/// A guest's SGI: on GICv3 its ICC_SGI1R_EL1 write traps and becomes a VCPU INTERRUPT packet
+/// `{mask, vector}`; on GICv2 its GICD_SGIR write reaches the VMM's distributor model through a
+/// MEM trap. Either way the VMM delivers it with `vcpu_interrupt` and the guest takes it.
+#[test]
+fn guest_sgis_reach_their_target() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "guest:self-ipi");
+        expect_exit(&outcome, exit_code::SUCCESS);
+        let route = match board {
+            Board::Virt => "a VCPU INTERRUPT packet (ICC_SGI1R_EL1)",
+            Board::VirtGicv2 | Board::Rpi4 => "the distributor model (GICD_SGIR)",
+        };
+        expect_line(
+            &outcome,
+            Some(0),
+            &format!("self-ipi: the guest sent SGI 3 to itself through {route} and took SGI 3"),
+        );
+    }
+}

@@ -624,3 +624,62 @@ guest!(
     eret
 "#
 );
+
+// SGI 3 to itself on GICv3: ICC_SGI1R_EL1 = INTID 3, target list {Aff0 0}. The handler records
+// the acknowledged ID at 0x30000 and exits.
+guest!(
+    self_ipi_v3,
+    guest_self_ipi_v3_start,
+    guest_self_ipi_v3_end,
+    r#"
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+    adr     x0, 2f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+    movz    x0, #1
+    movk    x0, #0x0300, lsl #16
+    msr     icc_sgi1r_el1, x0
+1:  b       1b
+    .balign 0x800
+2:  .skip   0x280
+    mrs     x12, icc_iar1_el1
+    msr     icc_eoir1_el1, x12
+    mov     x11, #0x30000
+    str     x12, [x11]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// SGI 3 to itself on GICv2: GICD_SGIR (distributor at 0x0800_0000) = filter "self", INTID 3;
+// the handler acknowledges through the GICC frame at 0x0801_0000.
+guest!(
+    self_ipi_v2,
+    guest_self_ipi_v2_start,
+    guest_self_ipi_v2_end,
+    r#"
+    adr     x0, 2f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+    movz    x1, #0x0800, lsl #16
+    movz    w2, #3
+    movk    w2, #0x0200, lsl #16
+    str     w2, [x1, #0xf00]
+1:  b       1b
+    .balign 0x800
+2:  .skip   0x280
+    movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+    str     w12, [x13, #0x10]
+    mov     x11, #0x30000
+    str     x12, [x11]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

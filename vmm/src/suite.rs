@@ -112,6 +112,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "thread-exits" => thread_exits(process, resource),
         "interrupt-running" => interrupt_running(process, resource),
         "many-interrupts" => many_interrupts(process, resource),
+        "self-ipi" => self_ipi(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -848,4 +849,54 @@ fn many_interrupts(process: &Process, resource: u32) -> Outcome {
     }
     defmt::info!("many-interrupts: 8 raised, 4 list registers; taken in order {}", taken);
     check("each once, lowest vector first", taken == [32, 33, 34, 35, 36, 37, 38, 39])
+}
+
+/// Guest-physical address of the guest's GICv2 distributor (QEMU `virt`'s GICD).
+const GUEST_GICD: u64 = 0x0800_0000;
+const GICD_KEY: u64 = 0x61cd;
+/// GICD_SGIR's offset.
+const GICD_SGIR: u64 = 0xf00;
+
+fn self_ipi(process: &Process, resource: u32) -> Outcome {
+    let v3 = el2::irq::is_gicv3();
+    let f = fixture(process, resource, if v3 { guests::self_ipi_v3() } else { guests::self_ipi_v2() })?;
+    call("set_trap(gicd)", f.guest.set_mem_trap(GUEST_GICD, PAGE, GICD_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut route = "";
+    loop {
+        match call("vcpu_enter", vcpu.enter())? {
+            Packet::VcpuInterrupt { mask, vector, .. } => {
+                route = "a VCPU INTERRUPT packet (ICC_SGI1R_EL1)";
+                check("the SGI targets VCPU 0 only", mask == 1)?;
+                call("vcpu_interrupt", vcpu.interrupt(u32::from(vector)))?;
+            }
+            Packet::Mem { key: GICD_KEY, mem } => {
+                route = "the distributor model (GICD_SGIR)";
+                let mut control = call("read_control", vcpu.read_control())?;
+                let view = FaultView::new(mem, control.pc);
+                if !view.is_read() && view.address() - GUEST_GICD == GICD_SGIR {
+                    let sgir = view.data() as u32;
+                    // Target list filter 2: this VCPU; 0: the list, whose bit 0 is VCPU 0.
+                    let filter = (sgir >> 24) & 0b11;
+                    let to_self = filter == 2 || (filter == 0 && (sgir >> 16) & 1 == 1);
+                    if to_self {
+                        call("vcpu_interrupt", vcpu.interrupt(sgir & 0xf))?;
+                    }
+                }
+                let mut state = call("read_state", vcpu.read_state())?;
+                view.complete(&mut state, &mut control);
+                call("write_state", vcpu.write_state(&state))?;
+                call("write_control", vcpu.write_control(&control))?;
+            }
+            packet => {
+                check("the exit after the SGI", is_exit(&packet))?;
+                break;
+            }
+        }
+    }
+    let mut word = [0u8; 8];
+    call("vmo_read", f.memory.read(0x30000, &mut word))?;
+    let taken = u64::from_le_bytes(word) & 0x3ff;
+    defmt::info!("self-ipi: the guest sent SGI 3 to itself through {=str} and took SGI {=u64}", route, taken);
+    check("SGI 3 taken", taken == 3)
 }

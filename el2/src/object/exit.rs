@@ -33,6 +33,8 @@ pub enum Exit {
     TableWalk { address: u64 },
     /// HVC or SMC; the function ID and arguments are in x0..x3.
     Hypercall { smc: bool },
+    /// The guest wrote ICC_SGI1R_EL1 (GICv3): send SGIs to its VCPUs.
+    SendSgi { value: u64 },
     /// The guest executed WFI; `pending` when an interrupt is already waiting for it in the
     /// virtual interface (the WFI must not sleep).
     WaitForInterrupt { pending: bool },

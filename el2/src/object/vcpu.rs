@@ -272,6 +272,11 @@ impl Vcpu {
                         psci::Outcome::Status(status) => return Err(status),
                     }
                 }
+                Exit::SendSgi { value } => {
+                    if let Some(packet) = self.sgi_packet(value) {
+                        return Ok(packet);
+                    }
+                }
                 Exit::WaitForInterrupt { pending: false } => self.signals.wait_for_interrupt(),
                 Exit::WaitForInterrupt { pending: true } => {}
                 Exit::Interrupted => {}
@@ -288,6 +293,23 @@ impl Vcpu {
                 Exit::Unsupported => return Err(Status::NOT_SUPPORTED),
             }
         }
+    }
+
+    /// The VCPU INTERRUPT packet for a guest's ICC_SGI1R_EL1 write: `mask` has bit n for VCPU n
+    /// (whose affinity is Aff0 = n), `vector` the SGI. IRM (bit 40) targets every other VCPU.
+    fn sgi_packet(&self, value: u64) -> Option<PortPacket> {
+        let vector = ((value >> 24) & 0xf) as u8;
+        let mask = if value & (1 << 40) != 0 {
+            (0..super::MAX_VCPUS_PER_GUEST as u64)
+                .filter(|&id| id != self.id as u64 && self.guest.vcpu_exists(id))
+                .fold(0, |mask, id| mask | (1 << id))
+        } else if value & 0x00ff_00ff_00ff_0000 == 0 {
+            // Aff3, Aff2 and Aff1 are 0 for every VCPU: the target list names Aff0 values.
+            value & 0xffff
+        } else {
+            0
+        };
+        (mask != 0).then(|| PortPacket::vcpu_interrupt(0, mask, vector))
     }
 
     /// Marks the VCPU dead; returns the status `enter` reports for it.

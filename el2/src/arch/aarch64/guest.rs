@@ -222,6 +222,10 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             }
             Exit::WaitForInterrupt { pending: context.arch.vgic.has_pending() || signals.any_pending() }
         }
+        ExceptionClass::SystemRegister if is_sgi1r_write(esr.iss()) => {
+            context.skip_instruction = true;
+            Exit::SendSgi { value: register(&context.state.x, ((esr.iss() >> 5) & 0x1f) as u8) }
+        }
         ExceptionClass::SystemRegister => match emulate_system_register(context, esr.iss()) {
             true => {
                 context.skip_instruction = true;
@@ -254,6 +258,17 @@ fn is_stage2_fault(status: FaultStatus) -> bool {
 
 fn register(x: &[u64; 31], index: u8) -> u64 {
     x.get(usize::from(index)).copied().unwrap_or(0)
+}
+
+/// Whether a trapped system register access is a write of ICC_SGI1R_EL1 (op0 3, op1 0, CRn 12,
+/// CRm 11, op2 5), which a guest's GICv3 CPU interface traps to EL2.
+fn is_sgi1r_write(iss: u32) -> bool {
+    let op0 = (iss >> 20) & 0b11;
+    let op2 = (iss >> 17) & 0b111;
+    let op1 = (iss >> 14) & 0b111;
+    let crn = (iss >> 10) & 0b1111;
+    let crm = (iss >> 1) & 0b1111;
+    (op0, op1, crn, crm, op2) == (3, 0, 12, 11, 5) && iss & 1 == 0
 }
 
 /// Emulates the trapped system instructions Belfry handles; `false` for anything else.
