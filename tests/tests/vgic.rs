@@ -43,3 +43,17 @@ fn guest_sgis_reach_their_target() {
         );
     }
 }
+
+/// An SMP guest: VCPU 0 starts VCPU 1 with PSCI CPU_ON (a STARTUP packet; the VMM starts a
+/// thread on cpu1 with a VCPU at the entry point), then the two exchange 100 IPIs each way,
+/// none lost and none duplicated.
+#[test]
+fn smp_guest_ping_pong() {
+    run_everywhere(
+        "ping-pong",
+        &[
+            "ping-pong: PSCI CPU_ON for VCPU 1 at 0x50: starting it on cpu1",
+            "ping-pong: VCPU 0 on cpu0 counted 100 pings and sent 100 pongs; VCPU 1 on cpu1 sent 100 pings",
+        ],
+    );
+}

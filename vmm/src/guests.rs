@@ -683,3 +683,115 @@ guest!(
     b       .
 "#
 );
+
+// SMP ping-pong. VCPU 0 starts VCPU 1 with PSCI CPU_ON, then answers each of its SGI 1 pings
+// with SGI 2 until it has counted 100; VCPU 1 pings and waits for each pong, 100 times. Both
+// exit through the exit address. x20 = 3 on a GICv3 host (system registers), else GICv2 (GICD
+// at 0x0800_0000 for SGIR, GICC at 0x0801_0000). Registers: x19 pings seen by VCPU 0, x21
+// pongs seen and x22 pings sent by VCPU 1; x9/x10 sending, x12..x15 interrupt handlers.
+guest!(
+    ping_pong,
+    guest_ping_pong_start,
+    guest_ping_pong_end,
+    r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+1:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    mov     x19, #0
+    movz    x0, #0x0003
+    movk    x0, #0xc400, lsl #16
+    mov     x1, #1
+    adr     x2, 10f
+    mov     x3, #1
+    hvc     #0
+    msr     daifclr, #2
+2:  cmp     x19, #100
+    b.lo    2b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+
+10: cmp     x20, #3
+    b.ne    11f
+    mov     x9, #1
+    msr     icc_sre_el1, x9
+11: adr     x9, 30f
+    msr     vbar_el1, x9
+    isb
+    mov     x21, #0
+    mov     x22, #0
+    msr     daifclr, #2
+12: add     x22, x22, #1
+    cmp     x20, #3
+    b.ne    13f
+    movz    x9, #1
+    movk    x9, #0x0100, lsl #16
+    msr     icc_sgi1r_el1, x9
+    b       14f
+13: movz    x9, #0x0800, lsl #16
+    movz    w10, #1
+    movk    w10, #1, lsl #16
+    str     w10, [x9, #0xf00]
+14: cmp     x21, x22
+    b.lo    14b
+    cmp     x22, #100
+    b.lo    12b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22: and     x15, x12, #0x3ff
+    cmp     x15, #1
+    b.ne    25f
+    add     x19, x19, #1
+    cmp     x20, #3
+    b.ne    23f
+    movz    x14, #2
+    movk    x14, #0x0200, lsl #16
+    msr     icc_sgi1r_el1, x14
+    b       25f
+23: movz    x14, #0x0800, lsl #16
+    movz    w15, #2
+    movk    w15, #2, lsl #16
+    str     w15, [x14, #0xf00]
+25: cmp     x20, #3
+    b.ne    26f
+    msr     icc_eoir1_el1, x12
+    eret
+26: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    eret
+
+    .balign 0x800
+30: .skip   0x280
+    cmp     x20, #3
+    b.ne    31f
+    mrs     x12, icc_iar1_el1
+    b       32f
+31: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+32: and     x15, x12, #0x3ff
+    cmp     x15, #2
+    b.ne    33f
+    add     x21, x21, #1
+33: cmp     x20, #3
+    b.ne    34f
+    msr     icc_eoir1_el1, x12
+    eret
+34: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    eret
+"#
+);

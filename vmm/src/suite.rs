@@ -113,6 +113,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "interrupt-running" => interrupt_running(process, resource),
         "many-interrupts" => many_interrupts(process, resource),
         "self-ipi" => self_ipi(process, resource),
+        "ping-pong" => ping_pong(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -899,4 +900,109 @@ fn self_ipi(process: &Process, resource: u32) -> Outcome {
     let taken = u64::from_le_bytes(word) & 0x3ff;
     defmt::info!("self-ipi: the guest sent SGI 3 to itself through {=str} and took SGI {=u64}", route, taken);
     check("SGI 3 taken", taken == 3)
+}
+
+/// Serves one VCPU of an SMP guest until it stores to the exit address: SGIs (GICv3 packets or
+/// GICv2 GICD_SGIR writes) go to the VCPUs named in `handles` (by VCPU index); a STARTUP packet
+/// is handed to `start`. Returns how many SGIs this VCPU sent.
+fn serve_smp_vcpu(
+    process: &Process,
+    vcpu: u32,
+    handles: &[core::sync::atomic::AtomicU32],
+    mut start: impl FnMut(u64, u64, u64),
+) -> Result<u64, Failure> {
+    use core::sync::atomic::Ordering;
+    let deliver = |mask: u64, vector: u32| -> Outcome {
+        for (index, handle) in handles.iter().enumerate() {
+            if mask & (1 << index) != 0 {
+                call("vcpu_interrupt", process.vcpu_interrupt(handle.load(Ordering::Acquire), vector))?;
+            }
+        }
+        Ok(())
+    };
+    let mut sent = 0;
+    loop {
+        let packet = call("vcpu_enter", process.vcpu_enter(vcpu))?.decode();
+        match packet {
+            Packet::VcpuInterrupt { mask, vector, .. } => {
+                deliver(mask, u32::from(vector))?;
+                sent += 1;
+            }
+            Packet::VcpuStartup { target, entry, context, .. } => start(target, entry, context),
+            Packet::Mem { key: GICD_KEY, mem } => {
+                let mut control_bytes = [0u8; 16];
+                call(
+                    "read_control",
+                    process.vcpu_read_state(vcpu, el2::object::vcpu::BELFRY_VCPU_CONTROL, &mut control_bytes),
+                )?;
+                if !mem.read && mem.addr - GUEST_GICD == GICD_SGIR {
+                    let sgir = mem.data as u32;
+                    if (sgir >> 24) & 0b11 == 0 {
+                        deliver(u64::from((sgir >> 16) & 0xff), sgir & 0xf)?;
+                        sent += 1;
+                    }
+                }
+                // The store is emulated: skip it.
+                control_bytes[8] = 1;
+                call(
+                    "write_control",
+                    process.vcpu_write_state(vcpu, el2::object::vcpu::BELFRY_VCPU_CONTROL, &control_bytes),
+                )?;
+            }
+            packet if is_exit(&packet) => return Ok(sent),
+            _ => return Err(Failure::Mismatch("an unexpected packet")),
+        }
+    }
+}
+
+fn ping_pong(process: &'static Process, resource: u32) -> Outcome {
+    use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    static HANDLES: [AtomicU32; 2] = [const { AtomicU32::new(0) }; 2];
+    static SECONDARY_SENT: AtomicU64 = AtomicU64::new(u64::MAX);
+    let gic_version = if el2::irq::is_gicv3() { 3 } else { 2 };
+    let f = fixture(process, resource, guests::ping_pong())?;
+    call("set_trap(gicd)", f.guest.set_mem_trap(GUEST_GICD, PAGE, GICD_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    HANDLES[0].store(vcpu.0.raw(), Ordering::Release);
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = gic_version;
+    call("write_state", vcpu.write_state(&state))?;
+    let guest = f.guest.handle.raw();
+    let mut secondary = None;
+    let started = |target: u64, entry: u64, context: u64| {
+        defmt::info!("ping-pong: PSCI CPU_ON for VCPU {=u64} at {=u64:#x}: starting it on cpu1", target, entry);
+        let spawned = el2::thread::spawn(1, "vcpu1", move || {
+            let run = || -> Result<u64, Failure> {
+                let vcpu = call("vcpu_create", process.vcpu_create(guest, 0, entry))?;
+                let mut bytes = [0u8; 264];
+                call("read_state", process.vcpu_read_state(vcpu, 0, &mut bytes))?;
+                bytes[..8].copy_from_slice(&context.to_le_bytes());
+                bytes[20 * 8..21 * 8].copy_from_slice(&gic_version.to_le_bytes());
+                call("write_state", process.vcpu_write_state(vcpu, 0, &bytes))?;
+                HANDLES[1].store(vcpu, Ordering::Release);
+                let sent = serve_smp_vcpu(process, vcpu, &HANDLES, |_, _, _| {})?;
+                let _ = process.handle_close(vcpu);
+                Ok(sent)
+            };
+            match run() {
+                Ok(sent) => SECONDARY_SENT.store(sent, Ordering::Release),
+                Err(failure) => defmt::error!("ping-pong: VCPU 1 failed: {}", failure),
+            }
+        });
+        secondary = spawned.ok();
+    };
+    let sent = serve_smp_vcpu(process, vcpu.0.raw(), &HANDLES, started)?;
+    let Some(secondary) = secondary else { return Err(Failure::Mismatch("VCPU 1 was started")) };
+    while !secondary.has_exited() {
+        el2::thread::yield_now();
+    }
+    let state = call("read_state", vcpu.read_state())?;
+    let secondary_sent = SECONDARY_SENT.load(Ordering::Acquire);
+    defmt::info!(
+        "ping-pong: VCPU 0 on cpu0 counted {=u64} pings and sent {=u64} pongs; VCPU 1 on cpu1 sent {=u64} pings",
+        state.x[19],
+        sent,
+        secondary_sent
+    );
+    check("100 each way, none lost", state.x[19] == 100 && sent == 100 && secondary_sent == 100)
 }

@@ -77,19 +77,43 @@ impl Vgic {
         }
     }
 
-    /// Moves pending vectors into free list registers; asks for the maintenance interrupt when
-    /// some still wait.
+    fn vector_of(&self, lr: u64) -> u32 {
+        if self.v3 {
+            lr as u32
+        } else {
+            (lr & 0x3ff) as u32
+        }
+    }
+
+    fn pending_bit(&self) -> u64 {
+        if self.v3 {
+            0b01 << 62
+        } else {
+            0b01 << 28
+        }
+    }
+
+    /// Moves pending vectors into the list registers; asks for the maintenance interrupt when
+    /// some still wait. A vector already in a list register is never given a second one (two
+    /// list registers with one vINTID are UNPREDICTABLE): if it is pending there, the new one
+    /// merges with it; if it is active, that register becomes active and pending.
     pub fn fill(&mut self, signals: &Signals) {
         let mut waiting = false;
-        let mut free = (0..self.count).filter(|&i| self.state(self.lrs[i]) == 0).collect::<heapless_free::Free>();
-        signals.take_pending(|vector| match free.next() {
-            Some(index) => {
-                self.lrs[index] = self.encode(vector);
-                true
+        signals.take_pending(|vector| {
+            let live = (0..self.count).find(|&i| self.state(self.lrs[i]) != 0 && self.vector_of(self.lrs[i]) == vector);
+            if let Some(index) = live {
+                self.lrs[index] |= self.pending_bit();
+                return true;
             }
-            None => {
-                waiting = true;
-                false
+            match (0..self.count).find(|&i| self.state(self.lrs[i]) == 0) {
+                Some(index) => {
+                    self.lrs[index] = self.encode(vector);
+                    true
+                }
+                None => {
+                    waiting = true;
+                    false
+                }
             }
         });
         self.hcr = if waiting { HCR_EN | HCR_NPIE } else { HCR_EN };
@@ -141,36 +165,6 @@ impl Vgic {
             self.vmcr = u64::from(gich.vmcr.get());
             self.apr = u64::from(gich.apr.get());
             gich.hcr.set(0);
-        }
-    }
-}
-
-/// A tiny iterator over free list-register indices without allocation.
-mod heapless_free {
-    #[derive(Default)]
-    pub struct Free {
-        indices: [usize; super::MAX_LRS],
-        len: usize,
-        next: usize,
-    }
-
-    impl FromIterator<usize> for Free {
-        fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {
-            let mut free = Free::default();
-            for index in iter.into_iter().take(super::MAX_LRS) {
-                free.indices[free.len] = index;
-                free.len += 1;
-            }
-            free
-        }
-    }
-
-    impl Iterator for Free {
-        type Item = usize;
-        fn next(&mut self) -> Option<usize> {
-            let index = *self.indices[..self.len].get(self.next)?;
-            self.next += 1;
-            Some(index)
         }
     }
 }
