@@ -1,24 +1,7 @@
-//! Writes this board's linker script (the shared template with the board's load address) and
-//! links with it and with defmt's script. Forgetting `-Tdefmt.x` links silently and decodes to
-//! nothing, which is why the system tests assert on decoded text.
+//! Links this board's firmware: see `boards/link.rs`.
 
-use std::{env, fs, path::PathBuf};
-
-/// Where the board's loader places the image.
-const BASE: &str = include_str!("load-address");
-/// Per-CPU stacks: 8 CPUs of 64 KiB (el2's MAX_CPUS and STACK_SIZE).
-const STACKS: &str = "8 * 65536";
+include!("../link.rs");
 
 fn main() {
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let template = fs::read_to_string("../link.ld.in").expect("boards/link.ld.in");
-    let script = template.replace("@BASE@", BASE.trim()).replace("@STACKS@", STACKS);
-    fs::write(out.join("belfry.ld"), script).expect("write the linker script");
-    println!("cargo:rustc-link-search={}", out.display());
-    println!("cargo:rerun-if-changed=../link.ld.in");
-    println!("cargo:rerun-if-changed=load-address");
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
-        println!("cargo:rustc-link-arg-bins=-Tbelfry.ld");
-        println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
-    }
+    link(include_str!("load-address"));
 }

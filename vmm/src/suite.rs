@@ -77,6 +77,55 @@ fn expect_exit(vcpu: &Vcpu<'_>) -> Outcome {
     check("the guest's store to the exit address", is_exit(&packet))
 }
 
+/// Starts a thread on `cpu` that waits a millisecond (so the guest is running), then acts.
+fn after_a_millisecond(
+    cpu: usize,
+    name: &'static str,
+    action: impl FnOnce() + Send + 'static,
+) -> Result<alloc::sync::Arc<el2::thread::Thread>, Failure> {
+    call(
+        "spawn",
+        el2::thread::spawn(cpu, name, move || {
+            let deadline = el2::sync::now() + 1_000_000;
+            while el2::sync::now() < deadline {
+                core::hint::spin_loop();
+            }
+            action();
+        }),
+    )
+}
+
+/// Lets the CPU's other threads run until `thread` has finished.
+fn join(thread: &el2::thread::Thread) {
+    while !thread.has_exited() {
+        el2::thread::yield_now();
+    }
+}
+
+/// Applies a served MEM fault to the VCPU: the read's register and the skip of the
+/// instruction.
+fn complete(vcpu: &Vcpu<'_>, view: &FaultView, control: &mut el2::object::vcpu::VcpuControl) -> Outcome {
+    let mut state = call("read_state", vcpu.read_state())?;
+    view.complete(&mut state, control);
+    call("write_state", vcpu.write_state(&state))?;
+    call("write_control", vcpu.write_control(control))
+}
+
+/// Runs the scenario `name` and logs how it went; `true` when it passed. Boards hand this to
+/// Belfry's boot code for `scenario=guest:NAME`.
+pub fn run_reported(name: &str, process: &'static Process, resource: u32) -> bool {
+    match run(name, process, resource) {
+        Ok(()) => {
+            defmt::info!("guest scenario {=str}: passed", name);
+            true
+        }
+        Err(failure) => {
+            defmt::error!("guest scenario {=str} failed: {}", name, failure);
+            false
+        }
+    }
+}
+
 /// Runs the scenario `name`.
 pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
     match name {
@@ -295,20 +344,11 @@ fn kick(process: &'static Process, resource: u32) -> Outcome {
     let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
     let handle = vcpu.0.raw();
     // Another CPU kicks the spinning guest a millisecond after it starts.
-    let kicker = call(
-        "spawn",
-        el2::thread::spawn(1, "kicker", move || {
-            let deadline = el2::sync::now() + 1_000_000;
-            while el2::sync::now() < deadline {
-                core::hint::spin_loop();
-            }
-            let _ = process.vcpu_kick(handle);
-        }),
-    )?;
+    let kicker = after_a_millisecond(1, "kicker", move || {
+        let _ = process.vcpu_kick(handle);
+    })?;
     let first = vcpu.enter();
-    while !kicker.has_exited() {
-        el2::thread::yield_now();
-    }
+    join(&kicker);
     defmt::info!("kick: a guest spinning on cpu0, kicked from cpu1: enter returned {}", Status::from_result(&first));
     check("CANCELED", first.err() == Some(Status::CANCELED))?;
     // The next enter resumes the guest; kick it again from this thread first.
@@ -368,10 +408,7 @@ fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mu
             *slot = (offset, view.size(), view.data());
             *write_count += 1;
         }
-        let mut state = call("read_state", vcpu.read_state())?;
-        view.complete(&mut state, &mut control);
-        call("write_state", vcpu.write_state(&state))?;
-        call("write_control", vcpu.write_control(&control))?;
+        complete(vcpu, &view, &mut control)?;
     }
 }
 
@@ -534,14 +571,9 @@ fn demo(process: &'static Process, resource: u32) -> Outcome {
             STATUS_KEY => defmt::info!("vmm: guest 1 took interrupt {=u64} and acknowledged it", view.data() & 0x3ff),
             _ => return Err(Failure::Mismatch("a MEM packet from an unknown trap")),
         }
-        let mut state = call("read_state", vcpu.read_state())?;
-        view.complete(&mut state, &mut control);
-        call("write_state", vcpu.write_state(&state))?;
-        call("write_control", vcpu.write_control(&control))?;
+        complete(&vcpu, &view, &mut control)?;
     };
-    while !doorbells.has_exited() {
-        el2::thread::yield_now();
-    }
+    join(&doorbells);
     defmt::info!("vmm: guest 1 exited: vcpu_enter returned {}", status);
     check("PSCI SYSTEM_OFF", status == Status::UNAVAILABLE)?;
     defmt::info!("vmm: guest 1 powered off (PSCI SYSTEM_OFF)");
@@ -579,9 +611,7 @@ fn fp(process: &'static Process, resource: u32) -> Outcome {
             }
         }),
     )?;
-    while !other.has_exited() {
-        el2::thread::yield_now();
-    }
+    join(&other);
     expect_exit(&vcpu)?;
     let state = call("read_state", vcpu.read_state())?;
     defmt::info!("fp: the first guest read back {=u64:#x} after the other guest used FP", state.x[1]);
@@ -666,9 +696,7 @@ fn isolation(process: &'static Process, resource: u32) -> Outcome {
     let mut pattern = [0u8; 8];
     call("vmo_read", victim.memory.read(0x30000, &mut pattern))?;
     call("vcpu_kick", process.vcpu_kick(vcpu_slot.load(core::sync::atomic::Ordering::Acquire)))?;
-    while !runner.has_exited() {
-        el2::thread::yield_now();
-    }
+    join(&runner);
     defmt::info!(
         "isolation: two stray stores and an unhandled exit killed their guests; the counting guest went on ({=bool}) with its memory intact ({=bool})",
         after > before,
@@ -790,9 +818,7 @@ fn thread_exits(process: &'static Process, resource: u32) -> Outcome {
             }
         }),
     )?;
-    while !creator.has_exited() {
-        el2::thread::yield_now();
-    }
+    join(&creator);
     let vcpu = created.load(core::sync::atomic::Ordering::Acquire);
     let interrupt = process.vcpu_interrupt(vcpu, 32);
     let enter = process.vcpu_enter(vcpu);
@@ -813,20 +839,11 @@ fn interrupt_running(process: &'static Process, resource: u32) -> Outcome {
     let f = fixture(process, resource, guests::interrupt_spin())?;
     let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
     let handle = vcpu.0.raw();
-    let injector = call(
-        "spawn",
-        el2::thread::spawn(3, "injector", move || {
-            let deadline = el2::sync::now() + 1_000_000;
-            while el2::sync::now() < deadline {
-                core::hint::spin_loop();
-            }
-            let _ = process.vcpu_interrupt(handle, 48);
-        }),
-    )?;
+    let injector = after_a_millisecond(3, "injector", move || {
+        let _ = process.vcpu_interrupt(handle, 48);
+    })?;
     expect_exit(&vcpu)?;
-    while !injector.has_exited() {
-        el2::thread::yield_now();
-    }
+    join(&injector);
     defmt::info!("interrupt-running: interrupt 48 from cpu3 reached the guest running on cpu0");
     Ok(())
 }
@@ -884,10 +901,7 @@ fn self_ipi(process: &Process, resource: u32) -> Outcome {
                         call("vcpu_interrupt", vcpu.interrupt(sgir & 0xf))?;
                     }
                 }
-                let mut state = call("read_state", vcpu.read_state())?;
-                view.complete(&mut state, &mut control);
-                call("write_state", vcpu.write_state(&state))?;
-                call("write_control", vcpu.write_control(&control))?;
+                complete(&vcpu, &view, &mut control)?;
             }
             packet => {
                 check("the exit after the SGI", is_exit(&packet))?;
@@ -993,9 +1007,7 @@ fn ping_pong(process: &'static Process, resource: u32) -> Outcome {
     };
     let sent = serve_smp_vcpu(process, vcpu.0.raw(), &HANDLES, started)?;
     let Some(secondary) = secondary else { return Err(Failure::Mismatch("VCPU 1 was started")) };
-    while !secondary.has_exited() {
-        el2::thread::yield_now();
-    }
+    join(&secondary);
     let state = call("read_state", vcpu.read_state())?;
     let secondary_sent = SECONDARY_SENT.load(Ordering::Acquire);
     defmt::info!(

@@ -54,23 +54,9 @@ static BOARD: Board = Board {
     device_windows: &[(0xfc00_0000, 0x1_0000_0000)],
     builtin: Some(builtin),
     fixed_gic: Some(GIC),
-    guest_scenario: Some(vmm_scenario),
+    guest_scenario: Some(vmm::suite::run_reported),
     cpu_start: CpuStart::SpinTable(&[0xd8, 0xe0, 0xe8, 0xf0]),
 };
-
-/// Runs a guest scenario of the VMM and reports how it went.
-fn vmm_scenario(name: &str, process: &'static el2::object::process::Process, resource: u32) -> bool {
-    match vmm::suite::run(name, process, resource) {
-        Ok(()) => {
-            defmt::info!("guest scenario {=str}: passed", name);
-            true
-        }
-        Err(failure) => {
-            defmt::error!("guest scenario {=str} failed: {}", name, failure);
-            false
-        }
-    }
-}
 
 /// Called by the boot code on every CPU.
 #[unsafe(no_mangle)]

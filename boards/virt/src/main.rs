@@ -40,23 +40,9 @@ static BOARD: Board = Board {
     device_windows: &[(0, 0x4000_0000)],
     builtin: None,
     fixed_gic: None,
-    guest_scenario: Some(vmm_scenario),
+    guest_scenario: Some(vmm::suite::run_reported),
     cpu_start: CpuStart::Psci,
 };
-
-/// Runs a guest scenario of the VMM and reports how it went.
-fn vmm_scenario(name: &str, process: &'static el2::object::process::Process, resource: u32) -> bool {
-    match vmm::suite::run(name, process, resource) {
-        Ok(()) => {
-            defmt::info!("guest scenario {=str}: passed", name);
-            true
-        }
-        Err(failure) => {
-            defmt::error!("guest scenario {=str} failed: {}", name, failure);
-            false
-        }
-    }
-}
 
 /// Called by the boot code on every CPU.
 #[unsafe(no_mangle)]
