@@ -25,7 +25,7 @@ impl VcpuArch {
 pub fn run(context: &mut Context, _signals: &crate::object::signals::Signals) -> Exit {
     if context.skip_instruction {
         context.skip_instruction = false;
-        context.pc += 4;
+        context.pc = context.pc.wrapping_add(4);
         context.arch.skipped += 1;
         if let Some((register, delta)) = context.writeback.take() {
             let base = match context.state.x.get_mut(usize::from(register)) {

@@ -113,7 +113,7 @@ pub fn guest_device_pages() -> Option<(u64, u64, u64)> {
 pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     if context.skip_instruction {
         context.skip_instruction = false;
-        context.pc += context.arch.instruction_len;
+        context.pc = context.pc.wrapping_add(context.arch.instruction_len);
         if let Some((register, delta)) = context.writeback.take() {
             // Register 31 is the stack pointer PSTATE.SP selects: SP_EL1 in EL1h, else SP_EL0.
             let base = match context.state.x.get_mut(usize::from(register)) {
@@ -207,7 +207,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
         ExceptionClass::HvcAarch64 => Exit::Hypercall { smc: false },
         ExceptionClass::SmcAarch64 => {
             // A trapped SMC returns to the SMC itself.
-            context.pc += 4;
+            context.pc = context.pc.wrapping_add(4);
             Exit::Hypercall { smc: true }
         }
         ExceptionClass::WfiWfe => {
