@@ -79,7 +79,24 @@ pub fn command(firmware: &Firmware, options: &RunOptions) -> Command {
         command.args(["-icount", "shift=0,sleep=off"]);
     }
     command.arg("-kernel").arg(&firmware.image);
+    die_with_parent(&mut command);
     command
+}
+
+/// QEMU ends when the process that started it ends (xtask killed by a time limit, a test
+/// harness that panicked): no stray emulator keeps burning the machine's two cores.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `prctl(PR_SET_PDEATHSIG)` is async-signal-safe and touches only the child's own
+    // state, as `pre_exec` requires.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Runs QEMU to completion or the time limit, calling `on_line` for each decoded line as it
