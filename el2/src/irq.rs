@@ -35,6 +35,10 @@ static CONTROLLER: spin::Once<Shared> = spin::Once::new();
 /// Each logical CPU's MPIDR (GICv3 SGI routing) and GICv2 CPU-interface mask.
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// Each CPU's GICv3 redistributor SGI/PPI frame (0 before it is found).
+static SGI_FRAME_V3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// The virtual timer's PPI: a guest's timer expiring while it runs makes it exit.
+pub const VIRTUAL_TIMER_INTID: u32 = 27;
 
 /// Boot CPU: sets up the distributor.
 ///
@@ -74,6 +78,7 @@ pub fn init_cpu(index: usize) -> bool {
         Controller::V2 { gicd, gicc } => {
             let mask = sgi::v2_init_cpu(gicd, gicc, SGIS);
             gicd.isenabler[0].set(1 << MAINTENANCE_INTID);
+            gicd.ipriorityr[(VIRTUAL_TIMER_INTID / 4) as usize].set(u32::from_le_bytes([sgi::SGI_PRIORITY; 4]));
             MASK_V2[index].store(mask, Ordering::Release);
             mask != 0
         }
@@ -89,6 +94,9 @@ pub fn init_cpu(index: usize) -> bool {
             sgi::v3_init_redistributor(frame(offset), sgi_frame, SGIS);
             sgi_frame.igroupr0.set(sgi_frame.igroupr0.get() | (1 << MAINTENANCE_INTID));
             sgi_frame.isenabler0.set(1 << MAINTENANCE_INTID);
+            sgi_frame.igroupr0.set(sgi_frame.igroupr0.get() | (1 << VIRTUAL_TIMER_INTID));
+            sgi_frame.ipriorityr[(VIRTUAL_TIMER_INTID / 4) as usize].set(u32::from_le_bytes([sgi::SGI_PRIORITY; 4]));
+            SGI_FRAME_V3[index].store(sgi_frame as *const RedistributorSgiV3 as u64, Ordering::Release);
             gic_cpu::init();
             true
         }
@@ -118,18 +126,27 @@ pub fn wake(index: usize) {
 }
 
 /// Acknowledges and ends every interrupt pending at this CPU's interface; returns how many.
+/// The virtual timer's PPI is level-triggered and stays asserted until its guest handles the
+/// timer, so it is also disabled here (guest entry enables it again when the timer is armed
+/// and has not fired); otherwise it would be pending again the moment it is ended.
 pub fn drain() -> usize {
     let Some(Shared(controller)) = CONTROLLER.get() else { return 0 };
     let mut count = 0;
     match controller {
         Controller::V2 { gicc, .. } => {
             while let Some(iar) = sgi::v2_acknowledge(gicc) {
+                if iar & 0x3ff == VIRTUAL_TIMER_INTID {
+                    set_virtual_timer_exit(false);
+                }
                 sgi::v2_end(gicc, iar);
                 count += 1;
             }
         }
         Controller::V3 { .. } => {
             while let Some(intid) = gic_cpu::acknowledge() {
+                if intid == VIRTUAL_TIMER_INTID {
+                    set_virtual_timer_exit(false);
+                }
                 gic_cpu::end(intid);
                 count += 1;
             }
@@ -152,4 +169,34 @@ static GICV2_VIRTUAL: spin::Once<(u64, u64)> = spin::Once::new();
 /// Whether the machine's GIC is a GICv3.
 pub fn is_gicv3() -> bool {
     matches!(CONTROLLER.get(), Some(Shared(Controller::V3 { .. })))
+}
+
+/// Enables or disables the virtual timer's physical PPI on this CPU: enabled while a guest whose
+/// timer has not fired runs (its expiry then exits the guest), disabled while the guest has the
+/// interrupt to handle (so the level-triggered PPI does not exit it again and again).
+pub fn set_virtual_timer_exit(enabled: bool) {
+    let bit = 1 << VIRTUAL_TIMER_INTID;
+    match CONTROLLER.get() {
+        Some(Shared(Controller::V2 { gicd, .. })) => {
+            if enabled {
+                gicd.isenabler[0].set(bit);
+            } else {
+                gicd.icenabler[0].set(bit);
+            }
+        }
+        Some(Shared(Controller::V3 { .. })) => {
+            let Some(frame) = SGI_FRAME_V3.get(cpu::index()).map(|f| f.load(Ordering::Acquire)) else { return };
+            if frame == 0 {
+                return;
+            }
+            // SAFETY: the address was stored by this CPU's `init_cpu`: its own mapped SGI frame.
+            let frame = unsafe { &*(frame as *const RedistributorSgiV3) };
+            if enabled {
+                frame.isenabler0.set(bit);
+            } else {
+                frame.icenabler0.set(bit);
+            }
+        }
+        None => {}
+    }
 }

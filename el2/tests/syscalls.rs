@@ -526,7 +526,7 @@ fn interrupt_wakes_a_vcpu_waiting_in_wfi() {
     let runner = std::thread::spawn(move || {
         let vcpu = p.vcpu_create(guest, 0, 0).unwrap();
         p.vcpu_object(vcpu).unwrap().with_context(|c| {
-            c.arch.script.extend([Exit::WaitForInterrupt { pending: false }, write(EXIT_TEST_ADDR, 0)])
+            c.arch.script.extend([Exit::WaitForInterrupt { pending: false, deadline: None }, write(EXIT_TEST_ADDR, 0)])
         });
         tx.send(vcpu).unwrap();
         p.vcpu_enter(vcpu).map(|packet| packet.key)

@@ -57,3 +57,21 @@ fn smp_guest_ping_pong() {
         ],
     );
 }
+
+/// The guest's virtual timer, under deterministic time (`-icount shift=0,sleep=off`): armed ten
+/// times, five times while the guest waits in WFI (Belfry sleeps until the deadline) and five
+/// while it runs (the expiry's physical PPI 27 exits the guest): exactly ten ticks arrive,
+/// each as virtual PPI 27.
+#[test]
+fn virtual_timer_ticks() {
+    for board in Board::ALL {
+        let options = RunOptions { scenario: Some("guest:timer-ticks".into()), icount: true, ..RunOptions::new(board) };
+        let outcome = boot(options);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        expect_line(
+            &outcome,
+            Some(0),
+            "timer-ticks: the guest armed its virtual timer 10 times (5 in WFI, 5 running) and took 10 ticks",
+        );
+    }
+}

@@ -795,3 +795,64 @@ guest!(
     eret
 "#
 );
+
+// Virtual timer ticks: ten times, arm CNTV for 20 000 counter ticks ahead and wait (WFI, or
+// spinning on odd rounds so the expiry must exit a running guest); the handler acknowledges
+// PPI 27, disables the timer, ends the interrupt and counts in x19. Then exit. x20 = 3 on GICv3.
+guest!(
+    timer_ticks,
+    guest_timer_ticks_start,
+    guest_timer_ticks_end,
+    r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+1:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    mov     x19, #0
+    msr     daifclr, #2
+2:  mov     x21, x19
+    mrs     x1, cntvct_el0
+    movz    x2, #20000
+    add     x1, x1, x2
+    msr     cntv_cval_el0, x1
+    mov     x1, #1
+    msr     cntv_ctl_el0, x1
+    isb
+    tbz     x21, #0, 4f
+3:  cmp     x19, x21
+    b.eq    3b
+    b       5f
+4:  wfi
+    cmp     x19, x21
+    b.eq    4b
+5:  cmp     x19, #10
+    b.lo    2b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22: and     x15, x12, #0x3ff
+    cmp     x15, #27
+    b.ne    23f
+    msr     cntv_ctl_el0, xzr
+    isb
+    add     x19, x19, #1
+23: cmp     x20, #3
+    b.ne    24f
+    msr     icc_eoir1_el1, x12
+    eret
+24: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    eret
+"#
+);

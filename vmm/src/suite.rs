@@ -163,6 +163,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "many-interrupts" => many_interrupts(process, resource),
         "self-ipi" => self_ipi(process, resource),
         "ping-pong" => ping_pong(process, resource),
+        "timer-ticks" => timer_ticks(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -1017,4 +1018,19 @@ fn ping_pong(process: &'static Process, resource: u32) -> Outcome {
         secondary_sent
     );
     check("100 each way, none lost", state.x[19] == 100 && sent == 100 && secondary_sent == 100)
+}
+
+fn timer_ticks(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::timer_ticks())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
+    call("write_state", vcpu.write_state(&state))?;
+    expect_exit(&vcpu)?;
+    let state = call("read_state", vcpu.read_state())?;
+    defmt::info!(
+        "timer-ticks: the guest armed its virtual timer 10 times (5 in WFI, 5 running) and took {=u64} ticks",
+        state.x[19]
+    );
+    check("ten ticks", state.x[19] == 10)
 }

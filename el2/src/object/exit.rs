@@ -36,8 +36,9 @@ pub enum Exit {
     /// The guest wrote ICC_SGI1R_EL1 (GICv3): send SGIs to its VCPUs.
     SendSgi { value: u64 },
     /// The guest executed WFI; `pending` when an interrupt is already waiting for it in the
-    /// virtual interface (the WFI must not sleep).
-    WaitForInterrupt { pending: bool },
+    /// virtual interface (the WFI must not sleep); `deadline` when its armed virtual timer will
+    /// fire then (the monotonic clock, ns).
+    WaitForInterrupt { pending: bool, deadline: Option<i64> },
     /// Guest execution was interrupted (a physical interrupt, a kick, WFE): re-check and resume.
     Interrupted,
     /// Something Belfry does not handle: the guest is killed.

@@ -8,7 +8,7 @@
 //! returns at once.
 
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use crate::sync::{WaitQueue, INFINITE};
+use crate::sync::{Deadline, WaitQueue};
 
 /// Interrupt IDs a VCPU accepts: the GIC's SGIs, PPIs and SPIs, 0..=1019 (1020..1023 are
 /// special IDs, LPIs are not injected this way).
@@ -82,15 +82,17 @@ impl Signals {
         self.pending.iter().any(|word| word.load(Ordering::Acquire) != 0)
     }
 
-    /// The VCPU's thread, after a guest WFI: sleeps until an interrupt is pending or a kick is
-    /// outstanding.
-    pub fn wait_for_interrupt(&self) {
+    /// The VCPU's thread, after a guest WFI: sleeps until an interrupt is pending, a kick is
+    /// outstanding, or `deadline` (the guest's timer) passes.
+    pub fn wait_for_interrupt(&self, deadline: Deadline) {
         loop {
             let ticket = self.wake.ticket();
             if self.any_pending() || self.is_kicked() {
                 return;
             }
-            self.wake.wait(ticket, INFINITE);
+            if !self.wake.wait(ticket, deadline) {
+                return;
+            }
         }
     }
 }
@@ -122,6 +124,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
+    use crate::sync::INFINITE;
     use loom::sync::Arc;
 
     /// A VCPU in WFI and a kick from another thread: the VCPU always wakes and sees the kick
@@ -133,7 +136,7 @@ mod loom_tests {
             let vcpu = {
                 let signals = signals.clone();
                 loom::thread::spawn(move || {
-                    signals.wait_for_interrupt();
+                    signals.wait_for_interrupt(INFINITE);
                     (signals.take_kick(), signals.take_kick())
                 })
             };
@@ -167,7 +170,7 @@ mod loom_tests {
             let vcpu = {
                 let signals = signals.clone();
                 loom::thread::spawn(move || {
-                    signals.wait_for_interrupt();
+                    signals.wait_for_interrupt(INFINITE);
                     signals.is_pending(32)
                 })
             };

@@ -277,8 +277,10 @@ impl Vcpu {
                         return Ok(packet);
                     }
                 }
-                Exit::WaitForInterrupt { pending: false } => self.signals.wait_for_interrupt(),
-                Exit::WaitForInterrupt { pending: true } => {}
+                Exit::WaitForInterrupt { pending: false, deadline } => {
+                    self.signals.wait_for_interrupt(deadline.unwrap_or(sync::INFINITE))
+                }
+                Exit::WaitForInterrupt { pending: true, .. } => {}
                 Exit::Interrupted => {}
                 Exit::Unhandled { class, syndrome, pc } => {
                     crate::kernel_error!(

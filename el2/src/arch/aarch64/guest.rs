@@ -50,7 +50,18 @@ const CPTR_TFP: u64 = 1 << 10;
 const INITIAL_PSTATE: u64 = 0x3c5;
 
 /// The virtual timer's PPI.
-const VIRTUAL_TIMER_INTID: u32 = 27;
+const VIRTUAL_TIMER_INTID: u32 = crate::irq::VIRTUAL_TIMER_INTID;
+
+/// Whether the guest's virtual timer condition holds: enabled, not masked, CNTVCT >= CVAL
+/// (CNTVOFF_EL2 is 0, so the guest's virtual count is the physical count).
+fn timer_fired(el1: &El1State) -> bool {
+    el1.cntv_ctl & 0b11 == 0b01 && super::timer::ticks() >= el1.cntv_cval
+}
+
+/// A counter value as a deadline on the monotonic clock (ns).
+fn counter_to_ns(ticks: u64) -> i64 {
+    (u128::from(ticks) * 1_000_000_000 / u128::from(super::timer::frequency())).min(i64::MAX as u128) as i64
+}
 
 /// Per CPU: the address of the `FpState` whose values are in this CPU's FP/SIMD registers.
 static FP_OWNER: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
@@ -136,6 +147,14 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         vmpidr: context.arch.vmpidr,
         sp_el1: context.state.sp,
     };
+    // The guest's virtual timer: fired while it was out, it is an interrupt to inject (and its
+    // level-triggered PPI must not exit the guest again); armed, its expiry exits the guest.
+    let fired = timer_fired(&context.arch.el1);
+    if fired {
+        signals.raise(VIRTUAL_TIMER_INTID);
+    }
+    // (The guest may arm its timer while it runs, so the PPI stays enabled unless it fired.)
+    crate::irq::set_virtual_timer_exit(!fired);
     context.arch.vgic.fill(signals);
     context.arch.vgic.load();
     ELR_EL2.set(context.pc);
@@ -153,6 +172,9 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
 }
 
 fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
+    if timer_fired(&context.arch.el1) {
+        signals.raise(VIRTUAL_TIMER_INTID);
+    }
     match kind & 3 {
         1 | 2 => {
             crate::irq::drain();
@@ -215,12 +237,10 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             if esr.iss() & 1 == 1 {
                 return Exit::Interrupted;
             }
-            // An expired, enabled, unmasked virtual timer is an interrupt (PPI 27) for the guest.
-            let timer = context.arch.el1.cntv_ctl;
-            if timer & 0b111 == 0b101 {
-                signals.raise(VIRTUAL_TIMER_INTID);
-            }
-            Exit::WaitForInterrupt { pending: context.arch.vgic.has_pending() || signals.any_pending() }
+            // An armed timer ends the sleep at its deadline (an expired one was raised above).
+            let timer = context.arch.el1;
+            let deadline = (timer.cntv_ctl & 0b11 == 0b01).then(|| counter_to_ns(timer.cntv_cval));
+            Exit::WaitForInterrupt { pending: context.arch.vgic.has_pending() || signals.any_pending(), deadline }
         }
         ExceptionClass::SystemRegister if is_sgi1r_write(esr.iss()) => {
             context.skip_instruction = true;

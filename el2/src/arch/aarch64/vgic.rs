@@ -68,12 +68,25 @@ impl Vgic {
     }
 
     fn encode(&self, vector: u32) -> u64 {
+        // The virtual timer's interrupt asks for an EOI maintenance interrupt: the guest ending
+        // it is when its level-triggered physical PPI may be enabled again.
+        let timer = vector == crate::irq::VIRTUAL_TIMER_INTID;
         if self.v3 {
-            // State pending, Group 1, priority, vINTID.
-            (0b01 << 62) | (1 << 60) | (PRIORITY << 48) | u64::from(vector)
+            // State pending, Group 1, EOI, priority, vINTID.
+            (0b01 << 62) | (1 << 60) | (u64::from(timer) << 41) | (PRIORITY << 48) | u64::from(vector)
         } else {
-            // State pending, group 0, priority (5 bits), virtual ID.
-            (0b01 << 28) | ((PRIORITY >> 3) << 23) | u64::from(vector & 0x3ff)
+            // State pending, group 0, priority (5 bits), EOI, virtual ID.
+            (0b01 << 28) | ((PRIORITY >> 3) << 23) | (u64::from(timer) << 19) | u64::from(vector & 0x3ff)
+        }
+    }
+
+    /// Clears list registers whose interrupt is over, so an old EOI request cannot raise the
+    /// maintenance interrupt again.
+    fn forget_finished(&mut self) {
+        for index in 0..self.count {
+            if self.state(self.lrs[index]) == 0 {
+                self.lrs[index] = 0;
+            }
         }
     }
 
@@ -158,6 +171,7 @@ impl Vgic {
             self.vmcr = ICH_VMCR_EL2.get();
             self.apr = ICH_AP1R0_EL2.get();
             ICH_HCR_EL2.set(0);
+            self.forget_finished();
         } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
             for index in 0..self.count {
                 self.lrs[index] = u64::from(gich.lr[index].get());
@@ -165,6 +179,7 @@ impl Vgic {
             self.vmcr = u64::from(gich.vmcr.get());
             self.apr = u64::from(gich.apr.get());
             gich.hcr.set(0);
+            self.forget_finished();
         }
     }
 }
