@@ -75,3 +75,16 @@ fn virtual_timer_ticks() {
         );
     }
 }
+
+/// No livelock when every list register holds an active interrupt: the guest splits priority
+/// drop from deactivation and keeps four interrupts active while four more wait. "No pending
+/// list register" already holds then, so the no-pending maintenance interrupt would exit the
+/// guest before each instruction forever (this test hangs without the fix); Belfry waits for a
+/// deactivation (EOI maintenance) instead. All eight arrive, once each, in order.
+#[test]
+fn no_livelock_when_every_list_register_is_active() {
+    run_everywhere(
+        "all-active",
+        &["all-active: four list registers held active interrupts while four waited; taken in order [32, 33, 34, 35, 36, 37, 38, 39]"],
+    );
+}

@@ -856,3 +856,75 @@ guest!(
     eret
 "#
 );
+
+// Every list register active: the guest splits priority drop from deactivation (EOImode 1),
+// acknowledges and drops the first four interrupts without deactivating them (x20 = 3: GICv3
+// system registers; else the GICV frame, DIR at +0x1000), deactivates those four, then takes the
+// rest normally; eight in all, recorded at 0x30000 + 8n.
+guest!(
+    all_active,
+    guest_all_active_start,
+    guest_all_active_end,
+    r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+    mov     x0, #2
+    msr     icc_ctlr_el1, x0
+    b       2f
+1:  movz    x13, #0x0801, lsl #16
+    mov     w0, #0x201
+    str     w0, [x13]
+2:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    mov     x10, #0
+    mov     x11, #0x30000
+    msr     daifclr, #2
+3:  cmp     x10, #4
+    b.lo    3b
+    msr     daifset, #2
+    mov     x16, #0
+4:  ldr     x12, [x11, x16, lsl #3]
+    cmp     x20, #3
+    b.ne    5f
+    msr     icc_dir_el1, x12
+    b       6f
+5:  movz    x13, #0x0801, lsl #16
+    add     x14, x13, #0x1000
+    str     w12, [x14]
+6:  add     x16, x16, #1
+    cmp     x16, #4
+    b.lo    4b
+    msr     daifclr, #2
+7:  cmp     x10, #8
+    b.lo    7b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    msr     icc_eoir1_el1, x12
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+    str     w12, [x13, #0x10]
+22: str     x12, [x11, x10, lsl #3]
+    add     x10, x10, #1
+    cmp     x10, #4
+    b.ls    24f
+    cmp     x20, #3
+    b.ne    23f
+    msr     icc_dir_el1, x12
+    eret
+23: movz    x13, #0x0801, lsl #16
+    add     x14, x13, #0x1000
+    str     w12, [x14]
+24: eret
+"#
+);

@@ -17,8 +17,9 @@ use aarch64_cpu::registers::{
 const MAX_LRS: usize = 8;
 /// Priority given to injected interrupts.
 const PRIORITY: u64 = 0xa0;
-/// ICH_HCR_EL2 / GICH_HCR: En, NPIE.
+/// ICH_HCR_EL2 / GICH_HCR: En, UIE, NPIE.
 const HCR_EN: u64 = 1 << 0;
+const HCR_UIE: u64 = 1 << 1;
 const HCR_NPIE: u64 = 1 << 3;
 
 /// See the module documentation.
@@ -129,7 +130,22 @@ impl Vgic {
                 }
             }
         });
-        self.hcr = if waiting { HCR_EN | HCR_NPIE } else { HCR_EN };
+        self.hcr = HCR_EN;
+        if waiting {
+            if self.has_pending() {
+                // Refill once the guest has taken what is pending.
+                self.hcr |= HCR_NPIE;
+            } else {
+                // Every list register holds an active interrupt: "no pending" holds already and
+                // would exit the guest before it runs an instruction, forever. Exit instead when
+                // the guest deactivates one of them (EOI maintenance), or is down to one.
+                self.hcr |= HCR_UIE;
+                let eoi = if self.v3 { 1 << 41 } else { 1 << 19 };
+                for index in 0..self.count {
+                    self.lrs[index] |= eoi;
+                }
+            }
+        }
     }
 
     /// Whether a list register holds a pending interrupt (a WFI must not sleep).
