@@ -63,3 +63,17 @@ pub fn hex_field(outcome: &Outcome, prefix: &str, name: &str) -> Option<u64> {
     let digits: String = after.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
     u64::from_str_radix(&digits, 16).ok()
 }
+
+/// Runs guest scenario `scenario` (`scenario=guest:NAME`) on every board: exit 0, each of
+/// `lines` logged by cpu0, and the scenario's own "passed" line.
+#[track_caller]
+pub fn run_guest_everywhere(scenario: &str, lines: &[&str]) {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, &format!("guest:{scenario}"));
+        expect_exit(&outcome, exit_code::SUCCESS);
+        for line in lines {
+            expect_line(&outcome, Some(0), line);
+        }
+        expect_line(&outcome, Some(0), &format!("guest scenario {scenario}: passed"));
+    }
+}

@@ -8,39 +8,31 @@
 
 use belfry_system_tests::*;
 
-fn run_everywhere(scenario: &str, lines: &[&str]) {
-    for board in Board::ALL {
-        let outcome = boot_scenario(board, &format!("guest:{scenario}"));
-        expect_exit(&outcome, exit_code::SUCCESS);
-        for line in lines {
-            expect_line(&outcome, Some(0), line);
-        }
-        expect_line(&outcome, Some(0), &format!("guest scenario {scenario}: passed"));
-    }
-}
-
 /// 1. VcpuEnter.
 #[test]
 fn vcpu_enter() {
-    run_everywhere("vcpu-enter", &["vcpu-enter: MEM packet key 0x0, addr 0xfff000, size 8, read false, xt 31"]);
+    run_guest_everywhere("vcpu-enter", &["vcpu-enter: MEM packet key 0x0, addr 0xfff000, size 8, read false, xt 31"]);
 }
 
 /// 2. VcpuKick, across CPUs: the running guest is interrupted by the wake SGI.
 #[test]
 fn vcpu_kick() {
-    run_everywhere("kick", &["kick: a guest spinning on cpu0, kicked from cpu1: enter returned ZX_ERR_CANCELED(-23)"]);
+    run_guest_everywhere(
+        "kick",
+        &["kick: a guest spinning on cpu0, kicked from cpu1: enter returned ZX_ERR_CANCELED(-23)"],
+    );
 }
 
 /// 4. GuestSetTrapWithMem.
 #[test]
 fn guest_set_trap_with_mem() {
-    run_everywhere("set-trap-mem", &["set-trap-mem: MEM packet key 0x1234 at 0xffe000, then a clean exit"]);
+    run_guest_everywhere("set-trap-mem", &["set-trap-mem: MEM packet key 0x1234 at 0xffe000, then a clean exit"]);
 }
 
 /// 5. GuestSetTrapWithBell.
 #[test]
 fn guest_set_trap_with_bell() {
-    run_everywhere(
+    run_guest_everywhere(
         "set-trap-bell",
         &["set-trap-bell: the guest ran to its exit; the port holds BELL key 0x1234 addr 0xffe000"],
     );
@@ -49,7 +41,7 @@ fn guest_set_trap_with_bell() {
 /// 6 and 7. GuestSetTrapWithBellDrop / GuestSetTrapWithBellAndUser.
 #[test]
 fn guest_set_trap_with_bell_drop() {
-    run_everywhere(
+    run_guest_everywhere(
         "set-trap-bell-drop",
         &["set-trap-bell-drop: guest destroyed with a BELL queued; the user packet with the same key survived"],
     );
@@ -58,13 +50,13 @@ fn guest_set_trap_with_bell_drop() {
 /// 9. GuestSetTrapClosePort.
 #[test]
 fn guest_set_trap_close_port() {
-    run_everywhere("close-port", &["close-port: enter returned BAD_STATE, then the guest exited cleanly"]);
+    run_guest_everywhere("close-port", &["close-port: enter returned BAD_STATE, then the guest exited cleanly"]);
 }
 
 /// 11. VcpuInterruptOutOfBounds.
 #[test]
 fn vcpu_interrupt_out_of_bounds() {
-    run_everywhere(
+    run_guest_everywhere(
         "interrupt-out-of-bounds",
         &["interrupt-out-of-bounds: ZX_ERR_OUT_OF_RANGE(-14), and the guest still ran to its exit"],
     );
@@ -73,39 +65,42 @@ fn vcpu_interrupt_out_of_bounds() {
 /// 12. VmarProtect.
 #[test]
 fn vmar_protect() {
-    run_everywhere("vmar-protect", &["vmar-protect: guest page 0 made read+execute; the guest still ran to its exit"]);
+    run_guest_everywhere(
+        "vmar-protect",
+        &["vmar-protect: guest page 0 made read+execute; the guest still ran to its exit"],
+    );
 }
 
 /// 13. VcpuReadWriteState: x[i] = 2i, sp = 128, cpsr = Z and C after `cmp sp, #128`.
 #[test]
 fn vcpu_read_write_state() {
-    run_everywhere("read-write-state", &["read-write-state: x1 2, x30 60, sp 128, cpsr 0x60000000"]);
+    run_guest_everywhere("read-write-state", &["read-write-state: x1 2, x30 60, sp 128, cpsr 0x60000000"]);
 }
 
 /// 19. VcpuPsciSystemOff (SMC conduit) and VcpuPsciSystemReset (HVC conduit).
 #[test]
 fn vcpu_psci_system_off_and_reset() {
-    run_everywhere("psci-system-off", &["psci: vcpu_enter returned ZX_ERR_UNAVAILABLE(-28)"]);
-    run_everywhere("psci-system-reset", &["psci: vcpu_enter returned ZX_ERR_CANCELED(-23)"]);
+    run_guest_everywhere("psci-system-off", &["psci: vcpu_enter returned ZX_ERR_UNAVAILABLE(-28)"]);
+    run_guest_everywhere("psci-system-reset", &["psci: vcpu_enter returned ZX_ERR_CANCELED(-23)"]);
 }
 
 /// 20. VcpuWriteStateIo.
 #[test]
 fn vcpu_write_state_io() {
-    run_everywhere("write-state-io", &["write-state-io: ZX_ERR_INVALID_ARGS(-10)"]);
+    run_guest_everywhere("write-state-io", &["write-state-io: ZX_ERR_INVALID_ARGS(-10)"]);
 }
 
 /// 21. DataCacheSetWayOperations.
 #[test]
 fn data_cache_set_way_operations() {
-    run_everywhere("set-way", &["set-way: dc csw, cisw and isw were emulated"]);
+    run_guest_everywhere("set-way", &["set-way: dc csw, cisw and isw were emulated"]);
 }
 
 /// Demand paging: a guest that touches every page of its 16 MiB gets each one mapped on its
 /// first touch, and its stores land in the VMO.
 #[test]
 fn demand_paging_of_all_guest_memory() {
-    run_everywhere(
+    run_guest_everywhere(
         "touch-all-memory",
         &["touch-all-memory: 4094 pages mapped on demand; the word at 0x123000 reads 0x123000"],
     );
@@ -114,7 +109,7 @@ fn demand_paging_of_all_guest_memory() {
 /// A guest that reads outside its memory is killed with a clear message; the VCPU stays dead.
 #[test]
 fn a_stray_guest_is_killed() {
-    run_everywhere(
+    run_guest_everywhere(
         "stray",
         &[
             "guest killed: read of 8 bytes at IPA 0x40000000 (outside guest memory), PC 0x4",
@@ -126,7 +121,7 @@ fn a_stray_guest_is_killed() {
 /// Setting a trap on a page the guest already touched takes effect at once.
 #[test]
 fn a_trap_set_on_touched_memory_takes_effect() {
-    run_everywhere(
+    run_guest_everywhere(
         "trap-after-touch",
         &["trap-after-touch: after the trap was set, the store gave a MEM packet key 0x1234 at 0xffe000"],
     );
@@ -136,7 +131,7 @@ fn a_trap_set_on_touched_memory_takes_effect() {
 /// registers and into XZR, completed by the VMM's fault view; stores of every size and of XZR.
 #[test]
 fn mmio_of_every_size_and_extension() {
-    run_everywhere(
+    run_guest_everywhere(
         "mmio",
         &[
             "mmio: w1 0x81 w2 0xffffff81 x3 0xffffffffffffff81 w4 0x8382 x5 0xffffffffffff8382",
@@ -155,7 +150,7 @@ fn mmio_of_every_size_and_extension() {
 /// access by access, with the base register written back.
 #[test]
 fn load_store_pairs_and_writeback_forms() {
-    run_everywhere(
+    run_guest_everywhere(
         "mmio-pair",
         &[
             "mmio-pair: x1 0x8786858483828180 x2 0x8f8e8d8c8b8a8988 x3 0x8f8e8d8c8b8a8988 x4 0xffffffff93929190 x5 0xffffffff97969594; base x6 0xffe010; 5 reads",
@@ -193,7 +188,7 @@ fn the_demo_guest() {
 /// d0; each reads back its own value.
 #[test]
 fn vcpu_fp_lazy_switch() {
-    run_everywhere(
+    run_guest_everywhere(
         "fp",
         &[
             "fp: the second guest, on the same CPU, read back 0xfedcba9876543210",
@@ -205,7 +200,10 @@ fn vcpu_fp_lazy_switch() {
 /// 22. EnableMmu / DisableMmu.
 #[test]
 fn enable_and_disable_mmu() {
-    run_everywhere("mmu", &["mmu: written with the MMU off, read 0xdeadbeef with it on and 0xdeadbeef off again"]);
+    run_guest_everywhere(
+        "mmu",
+        &["mmu: written with the MMU off, read 0xdeadbeef with it on and 0xdeadbeef off again"],
+    );
 }
 
 /// Isolation: while a guest counts in its memory on cpu1, guests on cpu0 store to its frame's
@@ -213,7 +211,7 @@ fn enable_and_disable_mmu() {
 /// not serve: each is killed with a clear message; the counting guest goes on, memory intact.
 #[test]
 fn killed_guests_leave_the_others_running_and_intact() {
-    run_everywhere(
+    run_guest_everywhere(
         "isolation",
         &[
             "guest killed: write of 8 bytes at IPA 0x40200000 (outside guest memory), PC 0x4",
@@ -226,7 +224,7 @@ fn killed_guests_leave_the_others_running_and_intact() {
 /// 14. VcpuInterrupt: vector 32 injected before `enter` is taken at VBAR_EL1 + 0x280.
 #[test]
 fn vcpu_interrupt() {
-    run_everywhere(
+    run_guest_everywhere(
         "interrupt",
         &["interrupt: vector 32 injected before enter; the guest took it at VBAR+0x280 (PC 0xa84)"],
     );
@@ -235,7 +233,7 @@ fn vcpu_interrupt() {
 /// 15. VcpuWfi: WFI with an expired virtual timer does not block.
 #[test]
 fn vcpu_wfi_with_an_expired_timer() {
-    run_everywhere("wfi-timer", &["wfi-timer: WFI with an expired virtual timer did not block"]);
+    run_guest_everywhere("wfi-timer", &["wfi-timer: WFI with an expired virtual timer did not block"]);
 }
 
 /// VcpuWfiPendingInterrupt (Appendix A item 16): with 32 and 33 injected, the handler
@@ -243,7 +241,7 @@ fn vcpu_wfi_with_an_expired_timer() {
 /// does not block while 33 is pending.
 #[test]
 fn vcpu_wfi_with_a_pending_interrupt() {
-    run_everywhere(
+    run_guest_everywhere(
         "wfi-pending",
         &["wfi-pending: the guest acknowledged interrupt 32 and its WFI did not block while the other was pending"],
     );
@@ -252,7 +250,7 @@ fn vcpu_wfi_with_a_pending_interrupt() {
 /// 17. VcpuWfiAarch32: WFI at AArch32 EL0, then a 4-byte MEM exit with data 0 from AArch32.
 #[test]
 fn vcpu_wfi_aarch32() {
-    run_everywhere(
+    run_guest_everywhere(
         "wfi-aarch32",
         &["wfi-aarch32: after WFI at AArch32 EL0, MEM exit at 0xfff000: 4 bytes, read false, data 0x0"],
     );
@@ -262,7 +260,7 @@ fn vcpu_wfi_aarch32() {
 /// enables it; Belfry's lazy switch then loads the VCPU's FP state.
 #[test]
 fn vcpu_fp_aarch32() {
-    run_everywhere(
+    run_guest_everywhere(
         "fp-aarch32",
         &["fp-aarch32: AArch32 EL0 moved 0x1234 through s0 after its EL1 enabled FP (4-byte store)"],
     );
@@ -271,13 +269,13 @@ fn vcpu_fp_aarch32() {
 /// 3. VcpuInvalidThreadReuse.
 #[test]
 fn vcpu_invalid_thread_reuse() {
-    run_everywhere("thread-reuse", &["thread-reuse: a second vcpu_create on this thread: ZX_ERR_BAD_STATE(-20)"]);
+    run_guest_everywhere("thread-reuse", &["thread-reuse: a second vcpu_create on this thread: ZX_ERR_BAD_STATE(-20)"]);
 }
 
 /// 8. GuestSetTrapWithBellAndMaxUser.
 #[test]
 fn guest_set_trap_with_bell_and_max_user() {
-    run_everywhere(
+    run_guest_everywhere(
         "bell-max-user",
         &["bell-max-user: 2048 user packets filled the port; the doorbell still arrived (1)"],
     );
@@ -286,7 +284,7 @@ fn guest_set_trap_with_bell_and_max_user() {
 /// 10. VcpuUseAfterThreadExits / VcpuDeleteFromOtherThread.
 #[test]
 fn vcpu_use_after_thread_exits() {
-    run_everywhere(
+    run_guest_everywhere(
         "thread-exits",
         &["thread-exits: after the owning thread ended: interrupt ZX_OK(0), enter ZX_ERR_BAD_STATE(-20), close ZX_OK(0)"],
     );
@@ -296,7 +294,7 @@ fn vcpu_use_after_thread_exits() {
 /// running CPU is sent the wake SGI, which makes the guest exit and re-enter with the interrupt.
 #[test]
 fn interrupt_to_a_running_vcpu_from_another_cpu() {
-    run_everywhere(
+    run_guest_everywhere(
         "interrupt-running",
         &["interrupt-running: interrupt 48 from cpu3 reached the guest running on cpu0"],
     );

@@ -3,22 +3,11 @@
 
 use belfry_system_tests::*;
 
-fn run_everywhere(scenario: &str, lines: &[&str]) {
-    for board in Board::ALL {
-        let outcome = boot_scenario(board, &format!("guest:{scenario}"));
-        expect_exit(&outcome, exit_code::SUCCESS);
-        for line in lines {
-            expect_line(&outcome, Some(0), line);
-        }
-        expect_line(&outcome, Some(0), &format!("guest scenario {scenario}: passed"));
-    }
-}
-
 /// Eight interrupts raised out of order, four list registers, a guest that never executes WFI:
 /// the maintenance interrupt (no pending list register) brings the refills.
 #[test]
 fn more_pending_interrupts_than_list_registers() {
-    run_everywhere(
+    run_guest_everywhere(
         "many-interrupts",
         &["many-interrupts: 8 raised, 4 list registers; taken in order [32, 33, 34, 35, 36, 37, 38, 39]"],
     );
@@ -49,7 +38,7 @@ fn guest_sgis_reach_their_target() {
 /// none lost and none duplicated.
 #[test]
 fn smp_guest_ping_pong() {
-    run_everywhere(
+    run_guest_everywhere(
         "ping-pong",
         &[
             "ping-pong: PSCI CPU_ON for VCPU 1 at 0x50: starting it on cpu1",
@@ -83,7 +72,7 @@ fn virtual_timer_ticks() {
 /// deactivation (EOI maintenance) instead. All eight arrive, once each, in order.
 #[test]
 fn no_livelock_when_every_list_register_is_active() {
-    run_everywhere(
+    run_guest_everywhere(
         "all-active",
         &["all-active: four list registers held active interrupts while four waited; taken in order [32, 33, 34, 35, 36, 37, 38, 39]"],
     );
