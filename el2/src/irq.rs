@@ -37,6 +37,8 @@ static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// Each CPU's GICv3 redistributor SGI/PPI frame (0 before it is found).
 static SGI_FRAME_V3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// What `set_virtual_timer_exit` last did on each CPU (0: nothing yet).
+static TIMER_PPI_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// The virtual timer's PPI: a guest's timer expiring while it runs makes it exit.
 pub const VIRTUAL_TIMER_INTID: u32 = 27;
 
@@ -175,6 +177,13 @@ pub fn is_gicv3() -> bool {
 /// timer has not fired runs (its expiry then exits the guest), disabled while the guest has the
 /// interrupt to handle (so the level-triggered PPI does not exit it again and again).
 pub fn set_virtual_timer_exit(enabled: bool) {
+    // Most entries change nothing: skip the GIC write then (1 = enabled, 2 = disabled).
+    let wanted = if enabled { 1 } else { 2 };
+    if let Some(last) = TIMER_PPI_STATE.get(cpu::index()) {
+        if last.swap(wanted, Ordering::AcqRel) == wanted {
+            return;
+        }
+    }
     let bit = 1 << VIRTUAL_TIMER_INTID;
     match CONTROLLER.get() {
         Some(Shared(Controller::V2 { gicd, .. })) => {

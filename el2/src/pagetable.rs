@@ -14,7 +14,7 @@
 //! the EL1&0 regime; the two differ only in the meaning of AP[1] and the execute-never bits.
 
 /// Bytes in a translation granule (and a page).
-pub const PAGE_SIZE: u64 = 4096;
+pub use stage2::table::PAGE_SIZE;
 /// Entries in one table.
 pub const ENTRIES: usize = 512;
 /// Size of the input address space: `T0SZ = 64 - VA_BITS`.

@@ -4,8 +4,7 @@
 
 use stage2::PhysAddr;
 
-/// Bytes in a page.
-pub const PAGE_SIZE: u64 = 4096;
+pub use stage2::table::PAGE_SIZE;
 
 #[cfg(target_os = "none")]
 mod imp {

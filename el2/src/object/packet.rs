@@ -78,6 +78,14 @@ pub struct VcpuState {
     pub padding1: [u8; 4],
 }
 
+impl VcpuState {
+    /// General register `index` as an instruction reads it: 31 is XZR (zero), as are indices
+    /// beyond the register file.
+    pub fn register(&self, index: u8) -> u64 {
+        self.x.get(usize::from(index)).copied().unwrap_or(0)
+    }
+}
+
 /// The NZCV bits of `cpsr`.
 pub const CPSR_USER_MASK: u32 = 0xf000_0000;
 

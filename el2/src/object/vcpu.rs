@@ -373,7 +373,7 @@ impl Vcpu {
         };
         let access = |index: usize| {
             let register = decoded.registers[index];
-            let value = if write { register_value(&context.state.x, register) } else { 0 };
+            let value = if write { context.state.register(register) } else { 0 };
             let value = if decoded.size == 8 { value } else { value & ((1 << (8 * u32::from(decoded.size))) - 1) };
             Access {
                 write,
@@ -494,10 +494,6 @@ impl Drop for Vcpu {
         self.unbind();
         self.guest.release_vcpu(self.id);
     }
-}
-
-fn register_value(x: &[u64; 31], register: u8) -> u64 {
-    x.get(usize::from(register)).copied().unwrap_or(0)
 }
 
 fn fault_name(fault: Fault) -> &'static str {

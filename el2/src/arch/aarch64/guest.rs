@@ -209,7 +209,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                     pc_address: guest_pc_address(&context.arch.el1, context.pc),
                 };
             }
-            let value = if abort.write { register(&context.state.x, abort.register) } else { 0 };
+            let value = if abort.write { context.state.register(abort.register) } else { 0 };
             let value =
                 if abort.access_size == 8 { value } else { value & ((1 << (8 * u64::from(abort.access_size))) - 1) };
             let access = Access {
@@ -244,7 +244,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
         }
         ExceptionClass::SystemRegister if is_sgi1r_write(esr.iss()) => {
             context.skip_instruction = true;
-            Exit::SendSgi { value: register(&context.state.x, ((esr.iss() >> 5) & 0x1f) as u8) }
+            Exit::SendSgi { value: context.state.register(((esr.iss() >> 5) & 0x1f) as u8) }
         }
         ExceptionClass::SystemRegister => match emulate_system_register(context, esr.iss()) {
             true => {
@@ -274,10 +274,6 @@ fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
 
 fn is_stage2_fault(status: FaultStatus) -> bool {
     matches!(status, FaultStatus::Translation { .. } | FaultStatus::AccessFlag { .. } | FaultStatus::Permission { .. })
-}
-
-fn register(x: &[u64; 31], index: u8) -> u64 {
-    x.get(usize::from(index)).copied().unwrap_or(0)
 }
 
 /// Whether a trapped system register access is a write of ICC_SGI1R_EL1 (op0 3, op1 0, CRn 12,

@@ -172,9 +172,10 @@ pub struct FpState {
 /// `setup.vttbr` must name live stage-2 tables; ELR_EL2 and SPSR_EL2 must hold the guest's PC
 /// and PSTATE (an EL1 or EL0 mode).
 pub unsafe fn enter(setup: &EntrySetup, el1: &mut El1State, x: &mut [u64; 31]) -> (u64, u64) {
-    let pa_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange);
-    let vtcr = stage2::table::vtcr(pa_range);
-    let midr = MIDR_EL1.get();
+    // The same on every CPU of the machine (Belfry runs on homogeneous cores): read once.
+    static CONSTANTS: spin::Once<(u64, u64)> = spin::Once::new();
+    let &(vtcr, midr) =
+        CONSTANTS.call_once(|| (stage2::table::vtcr(ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)), MIDR_EL1.get()));
     // SAFETY: EL2 configuration registers, consistent with the guest described by `setup`.
     unsafe {
         core::arch::asm!(
