@@ -135,6 +135,12 @@ impl<'p> Vcpu<'p> {
         self.0.process.vcpu_interrupt(self.0.value, vector)
     }
 
+    /// Belfry extension: the priority `vector` is delivered with (see
+    /// `Process::vcpu_set_interrupt_priority`).
+    pub fn set_interrupt_priority(&self, vector: u32, priority: u8) -> ZxResult {
+        self.0.process.vcpu_set_interrupt_priority(self.0.value, vector, priority)
+    }
+
     pub fn read_state(&self) -> ZxResult<VcpuState> {
         let mut bytes = [0u8; size_of::<VcpuState>()];
         self.0.process.vcpu_read_state(self.0.value, VCPU_STATE, &mut bytes)?;

@@ -518,6 +518,18 @@ fn interrupt_from_any_thread_and_out_of_range() {
 }
 
 #[test]
+fn interrupt_priority_is_checked_like_interrupt() {
+    let f = fixture();
+    let (p, guest) = (f.process.clone(), f.guest);
+    let vcpu = on_thread(move || p.vcpu_create(guest, 0, 0).unwrap());
+    assert_eq!(f.process.vcpu_set_interrupt_priority(vcpu, 1019, 0x10), Ok(()));
+    assert_eq!(f.process.vcpu_set_interrupt_priority(vcpu, 1020, 0x10), Err(Status::OUT_OF_RANGE));
+    let no_signal = restricted(&f, vcpu, Rights::SIGNAL);
+    assert_eq!(f.process.vcpu_set_interrupt_priority(no_signal, 32, 0), Err(Status::ACCESS_DENIED));
+    assert_eq!(f.process.vcpu_set_interrupt_priority(f.guest, 32, 0), Err(Status::WRONG_TYPE));
+}
+
+#[test]
 fn interrupt_wakes_a_vcpu_waiting_in_wfi() {
     let f = fixture();
     f.process.guest_set_trap(f.guest, GUEST_TRAP_MEM, EXIT_TEST_ADDR, PAGE, 0, 0).unwrap();

@@ -209,6 +209,13 @@ impl Process {
         vcpu.interrupt(vector)
     }
 
+    /// Belfry extension: the delivery priority of `vector` on this VCPU; needs SIGNAL, as
+    /// `zx_vcpu_interrupt`.
+    pub fn vcpu_set_interrupt_priority(&self, vcpu: u32, vector: u32, priority: u8) -> ZxResult {
+        let (vcpu, _) = typed!(self, vcpu, Vcpu, Rights::SIGNAL);
+        vcpu.set_interrupt_priority(vector, priority)
+    }
+
     /// `zx_vcpu_read_state`: needs READ.
     pub fn vcpu_read_state(&self, vcpu: u32, kind: u32, buffer: &mut [u8]) -> ZxResult {
         let (vcpu, _) = typed!(self, vcpu, Vcpu, Rights::READ);

@@ -8,7 +8,9 @@
 //! returns at once.
 
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+// The priorities are plain atomics even under loom: they take no part in the handshake.
 use crate::sync::{Deadline, WaitQueue};
+use core::sync::atomic::AtomicU8;
 
 /// Interrupt IDs a VCPU accepts: the GIC's SGIs, PPIs and SPIs, 0..=1019 (1020..1023 are
 /// special IDs, LPIs are not injected this way).
@@ -16,17 +18,47 @@ pub const NUM_INTERRUPTS: u32 = 1020;
 
 const WORDS: usize = NUM_INTERRUPTS.div_ceil(64) as usize;
 
-/// See the module documentation.
-#[derive(Debug, Default)]
+/// The priority of a vector the guest has not configured (the middle of the range, as the
+/// Zircon VMM's interrupts have).
+pub const DEFAULT_PRIORITY: u8 = 0xa0;
+
+/// See the module documentation. Each vector also carries the priority the guest gave it in
+/// its (emulated) distributor, which orders delivery.
+#[derive(Debug)]
 pub struct Signals {
     kicked: AtomicBool,
     pending: [AtomicU64; WORDS],
+    priority: [AtomicU8; NUM_INTERRUPTS as usize],
     wake: WaitQueue,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Signals {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            kicked: AtomicBool::new(false),
+            pending: core::array::from_fn(|_| AtomicU64::new(0)),
+            priority: core::array::from_fn(|_| AtomicU8::new(DEFAULT_PRIORITY)),
+            wake: WaitQueue::default(),
+        }
+    }
+
+    /// Any thread: the priority `vector` is delivered with from now on (lower is more urgent).
+    /// Vectors out of range are ignored (callers check the range).
+    pub fn set_priority(&self, vector: u32, priority: u8) {
+        if let Some(slot) = self.priority.get(vector as usize) {
+            slot.store(priority, Ordering::Relaxed);
+        }
+    }
+
+    /// The priority of `vector`.
+    pub fn priority(&self, vector: u32) -> u8 {
+        self.priority.get(vector as usize).map_or(0xff, |slot| slot.load(Ordering::Relaxed))
     }
 
     /// Any thread: the current or next `enter` must return CANCELED.
@@ -60,20 +92,28 @@ impl Signals {
         self.pending.get((vector / 64) as usize).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (vector % 64)) != 0)
     }
 
-    /// Offers pending vectors, lowest first, to `place`; those it accepts are no longer
-    /// pending. Stops at the first one it refuses.
-    pub fn take_pending(&self, mut place: impl FnMut(u32) -> bool) {
+    /// The best pending vector that `skip` does not exclude, with its priority: the lowest
+    /// priority value, then the lowest vector.
+    pub fn best_pending(&self, skip: impl Fn(u32) -> bool) -> Option<(u32, u8)> {
+        let mut best: Option<(u32, u8)> = None;
         for (index, word) in self.pending.iter().enumerate() {
             let mut bits = word.load(Ordering::Acquire);
             while bits != 0 {
-                let bit = bits.trailing_zeros();
-                let vector = index as u32 * 64 + bit;
-                if !place(vector) {
-                    return;
-                }
-                word.fetch_and(!(1 << bit), Ordering::AcqRel);
+                let vector = index as u32 * 64 + bits.trailing_zeros();
                 bits &= bits - 1;
+                let priority = self.priority(vector);
+                if best.is_none_or(|(_, p)| priority < p) && !skip(vector) {
+                    best = Some((vector, priority));
+                }
             }
+        }
+        best
+    }
+
+    /// The VCPU's thread: `vector` is no longer pending (it went into a list register).
+    pub fn clear(&self, vector: u32) {
+        if let Some(word) = self.pending.get((vector / 64) as usize) {
+            word.fetch_and(!(1 << (vector % 64)), Ordering::AcqRel);
         }
     }
 
@@ -102,21 +142,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pending_vectors_are_taken_lowest_first_until_refused() {
+    fn the_best_pending_vector_is_the_most_urgent_then_the_lowest() {
         let signals = Signals::new();
         for vector in [1019, 33, 32, 64] {
             signals.raise(vector);
         }
-        let mut taken = Vec::new();
-        signals.take_pending(|vector| {
-            if taken.len() == 3 {
-                return false;
-            }
-            taken.push(vector);
-            true
-        });
-        assert_eq!(taken, vec![32, 33, 64]);
-        assert!(signals.is_pending(1019) && !signals.is_pending(32));
+        assert_eq!(signals.best_pending(|_| false), Some((32, DEFAULT_PRIORITY)));
+        signals.set_priority(1019, 0x10);
+        signals.set_priority(2000, 0x00);
+        assert_eq!(signals.best_pending(|_| false), Some((1019, 0x10)));
+        assert_eq!(signals.best_pending(|v| v == 1019), Some((32, DEFAULT_PRIORITY)));
+        signals.clear(1019);
+        signals.clear(32);
+        assert_eq!(signals.best_pending(|_| false), Some((33, DEFAULT_PRIORITY)));
+        assert!(signals.is_pending(64) && !signals.is_pending(32));
         assert!(signals.any_pending());
     }
 }

@@ -184,6 +184,16 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Belfry extension (the VMM's distributor model): the priority `vector` is delivered with,
+    /// as the guest programmed it (lower is more urgent). Takes effect at the next entry.
+    pub fn set_interrupt_priority(&self, vector: u32, priority: u8) -> ZxResult {
+        if vector >= NUM_INTERRUPTS {
+            return Err(Status::OUT_OF_RANGE);
+        }
+        self.signals.set_priority(vector, priority);
+        Ok(())
+    }
+
     /// Whether `vector` is pending.
     pub fn is_pending(&self, vector: u32) -> bool {
         self.signals.is_pending(vector)
