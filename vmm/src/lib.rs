@@ -15,6 +15,7 @@
 #[cfg(target_os = "none")]
 extern crate alloc;
 
+pub mod distributor;
 pub mod fault;
 #[cfg(target_os = "none")]
 mod guests;
