@@ -39,6 +39,8 @@ static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 static SGI_FRAME_V3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// What `set_virtual_timer_exit` last did on each CPU (0: nothing yet).
 static TIMER_PPI_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// The EL2 physical timer's PPI (CNTHP): the scheduler's deadlines and time slices.
+pub const HYP_TIMER_INTID: u32 = 26;
 /// The virtual timer's PPI: a guest's timer expiring while it runs makes it exit.
 pub const VIRTUAL_TIMER_INTID: u32 = 27;
 
@@ -79,7 +81,7 @@ pub fn init_cpu(index: usize) -> bool {
     match controller {
         Controller::V2 { gicd, gicc } => {
             let mask = sgi::v2_init_cpu(gicd, gicc, SGIS);
-            gicd.isenabler[0].set(1 << MAINTENANCE_INTID);
+            gicd.isenabler[0].set((1 << MAINTENANCE_INTID) | (1 << HYP_TIMER_INTID));
             gicd.ipriorityr[(VIRTUAL_TIMER_INTID / 4) as usize].set(u32::from_le_bytes([sgi::SGI_PRIORITY; 4]));
             MASK_V2[index].store(mask, Ordering::Release);
             mask != 0
@@ -95,7 +97,8 @@ pub fn init_cpu(index: usize) -> bool {
             let sgi_frame = unsafe { &*((redistributors + offset + 0x10000) as *const RedistributorSgiV3) };
             sgi::v3_init_redistributor(frame(offset), sgi_frame, SGIS);
             sgi_frame.igroupr0.set(sgi_frame.igroupr0.get() | (1 << MAINTENANCE_INTID));
-            sgi_frame.isenabler0.set(1 << MAINTENANCE_INTID);
+            sgi_frame.igroupr0.set(sgi_frame.igroupr0.get() | (1 << HYP_TIMER_INTID));
+            sgi_frame.isenabler0.set((1 << MAINTENANCE_INTID) | (1 << HYP_TIMER_INTID));
             sgi_frame.igroupr0.set(sgi_frame.igroupr0.get() | (1 << VIRTUAL_TIMER_INTID));
             sgi_frame.ipriorityr[(VIRTUAL_TIMER_INTID / 4) as usize].set(u32::from_le_bytes([sgi::SGI_PRIORITY; 4]));
             SGI_FRAME_V3[index].store(sgi_frame as *const RedistributorSgiV3 as u64, Ordering::Release);
@@ -140,6 +143,10 @@ pub fn drain() -> usize {
                 if iar & 0x3ff == VIRTUAL_TIMER_INTID {
                     set_virtual_timer_exit(false);
                 }
+                if iar & 0x3ff == HYP_TIMER_INTID {
+                    // The scheduler re-arms it for the next deadline.
+                    crate::arch::aarch64::timer::disarm_hyp_timer();
+                }
                 sgi::v2_end(gicc, iar);
                 count += 1;
             }
@@ -148,6 +155,9 @@ pub fn drain() -> usize {
             while let Some(intid) = gic_cpu::acknowledge() {
                 if intid == VIRTUAL_TIMER_INTID {
                     set_virtual_timer_exit(false);
+                }
+                if intid == HYP_TIMER_INTID {
+                    crate::arch::aarch64::timer::disarm_hyp_timer();
                 }
                 gic_cpu::end(intid);
                 count += 1;

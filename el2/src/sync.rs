@@ -126,5 +126,15 @@ mod host {
 #[cfg(not(target_os = "none"))]
 pub use host::{current_thread, now, WaitQueue};
 
+/// Before a VCPU enters its guest: on the board, arms the time slice when other threads wait
+/// for this CPU. The host's threads are the OS's to schedule.
+#[cfg(not(target_os = "none"))]
+pub fn before_guest() {}
+
+/// After a guest exit on a physical interrupt: on the board, lets the threads whose deadline
+/// passed or whose time has come run first.
+#[cfg(not(target_os = "none"))]
+pub fn preempt_point() {}
+
 #[cfg(target_os = "none")]
-pub use crate::thread::{current_thread, now, WaitQueue};
+pub use crate::thread::{before_guest, current_thread, now, preempt_point, WaitQueue};

@@ -17,7 +17,7 @@ use crate::arch::aarch64::switch::{initial_context, switch_context, SwitchContex
 use crate::arch::aarch64::{cpu, timer};
 use crate::machine::MAX_CPUS;
 use crate::object::{Status, ZxResult};
-use crate::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use crate::sync::{Deadline, INFINITE};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -80,6 +80,10 @@ impl Drop for Thread {
 
 struct Cpu {
     run_queue: spin::Mutex<VecDeque<Arc<Thread>>>,
+    /// Threads of this CPU blocked with a deadline, and the deadline.
+    sleepers: spin::Mutex<Vec<(Deadline, Arc<Thread>)>>,
+    /// When the running guest's time slice ends (`INFINITE`: no slice).
+    slice_end: AtomicI64,
     current: UnsafeCell<Option<Arc<Thread>>>,
     /// The thread switched away from last, kept alive until the switch is complete (its stack
     /// may be the one being left).
@@ -113,6 +117,8 @@ pub fn init_cpu(index: usize) {
             });
             Cpu {
                 run_queue: spin::Mutex::new(VecDeque::new()),
+                sleepers: spin::Mutex::new(Vec::new()),
+                slice_end: AtomicI64::new(INFINITE),
                 current: UnsafeCell::new(Some(main)),
                 previous: UnsafeCell::new(None),
             }
@@ -178,6 +184,66 @@ pub fn yield_now() {
     schedule(None);
 }
 
+/// How long a guest runs while other threads of its CPU are ready (1 ms).
+const TIME_SLICE: Deadline = 1_000_000;
+
+/// Wakes this CPU's sleepers whose deadline has passed, then sets the EL2 timer for the next
+/// deadline or the end of the guest's time slice, whichever comes first.
+fn wake_expired_and_rearm(cpu_state: &Cpu) {
+    let now = now();
+    let mut expired = Vec::new();
+    let next = {
+        let mut sleepers = cpu_state.sleepers.lock();
+        sleepers.retain(|(deadline, thread)| {
+            if *deadline <= now {
+                expired.push(thread.clone());
+                false
+            } else {
+                true
+            }
+        });
+        sleepers.iter().map(|(deadline, _)| *deadline).min().unwrap_or(INFINITE)
+    };
+    for thread in &expired {
+        wake(thread);
+    }
+    let next = next.min(cpu_state.slice_end.load(Ordering::Relaxed));
+    if !cpu::at_el2() {
+        // Entered at EL1: no EL2 timer (waits poll instead).
+    } else if next == INFINITE {
+        timer::disarm_hyp_timer();
+    } else {
+        timer::arm_hyp_timer(timer::ticks_at(next));
+    }
+}
+
+/// See [`crate::sync::before_guest`]: a guest shares its CPU in time slices only while another
+/// thread of the CPU is ready; otherwise it runs until it exits on its own.
+pub fn before_guest() {
+    let Some(cpu_state) = this_cpu() else { return };
+    let others_ready = !cpu_state.run_queue.lock().is_empty();
+    let sliced = cpu_state.slice_end.load(Ordering::Relaxed) != INFINITE;
+    if others_ready != sliced {
+        let end = if others_ready { now().saturating_add(TIME_SLICE) } else { INFINITE };
+        cpu_state.slice_end.store(end, Ordering::Relaxed);
+        wake_expired_and_rearm(cpu_state);
+    }
+}
+
+/// See [`crate::sync::preempt_point`].
+pub fn preempt_point() {
+    let Some(cpu_state) = this_cpu() else { return };
+    let end = cpu_state.slice_end.load(Ordering::Relaxed);
+    let slice_over = end != INFINITE && now() >= end;
+    if slice_over {
+        cpu_state.slice_end.store(INFINITE, Ordering::Relaxed);
+    }
+    wake_expired_and_rearm(cpu_state);
+    if slice_over {
+        yield_now();
+    }
+}
+
 /// Ends the calling thread.
 pub fn exit() -> ! {
     if let Some(me) = current() {
@@ -208,6 +274,7 @@ fn schedule(deadline: Option<Deadline>) {
         return;
     };
     loop {
+        wake_expired_and_rearm(cpu_state);
         // SAFETY: only this CPU touches its `current` slot.
         let Some(me) = (unsafe { (*cpu_state.current.get()).clone() }) else { return };
         let next = cpu_state.run_queue.lock().pop_front();
@@ -238,14 +305,15 @@ fn schedule(deadline: Option<Deadline>) {
                     me.state.store(RUNNING, Ordering::Release);
                     return;
                 }
-                if let Some(deadline) = deadline {
-                    if now() >= deadline {
-                        me.state.store(RUNNING, Ordering::Release);
-                        return;
-                    }
-                    // No timer interrupt yet: a finite wait polls.
+                if deadline.is_some_and(|deadline| now() >= deadline) {
+                    me.state.store(RUNNING, Ordering::Release);
+                    return;
+                }
+                if deadline.is_some() && !cpu::at_el2() {
+                    // Entered at EL1 (no hypervisor): no EL2 timer, so a finite wait polls.
                     core::hint::spin_loop();
                 } else {
+                    // A deadline of this CPU's is on the EL2 timer, whose interrupt ends the WFI.
                     aarch64_cpu::asm::wfi();
                 }
                 crate::irq::drain();
@@ -324,8 +392,16 @@ impl WaitQueue {
                 me.state.store(BLOCKED, Ordering::Release);
                 waiters.push(me.clone());
             }
-            schedule((deadline != INFINITE).then_some(deadline));
+            let sleeping = deadline != INFINITE;
+            let cpu_state = this_cpu();
+            if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
+                cpu_state.sleepers.lock().push((deadline, me.clone()));
+            }
+            schedule(sleeping.then_some(deadline));
             self.waiters.lock().retain(|waiter| !Arc::ptr_eq(waiter, &me));
+            if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
+                cpu_state.sleepers.lock().retain(|(_, sleeper)| !Arc::ptr_eq(sleeper, &me));
+            }
         }
     }
 

@@ -138,6 +138,12 @@ impl Distributor {
         self.banked.len()
     }
 
+    /// The priority of every interrupt VCPU `vcpu` can take, to replay into a VCPU created
+    /// after the guest programmed them.
+    pub fn priorities(&self, vcpu: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
+        (0..self.intids()).filter_map(move |intid| Some((intid, self.line(vcpu, intid)?.priority)))
+    }
+
     /// One past the highest INTID.
     fn intids(&self) -> u32 {
         32 + self.spis.len() as u32
@@ -420,7 +426,15 @@ impl Distributor {
         }
     }
 
-    fn write_lines(&mut self, vcpu: usize, offset: u64, size: u8, value: u64, spis_only: bool, out: &mut dyn FnMut(Action)) {
+    fn write_lines(
+        &mut self,
+        vcpu: usize,
+        offset: u64,
+        size: u8,
+        value: u64,
+        spis_only: bool,
+        out: &mut dyn FnMut(Action),
+    ) {
         let intids = self.intids();
         let visible = move |intid: u32| intid < intids && !(spis_only && intid < 32);
         let set_bits = |this: &mut Self, base: u64, apply: &dyn Fn(&mut Line)| -> Vec<u32> {
@@ -653,7 +667,8 @@ mod tests {
         assert_eq!(d.read_distributor(1, gicd::IPRIORITYR + 34, 1), 0x90);
         assert_eq!(d.read_distributor(1, gicd::IPRIORITYR + 32, 4), 0x8090_a0b0);
         // A PPI's priority in VCPU 1's SGI frame: only VCPU 1.
-        let actions = run(|out| d.write_redistributor(gicr::STRIDE + gicr::SGI_BASE + gicd::IPRIORITYR + 27, 1, 0x40, out));
+        let actions =
+            run(|out| d.write_redistributor(gicr::STRIDE + gicr::SGI_BASE + gicd::IPRIORITYR + 27, 1, 0x40, out));
         assert_eq!(actions, [Action::Priority { vcpu: 1, vector: 27, priority: 0x40 }]);
         assert_eq!(d.read_redistributor(gicr::STRIDE + gicr::SGI_BASE + gicd::IPRIORITYR + 24, 4), 0x4000_0000);
         assert_eq!(d.read_redistributor(gicr::SGI_BASE + gicd::IPRIORITYR + 24, 4), 0);
@@ -664,7 +679,10 @@ mod tests {
         let mut d = Distributor::new(Version::V2, 4, 32);
         run(|out| d.write_distributor(0, gicd::CTLR, 4, 1, out));
         let sgir = |filter: u64, list: u64, intid: u64| (filter << 24) | (list << 16) | intid;
-        assert_eq!(interrupts(&run(|out| d.write_distributor(1, gicd::SGIR, 4, sgir(0, 0b1010, 5), out))), [(1, 5), (3, 5)]);
+        assert_eq!(
+            interrupts(&run(|out| d.write_distributor(1, gicd::SGIR, 4, sgir(0, 0b1010, 5), out))),
+            [(1, 5), (3, 5)]
+        );
         assert_eq!(
             interrupts(&run(|out| d.write_distributor(1, gicd::SGIR, 4, sgir(1, 0, 2), out))),
             [(0, 2), (2, 2), (3, 2)]

@@ -19,6 +19,8 @@ pub mod distributor;
 pub mod fault;
 #[cfg(target_os = "none")]
 mod guests;
+#[cfg(target_os = "none")]
+pub mod machine;
 pub mod pl011;
 #[cfg(target_os = "none")]
 pub mod suite;

@@ -38,13 +38,13 @@ impl defmt::Format for Failure {
     }
 }
 
-type Outcome = Result<(), Failure>;
+pub(crate) type Outcome = Result<(), Failure>;
 
-fn call<T>(what: &'static str, result: ZxResult<T>) -> Result<T, Failure> {
+pub(crate) fn call<T>(what: &'static str, result: ZxResult<T>) -> Result<T, Failure> {
     result.map_err(|status| Failure::Status(what, status))
 }
 
-fn check(what: &'static str, ok: bool) -> Outcome {
+pub(crate) fn check(what: &'static str, ok: bool) -> Outcome {
     if ok {
         Ok(())
     } else {
@@ -68,7 +68,7 @@ fn fixture<'p>(process: &'p Process, resource: u32, code: &[u8]) -> Result<Fixtu
     Ok(Fixture { guest, memory })
 }
 
-fn is_exit(packet: &Packet) -> bool {
+pub(crate) fn is_exit(packet: &Packet) -> bool {
     matches!(packet, Packet::Mem { key: 0, mem } if mem.addr == EXIT_TEST_ADDR && !mem.read)
 }
 
@@ -96,7 +96,7 @@ fn after_a_millisecond(
 }
 
 /// Lets the CPU's other threads run until `thread` has finished.
-fn join(thread: &el2::thread::Thread) {
+pub(crate) fn join(thread: &el2::thread::Thread) {
     while !thread.has_exited() {
         el2::thread::yield_now();
     }
@@ -104,7 +104,7 @@ fn join(thread: &el2::thread::Thread) {
 
 /// Applies a served MEM fault to the VCPU: the read's register and the skip of the
 /// instruction.
-fn complete(vcpu: &Vcpu<'_>, view: &FaultView, control: &mut el2::object::vcpu::VcpuControl) -> Outcome {
+pub(crate) fn complete(vcpu: &Vcpu<'_>, view: &FaultView, control: &mut el2::object::vcpu::VcpuControl) -> Outcome {
     let mut state = call("read_state", vcpu.read_state())?;
     view.complete(&mut state, control);
     call("write_state", vcpu.write_state(&state))?;

@@ -261,6 +261,7 @@ impl Vcpu {
             if self.signals.take_kick() {
                 return Err(Status::CANCELED);
             }
+            sync::before_guest();
             match crate::arch::run(context, &self.signals) {
                 Exit::Access { address, access } => {
                     if let Some(packet) = self.on_access(context, address, access)? {
@@ -291,7 +292,7 @@ impl Vcpu {
                     self.signals.wait_for_interrupt(deadline.unwrap_or(sync::INFINITE))
                 }
                 Exit::WaitForInterrupt { pending: true, .. } => {}
-                Exit::Interrupted => {}
+                Exit::Interrupted => sync::preempt_point(),
                 Exit::Unhandled { class, syndrome, pc } => {
                     crate::kernel_error!(
                         "guest killed: unhandled exit, EC {=u8:#04x} ({=str}), ISS {=u32:#x}, PC {=u64:#x}",
