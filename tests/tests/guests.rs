@@ -299,3 +299,16 @@ fn interrupt_to_a_running_vcpu_from_another_cpu() {
         &["interrupt-running: interrupt 48 from cpu3 reached the guest running on cpu0"],
     );
 }
+
+/// The EL1 physical timer is trapped deliberately (the virtual timer is the guest's): reading
+/// the physical counter works, CNTP_CTL_EL0 kills the guest with the access decoded in the log.
+#[test]
+fn the_el1_physical_timer_is_trapped() {
+    run_guest_everywhere(
+        "physical-timer",
+        &[
+            "guest killed: unhandled exit, EC 0x18 (MSR/MRS/system instruction), ISS 0x32f805, PC 0x4",
+            "physical-timer: CNTPCT_EL0 read, CNTP_CTL_EL0 trapped: enter returned ZX_ERR_NOT_SUPPORTED(-2)",
+        ],
+    );
+}

@@ -455,14 +455,12 @@ impl Distributor {
             touched
         };
         match offset {
-            gicd::IGROUPR..gicd::ISENABLER => {
-                if size == 4 {
-                    let first = ((offset - gicd::IGROUPR) * 8) as u32;
-                    for bit in 0..32 {
-                        let intid = first + bit;
-                        if let Some(line) = self.line_mut(vcpu, intid).filter(|_| visible(intid)) {
-                            line.group1 = value & (1 << bit) != 0;
-                        }
+            gicd::IGROUPR..gicd::ISENABLER if size == 4 => {
+                let first = ((offset - gicd::IGROUPR) * 8) as u32;
+                for bit in 0..32 {
+                    let intid = first + bit;
+                    if let Some(line) = self.line_mut(vcpu, intid).filter(|_| visible(intid)) {
+                        line.group1 = value & (1 << bit) != 0;
                     }
                 }
             }

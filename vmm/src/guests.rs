@@ -407,6 +407,19 @@ guest!(
 "#
 );
 
+// The EL1 physical timer is not the guest's: reading the physical counter works, touching
+// CNTP_CTL_EL0 traps and kills the guest.
+guest!(
+    physical_timer,
+    guest_physical_timer_start,
+    guest_physical_timer_end,
+    r#"
+    mrs     x1, cntpct_el0
+    mrs     x0, cntp_ctl_el0
+    b       .
+"#
+);
+
 // 14. VcpuInterrupt: install a vector table, unmask IRQs, wait; the injected interrupt's
 // handler (current EL, SPx, IRQ: VBAR + 0x280) stores to the exit address.
 guest!(
@@ -926,5 +939,335 @@ guest!(
     add     x14, x13, #0x1000
     str     w12, [x14]
 24: eret
+"#
+);
+
+// Interrupt priorities through the emulated distributor (GICD at 0x0800_0000, x20 = 3 on a
+// GICv3 host): SPIs 32..39 get group 1 (v3) or target VCPU 0 (v2), priority
+// 0x80 + 0x10 * (3n mod 8) for SPI 32 + n (byte stores to IPRIORITYR), are enabled, and the
+// distributor is switched on. A store to 0xFFE000 asks the VMM to raise all eight; then, IRQs
+// unmasked, the handler records each acknowledged ID at 0x30000 + 8n and ends it; after eight,
+// exit. The guest's GICv2 CPU interface is the GICV page at 0x0801_0000.
+guest!(
+    priority_order,
+    guest_priority_order_start,
+    guest_priority_order_end,
+    r#"
+    adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    movz    x1, #0x0800, lsl #16
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+    movn    w0, #0
+    str     w0, [x1, #0x84]
+    b       2f
+1:  movz    w0, #0x0101
+    movk    w0, #0x0101, lsl #16
+    str     w0, [x1, #0x820]
+    str     w0, [x1, #0x824]
+2:  mov     x2, #0
+    add     x4, x1, #0x420
+3:  add     x3, x2, x2, lsl #1
+    and     x3, x3, #7
+    lsl     x3, x3, #4
+    add     x3, x3, #0x80
+    strb    w3, [x4, x2]
+    add     x2, x2, #1
+    cmp     x2, #8
+    b.lo    3b
+    mov     w0, #0xff
+    str     w0, [x1, #0x104]
+    mov     w0, #1
+    mov     w5, #2
+    cmp     x20, #3
+    csel    w0, w5, w0, eq
+    str     w0, [x1]
+    mov     x19, #0
+    mov     x0, #0xffe000
+    str     xzr, [x0]
+    msr     daifclr, #2
+4:  cmp     x19, #8
+    b.lo    4b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22: mov     x11, #0x30000
+    str     x12, [x11, x19, lsl #3]
+    add     x19, x19, #1
+    cmp     x20, #3
+    b.ne    23f
+    msr     icc_eoir1_el1, x12
+    eret
+23: str     w12, [x13, #0x10]
+    eret
+"#
+);
+
+// Nesting six deep through four list registers: SPIs 32..37 with priorities 0xE0 down to
+// 0x90 (each more urgent than the last), set up as in `priority_order`. A store of n to 0xFFE000
+// asks the VMM to raise SPI 32 + n. The main program asks for 32; the handler of SPI 32 + k
+// saves ELR/SPSR on its stack, records the ID at 0x30000 + 8i, asks for SPI 33 + k (up to 37),
+// unmasks IRQs and waits until all six were taken, so the next one preempts it; then it masks
+// IRQs, records its ID at 0x30100 + 8j (the end order), ends it and returns. Exit after six
+// ends.
+guest!(
+    nested,
+    guest_nested_start,
+    guest_nested_end,
+    r#"
+    mov     x0, #0x40000
+    mov     sp, x0
+    adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    movz    x1, #0x0800, lsl #16
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+    movn    w0, #0
+    str     w0, [x1, #0x84]
+    b       2f
+1:  movz    w0, #0x0101
+    movk    w0, #0x0101, lsl #16
+    str     w0, [x1, #0x820]
+    str     w0, [x1, #0x824]
+2:  mov     x2, #0
+    add     x4, x1, #0x420
+    mov     x3, #0xe0
+3:  strb    w3, [x4, x2]
+    sub     x3, x3, #0x10
+    add     x2, x2, #1
+    cmp     x2, #6
+    b.lo    3b
+    mov     w0, #0x3f
+    str     w0, [x1, #0x104]
+    mov     w0, #1
+    mov     w5, #2
+    cmp     x20, #3
+    csel    w0, w5, w0, eq
+    str     w0, [x1]
+    mov     x19, #0
+    mov     x21, #0
+    mov     x14, #0xffe000
+    str     xzr, [x14]
+    msr     daifclr, #2
+4:  cmp     x21, #6
+    b.lo    4b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+    sub     sp, sp, #32
+    mrs     x9, elr_el1
+    mrs     x10, spsr_el1
+    stp     x9, x10, [sp]
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22: str     x12, [sp, #16]
+    mov     x11, #0x30000
+    str     x12, [x11, x19, lsl #3]
+    add     x19, x19, #1
+    and     x15, x12, #0x3ff
+    sub     x15, x15, #31
+    cmp     x15, #6
+    b.hs    25f
+    mov     x14, #0xffe000
+    str     x15, [x14]
+    msr     daifclr, #2
+23: cmp     x19, #6
+    b.lo    23b
+    msr     daifset, #2
+25: ldr     x12, [sp, #16]
+    movz    x11, #0x3, lsl #16
+    movk    x11, #0x0100
+    str     x12, [x11, x21, lsl #3]
+    add     x21, x21, #1
+    cmp     x20, #3
+    b.ne    26f
+    msr     icc_eoir1_el1, x12
+    b       27f
+26: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+27: ldp     x9, x10, [sp]
+    msr     elr_el1, x9
+    msr     spsr_el1, x10
+    add     sp, sp, #32
+    eret
+"#
+);
+
+// Four VCPUs exchanging IPIs and timer ticks. Every VCPU (index n in x28: 0 for the first, the
+// PSCI context for the others) programs its own SGI 1 and PPI 27 (GICv3: wakes its
+// redistributor at 0x080A_0000 + n * 0x20000, group 1, priorities, enables; GICv2: the banked
+// GICD registers), marks itself online at 0x31000 + 8n and unmasks IRQs. VCPU 0 also enables
+// the distributor, starts VCPUs 1..3 with PSCI CPU_ON (entry 10f, context n) and waits for them
+// online. Then each takes five virtual timer ticks (20 000 counter ticks apart, in WFI), and a
+// token (SGI 1) goes round the ring 0 -> 1 -> 2 -> 3 -> 0 twenty-five times, started by VCPU
+// 0; each VCPU forwards every token it gets except VCPU 0's last. Each VCPU stores its tick
+// count (x19) and token count (x21) at 0x30000 + 0x100 n, then exits.
+guest!(
+    smp4,
+    guest_smp4_start,
+    guest_smp4_end,
+    r#"
+    mov     x0, #0
+10: mov     x28, x0
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+1:  adr     x0, 30f
+    msr     vbar_el1, x0
+    isb
+    mov     x19, #0
+    mov     x21, #0
+    movz    x1, #0x0800, lsl #16
+    mov     x27, #0x30000
+    add     x27, x27, x28, lsl #8
+    cmp     x20, #3
+    b.ne    2f
+    movz    x2, #0x080a, lsl #16
+    add     x2, x2, x28, lsl #17
+    str     wzr, [x2, #0x14]
+    add     x3, x2, #0x10, lsl #12
+    movn    w0, #0
+    str     w0, [x3, #0x80]
+    b       3f
+2:  mov     x3, x1
+3:  movz    w0, #0x0002
+    movk    w0, #0x0800, lsl #16
+    str     w0, [x3, #0x100]
+    mov     w0, #0x80
+    strb    w0, [x3, #0x401]
+    mov     w0, #0x90
+    strb    w0, [x3, #0x41b]
+    cbnz    x28, 4f
+    mov     w0, #1
+    mov     w5, #2
+    cmp     x20, #3
+    csel    w0, w5, w0, eq
+    str     w0, [x1]
+4:  movz    x4, #0x3, lsl #16
+    movk    x4, #0x1000
+    mov     x5, #1
+    str     x5, [x4, x28, lsl #3]
+    msr     daifclr, #2
+    cbnz    x28, 6f
+    mov     x6, #1
+5:  movz    x0, #0x0003
+    movk    x0, #0xc400, lsl #16
+    mov     x1, x6
+    adr     x2, 10b
+    mov     x3, x6
+    hvc     #0
+    add     x6, x6, #1
+    cmp     x6, #4
+    b.lo    5b
+    movz    x4, #0x3, lsl #16
+    movk    x4, #0x1000
+51: ldr     x5, [x4, #8]
+    ldr     x6, [x4, #16]
+    and     x5, x5, x6
+    ldr     x6, [x4, #24]
+    and     x5, x5, x6
+    cbz     x5, 51b
+6:  mov     x7, x19
+    mrs     x1, cntvct_el0
+    movz    x2, #20000
+    add     x1, x1, x2
+    msr     cntv_cval_el0, x1
+    mov     x1, #1
+    msr     cntv_ctl_el0, x1
+    isb
+7:  msr     daifset, #2
+    cmp     x19, x7
+    b.ne    71f
+    wfi
+    msr     daifclr, #2
+    b       7b
+71: msr     daifclr, #2
+    cmp     x19, #5
+    b.lo    6b
+    cbnz    x28, 8f
+    msr     daifset, #2
+    mov     x16, #1
+    bl      41f
+    msr     daifclr, #2
+8:  cmp     x21, #25
+    b.lo    8b
+    str     x19, [x27]
+    str     x21, [x27, #8]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+
+    .balign 0x800
+30: .skip   0x280
+    mov     x17, x30
+    cmp     x20, #3
+    b.ne    31f
+    mrs     x12, icc_iar1_el1
+    b       32f
+31: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+32: and     x15, x12, #0x3ff
+    cmp     x15, #27
+    b.ne    33f
+    msr     cntv_ctl_el0, xzr
+    isb
+    add     x19, x19, #1
+    b       35f
+33: cmp     x15, #1
+    b.ne    35f
+    add     x21, x21, #1
+    cbnz    x28, 34f
+    cmp     x21, #25
+    b.hs    35f
+34: add     x16, x28, #1
+    and     x16, x16, #3
+    bl      41f
+35: cmp     x20, #3
+    b.ne    36f
+    msr     icc_eoir1_el1, x12
+    mov     x30, x17
+    eret
+36: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    mov     x30, x17
+    eret
+
+    // Send SGI 1 to VCPU x16 (uses x9, x10; the main program calls it with IRQs masked).
+41: cmp     x20, #3
+    b.ne    42f
+    mov     x9, #1
+    lsl     x9, x9, x16
+    orr     x9, x9, #(1 << 24)
+    msr     icc_sgi1r_el1, x9
+    ret
+42: mov     x9, #0x10000
+    lsl     x9, x9, x16
+    orr     x9, x9, #1
+    movz    x10, #0x0800, lsl #16
+    str     w9, [x10, #0xf00]
+    ret
 "#
 );

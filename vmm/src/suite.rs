@@ -4,6 +4,8 @@
 
 use crate::fault::FaultView;
 use crate::guests;
+use crate::machine::{Flow, Machine};
+use alloc::sync::Arc;
 use el2::api::{Guest, Port, Vcpu, Vmo};
 use el2::object::packet::{Packet, VcpuState};
 use el2::object::process::Process;
@@ -165,6 +167,11 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "ping-pong" => ping_pong(process, resource),
         "timer-ticks" => timer_ticks(process, resource),
         "all-active" => all_active(process, resource),
+        "priority-order" => priority_order(process, resource),
+        "physical-timer" => physical_timer(process, resource),
+        "nested" => nested(process, resource),
+        "smp4" => smp4(process, resource, 4),
+        "smp4-on-2" => smp4(process, resource, 2),
         _ => Err(Failure::Unknown),
     }
 }
@@ -1054,4 +1061,107 @@ fn all_active(process: &Process, resource: u32) -> Outcome {
     }
     defmt::info!("all-active: four list registers held active interrupts while four waited; taken in order {}", taken);
     check("each once, in order", taken == [32, 33, 34, 35, 36, 37, 38, 39])
+}
+
+/// Completes a store the guest made to a MEM trap (the VMM has acted on it).
+fn complete_store(vcpu: &Vcpu<'_>, mem: &el2::object::packet::GuestMemPacket) -> Outcome {
+    let mut control = call("read_control", vcpu.read_control())?;
+    let view = FaultView::new(*mem, control.pc);
+    check("a store", !view.is_read())?;
+    complete(vcpu, &view, &mut control)
+}
+
+/// Reads `N` words of guest memory at `address`.
+fn guest_words<const N: usize>(memory: &Vmo<'_>, address: u64, stride: u64) -> Result<[u64; N], Failure> {
+    let mut words = [0u64; N];
+    for (index, slot) in words.iter_mut().enumerate() {
+        let mut word = [0u8; 8];
+        call("vmo_read", memory.read(address + stride * index as u64, &mut word))?;
+        *slot = u64::from_le_bytes(word);
+    }
+    Ok(words)
+}
+
+/// The one VCPU of the priority scenarios: its store of n to the trap page raises SPI 32 + n
+/// through the distributor model (n = 0 in `priority-order` raises all eight).
+fn raise_spis(machine: &Arc<Machine>, _: usize, vcpu: &Vcpu<'static>, packet: &Packet) -> Result<Flow, Failure> {
+    let Packet::Mem { key: TRAP_KEY, mem } = packet else { return Err(Failure::Mismatch("a store to the trap page")) };
+    let first = 32 + (mem.data & 0x3f) as u32;
+    let last = if PRIORITY_ORDER_ALL.load(core::sync::atomic::Ordering::Relaxed) { 40 } else { first + 1 };
+    machine.with_distributor(|d, out| (first..last).for_each(|spi| d.raise_spi(spi, out)))?;
+    complete_store(vcpu, mem)?;
+    Ok(Flow::Continue)
+}
+
+static PRIORITY_ORDER_ALL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Eight SPIs of eight priorities raised at once through the distributor model: the guest takes
+/// them in priority order, each once, four list registers at a time.
+fn priority_order(process: &'static Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::priority_order())?;
+    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let machine = Machine::new(process, &f.guest, 1, |_| 0)?;
+    let vcpu = machine.create_vcpu(0, 0, 0)?;
+    PRIORITY_ORDER_ALL.store(true, core::sync::atomic::Ordering::Relaxed);
+    machine.serve(0, &vcpu, raise_spis)?;
+    let taken = guest_words::<9>(&f.memory, 0x30000, 8)?.map(|id| id & 0x3ff);
+    defmt::info!("priority-order: SPIs 32..39 with priorities 0x80 + 0x10 * (3n mod 8); taken in order {}", taken);
+    check("each once, in priority order", taken == [32, 35, 38, 33, 36, 39, 34, 37, 0])
+}
+
+/// Six nested interrupts, each more urgent than the last, through four list registers: two
+/// active ones are spilled out of the list registers and ended through EOIcount.
+fn nested(process: &'static Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::nested())?;
+    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let machine = Machine::new(process, &f.guest, 1, |_| 0)?;
+    let vcpu = machine.create_vcpu(0, 0, 0)?;
+    PRIORITY_ORDER_ALL.store(false, core::sync::atomic::Ordering::Relaxed);
+    machine.serve(0, &vcpu, raise_spis)?;
+    let taken = guest_words::<7>(&f.memory, 0x30000, 8)?.map(|id| id & 0x3ff);
+    let ended = guest_words::<7>(&f.memory, 0x30100, 8)?.map(|id| id & 0x3ff);
+    let object = call("vcpu_object", process.vcpu_object(vcpu.0.raw()))?;
+    let still_pending = (32..38).any(|vector| object.is_pending(vector));
+    defmt::info!(
+        "nested: six levels, deeper than the 4 list registers of every board here; taken {}, ended {}, pending after {=bool}",
+        taken,
+        ended,
+        still_pending
+    );
+    check(
+        "taken outermost first, ended innermost first, each once",
+        taken == [32, 33, 34, 35, 36, 37, 0] && ended == [37, 36, 35, 34, 33, 32, 0] && !still_pending,
+    )
+}
+
+fn unexpected(_: &Arc<Machine>, _: usize, _: &Vcpu<'static>, _: &Packet) -> Result<Flow, Failure> {
+    Err(Failure::Mismatch("only GIC, STARTUP and exit packets"))
+}
+
+/// Four VCPUs brought up with PSCI CPU_ON, each on its own CPU or two to a CPU: five virtual
+/// timer ticks each, then a token passed round the ring by IPIs 25 times.
+fn smp4(process: &'static Process, resource: u32, cpus: usize) -> Outcome {
+    let f = fixture(process, resource, guests::smp4())?;
+    let placement: fn(usize) -> usize = if cpus == 4 { |index| index } else { |index| index % 2 };
+    let machine = Machine::new(process, &f.guest, 4, placement)?;
+    let vcpu = machine.create_vcpu(0, 0, 0)?;
+    machine.serve(0, &vcpu, unexpected)?;
+    machine.join();
+    let ticks = guest_words::<4>(&f.memory, 0x30000, 0x100)?;
+    let tokens = guest_words::<4>(&f.memory, 0x30008, 0x100)?;
+    defmt::info!("smp4: 4 VCPUs on {=usize} CPUs; timer ticks {}, tokens {}", cpus, ticks, tokens);
+    check("5 ticks and 25 tokens on every VCPU", ticks == [5; 4] && tokens == [25; 4])
+}
+
+/// The EL1 physical timer is trapped: the guest reads the physical counter, then its CNTP_CTL_EL0
+/// access kills it.
+fn physical_timer(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::physical_timer())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let result = vcpu.enter();
+    defmt::info!(
+        "physical-timer: CNTPCT_EL0 read, CNTP_CTL_EL0 trapped: enter returned {}",
+        Status::from_result(&result)
+    );
+    check("the CNTP access kills the guest", result.err() == Some(Status::NOT_SUPPORTED))
 }

@@ -26,8 +26,11 @@ pub const STACK_SIZE: usize = 64 * 1024;
 pub const CPTR_EL2_VALUE: u64 = 0x33ff;
 /// HCR_EL2: RW (bit 31), EL1 runs AArch64. Nothing else is trapped until a guest exists.
 pub const HCR_EL2_VALUE: u64 = 1 << 31;
-/// CNTHCTL_EL2: EL1PCTEN and EL1PCEN, EL1 may use the physical counter and timer.
-pub const CNTHCTL_EL2_VALUE: u64 = 0b11;
+/// CNTHCTL_EL2: EL1PCTEN, EL1 may read the physical counter (with CNTVOFF_EL2 = 0 it equals
+/// the virtual one); EL1PCEN clear, so a guest's access to the EL1 physical timer (CNTP_*)
+/// traps. Belfry gives guests the virtual timer only, and a guest touching CNTP is killed with
+/// the access named in the log rather than left waiting for an interrupt that never comes.
+pub const CNTHCTL_EL2_VALUE: u64 = 0b01;
 /// SCTLR_EL2 RES1 bits (4, 5, 11, 16, 18, 22, 23, 28, 29) with M, C, I off, little-endian.
 pub const SCTLR_EL2_RES1: u64 = 0x30c5_0830;
 /// SCTLR_EL1 RES1 bits (11, 20, 22, 23, 28, 29) with M, C, I off, little-endian.
