@@ -150,6 +150,7 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
         defmt::warn!("cpu0: no wake SGI from the GIC");
     }
     thread::init_cpu(0);
+    crate::arch::aarch64::pmu::init_cpu();
     vmm_process();
     let online = start_secondaries(board, &machine);
     defmt::info!("{=usize} of {=usize} CPUs online", online, machine.cpus().len());
@@ -364,6 +365,7 @@ pub fn secondary(cpu_index: usize) -> ! {
     unsafe { mmu::enable(mmu::root()) };
     let sgi = crate::irq::init_cpu(cpu_index);
     thread::init_cpu(cpu_index);
+    crate::arch::aarch64::pmu::init_cpu();
     defmt::info!("cpu{=usize} online: MPIDR {=u64:#x}, EL{=u8}", cpu_index, cpu::mpidr(), cpu::current_el());
     if !sgi {
         defmt::warn!("cpu{=usize}: no wake SGI from the GIC", cpu_index);

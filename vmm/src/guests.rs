@@ -1271,3 +1271,287 @@ guest!(
     ret
 "#
 );
+
+// Benchmark guests (`cargo xtask bench`). Each stores the virtual counter to the marker page at
+// 0xFFD000 (a MEM trap; the VMM reads Belfry's EL2 instruction counter there), runs its
+// operation x19 times, marks again, runs it 2 * x19 times and marks a third time, then exits.
+// The difference of the two windows, divided by x19, is the operation's cost without the
+// markers'. Registers: x21 a fresh page, x25 an unknown PSCI function, x27 the MEM trap,
+// x28 the BELL trap.
+
+// Benchmark: hvc #0 with an unknown PSCI function (x0 = x25): Belfry answers NOT_SUPPORTED itself.
+guest!(
+    bench_null_hvc,
+    guest_bench_null_hvc_start,
+    guest_bench_null_hvc_end,
+    r#"
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    mov     x0, x25
+    hvc     #0
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    mov     x0, x25
+    hvc     #0
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark: a store to the MEM trap at x27, completed by the VMM.
+guest!(
+    bench_mem_store,
+    guest_bench_mem_store_start,
+    guest_bench_mem_store_end,
+    r#"
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    str     x26, [x27]
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    str     x26, [x27]
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark: a load from the MEM trap at x27, completed by the VMM.
+guest!(
+    bench_mem_load,
+    guest_bench_mem_load_start,
+    guest_bench_mem_load_end,
+    r#"
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    ldr     x26, [x27]
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    ldr     x26, [x27]
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark: a store to the BELL trap at x28 (a packet queued; the guest goes on).
+guest!(
+    bench_bell,
+    guest_bench_bell_start,
+    guest_bench_bell_end,
+    r#"
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    str     xzr, [x28]
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    str     xzr, [x28]
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark: WFI with an interrupt pending in a list register (IRQs masked): no sleep.
+guest!(
+    bench_wfi_pending,
+    guest_bench_wfi_pending_start,
+    guest_bench_wfi_pending_end,
+    r#"
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    wfi
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    wfi
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark: a store to a page not yet mapped (stage-2 demand paging).
+guest!(
+    bench_demand_page,
+    guest_bench_demand_page_start,
+    guest_bench_demand_page_end,
+    r#"
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    str     xzr, [x21]
+    add     x21, x21, #4096
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    str     xzr, [x21]
+    add     x21, x21, #4096
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark: one add: a CPU-bound loop with no exits.
+guest!(
+    bench_guest_loop,
+    guest_bench_guest_loop_start,
+    guest_bench_guest_loop_end,
+    r#"
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    add     x1, x1, #1
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    add     x1, x1, #1
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

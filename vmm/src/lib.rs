@@ -15,6 +15,8 @@
 #[cfg(target_os = "none")]
 extern crate alloc;
 
+#[cfg(target_os = "none")]
+mod bench;
 pub mod distributor;
 pub mod fault;
 #[cfg(target_os = "none")]

@@ -56,12 +56,12 @@ pub(crate) fn check(what: &'static str, ok: bool) -> Outcome {
 
 /// The Zircon fixture: 16 MiB of RAM mapped RWX at 0 with `code` at 0, and a MEM trap (key 0)
 /// on the exit page.
-struct Fixture<'p> {
-    guest: Guest<'p>,
-    memory: Vmo<'p>,
+pub(crate) struct Fixture<'p> {
+    pub(crate) guest: Guest<'p>,
+    pub(crate) memory: Vmo<'p>,
 }
 
-fn fixture<'p>(process: &'p Process, resource: u32, code: &[u8]) -> Result<Fixture<'p>, Failure> {
+pub(crate) fn fixture<'p>(process: &'p Process, resource: u32, code: &[u8]) -> Result<Fixture<'p>, Failure> {
     let guest = call("guest_create", Guest::create(process, resource))?;
     let memory = call("vmo_create", Vmo::create(process, GUEST_MEMORY))?;
     call("vmo_write", memory.write(0, code))?;
@@ -169,6 +169,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "all-active" => all_active(process, resource),
         "priority-order" => priority_order(process, resource),
         "physical-timer" => physical_timer(process, resource),
+        "bench" => crate::bench::run(process, resource),
         "nested" => nested(process, resource),
         "smp4" => smp4(process, resource, 4),
         "smp4-on-2" => smp4(process, resource, 2),

@@ -5,6 +5,7 @@
 //! running QEMU with a time limit, decoding the defmt stream in-process against the exact ELF
 //! that ran, and making sure the host has the tools (QEMU >= 9).
 
+pub mod bench;
 pub mod board;
 pub mod build;
 pub mod decode;

@@ -68,6 +68,14 @@ enum Task {
     },
     /// Install what the host lacks (QEMU >= 9 from bookworm-backports).
     Setup,
+    /// Measure every exit path under -icount (EL2 instructions, guest nanoseconds) on every
+    /// board; print a table, write target/bench/bench.json and bench.svg, and compare with
+    /// bench/baseline.json (more than 2 % more EL2 instructions fails).
+    Bench {
+        /// Write the figures as the new baseline instead of checking them.
+        #[arg(long)]
+        update_baseline: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +114,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(code.clamp(0, 255) as u8))
         }
         Task::Test => test(),
+        Task::Bench { update_baseline } => {
+            tools::ensure_qemu()?;
+            let found = xtask::bench::bench(update_baseline)?;
+            for regression in &found {
+                eprintln!("xtask: regression: {regression}");
+            }
+            Ok(if found.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Task::Flash { board, out, firmware_dir } => flash(board, &out, &firmware_dir),
         Task::Gdb { board } => gdb(board),
         Task::Decode { board, input } => decode(board, &input),
@@ -213,6 +229,11 @@ fn test() -> Result<ExitCode> {
         "2",
     ])?;
     model_checks()?;
+    // The exit-path figures against the committed baseline (deterministic under -icount).
+    let found = xtask::bench::bench(false)?;
+    if !found.is_empty() {
+        bail!("exit paths regressed over bench/baseline.json:\n{}", found.join("\n"));
+    }
     println!("xtask: all checks passed");
     Ok(ExitCode::SUCCESS)
 }

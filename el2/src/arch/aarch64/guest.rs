@@ -141,7 +141,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
     let setup = world::EntrySetup {
         hcr: GUEST_HCR,
-        mdcr: GUEST_MDCR,
+        mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
         cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
         vttbr: context.arch.vttbr,
         vmpidr: context.arch.vmpidr,

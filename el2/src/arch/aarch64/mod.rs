@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod gic_cpu;
 pub mod guest;
 pub mod mmu;
+pub mod pmu;
 pub mod semihosting;
 pub mod switch;
 pub mod timer;
