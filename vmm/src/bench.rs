@@ -123,7 +123,7 @@ pub fn run(process: &'static Process, resource: u32) -> Outcome {
     defmt::info!("bench: native-loop el2 {=u64} guest_ns {=u64}", native.el2, native.guest_ns);
     // Under icount a nanosecond is an instruction: the loop's instructions per iteration as a
     // guest over the same natively at EL2, in hundredths (the guest runs no EL2 instruction).
-    let ratio = if native.guest_ns == 0 { 0 } else { guest_loop_ns * 100 / native.guest_ns };
+    let ratio = (guest_loop_ns * 100).checked_div(native.guest_ns).unwrap_or(0);
     defmt::info!(
         "bench: loop ratio {=u64}/100 (as a guest {=u64} ns per iteration, natively {=u64} ns)",
         ratio,

@@ -153,7 +153,11 @@ pub fn sections(firmware: &Firmware) -> Result<BTreeMap<String, u64>> {
     let file = object::File::parse(&*bytes)?;
     let mut sizes = BTreeMap::new();
     for name in [".text", ".rodata", ".data", ".bss"] {
-        let size = file.sections().filter(|s| s.name().is_ok_and(|n| n == name || n.starts_with(&format!("{name}.")))).map(|s| s.size()).sum();
+        let size = file
+            .sections()
+            .filter(|s| s.name().is_ok_and(|n| n == name || n.starts_with(&format!("{name}."))))
+            .map(|s| s.size())
+            .sum();
         sizes.insert(name.trim_start_matches('.').to_string(), size);
     }
     Ok(sizes)

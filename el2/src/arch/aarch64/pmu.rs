@@ -90,7 +90,9 @@ pub fn el2_instructions() -> Option<u64> {
     with_selected(|| {
         let value: u64;
         // SAFETY: reads the selected counter; no memory is touched.
-        unsafe { core::arch::asm!("isb", "mrs {}, pmxevcntr_el0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("isb", "mrs {}, pmxevcntr_el0", out(reg) value, options(nomem, nostack, preserves_flags))
+        };
         value
     })
 }
