@@ -1555,3 +1555,309 @@ guest!(
     b       .
 "#
 );
+
+// Benchmark: an EOI of the spurious ID 1023 (ICC_EOIR1_EL1 on GICv3, the GICV page's EOIR on GICv2): no exit.
+guest!(
+    bench_eoi,
+    guest_bench_eoi_start,
+    guest_bench_eoi_end,
+    r#"
+    cmp     x20, #3
+    b.ne    9f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+9:  mov     x26, #1023
+    movz    x13, #0x0801, lsl #16
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    cmp     x20, #3
+    b.ne    5f
+    msr     icc_eoir1_el1, x26
+    b       6f
+5:  str     w26, [x13, #0x10]
+6:
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    cmp     x20, #3
+    b.ne    5f
+    msr     icc_eoir1_el1, x26
+    b       6f
+5:  str     w26, [x13, #0x10]
+6:
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark: arm the virtual timer 1 000 ticks ahead and WFI until its interrupt (Belfry sleeps to the deadline).
+guest!(
+    bench_wfi_timer,
+    guest_bench_wfi_timer_start,
+    guest_bench_wfi_timer_end,
+    r#"
+    cmp     x20, #3
+    b.ne    9f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+9:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    mov     x9, #0
+    mrs     x1, cntvct_el0
+    add     x1, x1, #1000
+    msr     cntv_cval_el0, x1
+    mov     x1, #1
+    msr     cntv_ctl_el0, x1
+    isb
+5:  wfi
+    cbz     x9, 5b
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    mov     x9, #0
+    mrs     x1, cntvct_el0
+    add     x1, x1, #1000
+    msr     cntv_cval_el0, x1
+    mov     x1, #1
+    msr     cntv_ctl_el0, x1
+    isb
+5:  wfi
+    cbz     x9, 5b
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22:
+    msr     cntv_ctl_el0, xzr
+    isb
+    mov     x9, #1
+    cmp     x20, #3
+    b.ne    23f
+    msr     icc_eoir1_el1, x12
+    eret
+23: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    eret
+"#
+);
+
+// Benchmark: wait (spinning, IRQs unmasked) for the next interrupt a thread on cpu1 injects; the handler counts in x9 and at 0x30000.
+guest!(
+    bench_interrupt_wait,
+    guest_bench_interrupt_wait_start,
+    guest_bench_interrupt_wait_end,
+    r#"
+    cmp     x20, #3
+    b.ne    9f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+9:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+    mov     x9, #0
+    mov     x10, #0
+    mov     x16, #0x30000
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    add     x10, x10, #1
+5:  cmp     x9, x10
+    b.lo    5b
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    add     x10, x10, #1
+5:  cmp     x9, x10
+    b.lo    5b
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22:
+    add     x9, x9, #1
+    str     x9, [x16]
+    cmp     x20, #3
+    b.ne    23f
+    msr     icc_eoir1_el1, x12
+    eret
+23: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    eret
+"#
+);
+
+// Benchmark: send SGI 1 to VCPU 1 (ICC_SGI1R_EL1, or GICD_SGIR through the VMM) and wait for its handler's count at 0x30000.
+guest!(
+    bench_ipi,
+    guest_bench_ipi_start,
+    guest_bench_ipi_end,
+    r#"
+    cmp     x20, #3
+    b.ne    9f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+9:  mov     x10, #0
+    mov     x16, #0x30000
+    movz    x14, #0x0100, lsl #16
+    orr     x14, x14, #2
+    movz    x17, #0x2, lsl #16
+    orr     x17, x17, #1
+    movz    x15, #0x0800, lsl #16
+    movz    x24, #0xff, lsl #16
+    movk    x24, #0xd000
+    mov     x22, x19
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+1:
+    add     x10, x10, #1
+    cmp     x20, #3
+    b.ne    5f
+    msr     icc_sgi1r_el1, x14
+    b       6f
+5:  str     w17, [x15, #0xf00]
+6:  ldr     x9, [x16]
+    cmp     x9, x10
+    b.lo    6b
+    subs    x22, x22, #1
+    b.ne    1b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    lsl     x22, x19, #1
+2:
+    add     x10, x10, #1
+    cmp     x20, #3
+    b.ne    5f
+    msr     icc_sgi1r_el1, x14
+    b       6f
+5:  str     w17, [x15, #0xf00]
+6:  ldr     x9, [x16]
+    cmp     x9, x10
+    b.lo    6b
+    subs    x22, x22, #1
+    b.ne    2b
+    isb
+    mrs     x23, cntvct_el0
+    str     x23, [x24]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Benchmark companion: a second VCPU that stores to the MEM trap forever; its VMM thread, like
+// VCPU 0's in the `vcpu-switch` path, yields the CPU after each store (`bench_mem_store`'s
+// partner).
+guest!(
+    bench_switch_partner,
+    guest_bench_switch_partner_start,
+    guest_bench_switch_partner_end,
+    r#"
+    mov     x27, #0xffe000
+1:  str     xzr, [x27]
+    b       1b
+"#
+);
+
+// Benchmark companion: VCPU 1 of `bench_ipi`, spinning with IRQs unmasked; its handler counts
+// the SGIs at 0x30000.
+guest!(
+    bench_ipi_target,
+    guest_bench_ipi_target_start,
+    guest_bench_ipi_target_end,
+    r#"
+    cmp     x20, #3
+    b.ne    9f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+9:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    msr     daifclr, #2
+    mov     x16, #0x30000
+    b       .
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22:
+    ldr     x9, [x16]
+    add     x9, x9, #1
+    str     x9, [x16]
+    cmp     x20, #3
+    b.ne    23f
+    msr     icc_eoir1_el1, x12
+    eret
+23: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    eret
+"#
+);

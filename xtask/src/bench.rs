@@ -25,6 +25,12 @@ pub struct Figure {
 /// The allowed rise over the baseline, in percent.
 const TOLERANCE_PERCENT: u64 = 2;
 
+/// Paths measured across two CPUs. Under `-icount` QEMU runs the CPUs round-robin, so their
+/// figures repeat exactly run after run, but where in the other CPU's time slice each event
+/// lands moves with any change to the firmware's code: a count can swing by 10 % with no change
+/// to the path. They are reported, not checked.
+pub const CROSS_CPU: [&str; 2] = ["interrupt", "guest-ipi"];
+
 /// Parses `bench: NAME el2 X guest_ns Y` lines.
 pub fn parse(board: Board, messages: impl IntoIterator<Item = String>) -> Vec<Figure> {
     messages
@@ -108,7 +114,7 @@ pub fn from_json(text: &str) -> Vec<Figure> {
 /// the tolerance, or that disappeared.
 pub fn regressions(baseline: &[Figure], current: &[Figure]) -> Vec<String> {
     let mut found = Vec::new();
-    for base in baseline {
+    for base in baseline.iter().filter(|f| !CROSS_CPU.contains(&f.path.as_str())) {
         match current.iter().find(|f| f.board == base.board && f.path == base.path) {
             None => found.push(format!("{} {}: missing", base.board, base.path)),
             Some(now) if now.el2 * 100 > base.el2 * (100 + TOLERANCE_PERCENT) => found.push(format!(
@@ -178,9 +184,10 @@ pub fn bench(update_baseline: bool) -> Result<Vec<String>> {
         figures.extend(measure(firmware, *board)?);
         sizes.insert(board.name().to_string(), sections(firmware)?);
     }
-    println!("{:<12} {:<14} {:>16} {:>10}", "board", "path", "EL2 instructions", "guest ns");
+    println!("{:<12} {:<14} {:>16} {:>12}", "board", "path", "EL2 instructions", "guest ns");
     for f in &figures {
-        println!("{:<12} {:<14} {:>16} {:>10}", f.board, f.path, f.el2, f.guest_ns);
+        let note = if CROSS_CPU.contains(&f.path.as_str()) { "  (two CPUs: not checked)" } else { "" };
+        println!("{:<12} {:<14} {:>16} {:>12}{note}", f.board, f.path, f.el2, f.guest_ns);
     }
     for (board, map) in &sizes {
         let fields: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -232,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_rise_over_two_percent_is_a_regression() {
-        let baseline = [figure("null-hvc", 1000), figure("bell", 1000)];
+        let baseline = [figure("null-hvc", 1000), figure("bell", 1000), figure("interrupt", 10)];
         assert!(regressions(&baseline, &[figure("null-hvc", 1020), figure("bell", 900)]).is_empty());
         let found = regressions(&baseline, &[figure("null-hvc", 1021)]);
         assert_eq!(found.len(), 2, "{found:?}");
