@@ -5,7 +5,7 @@
 use core::arch::global_asm;
 
 macro_rules! guest {
-    ($name:ident, $start:ident, $end:ident, $code:literal) => {
+    ($name:ident, $start:ident, $end:ident, $code:expr) => {
         global_asm!(concat!(
             ".section .rodata.guest.",
             stringify!($name),
@@ -1272,6 +1272,33 @@ guest!(
 "#
 );
 
+/// A benchmark guest (`cargo xtask bench`): `setup`, then a mark (the virtual counter stored to
+/// the marker page at 0xFFD000, a MEM trap where the VMM reads Belfry's EL2 instruction
+/// counter), `op` x19 times, a mark, `op` 2 * x19 times, a mark, the exit; `tail` follows (a
+/// vector table, if any). `op` may use local labels 5 and 6; the skeleton uses 1 and 2.
+macro_rules! bench_guest {
+    ($name:ident, $start:ident, $end:ident, setup: $setup:literal, op: $op:literal, tail: $tail:literal) => {
+        guest!(
+            $name,
+            $start,
+            $end,
+            concat!(
+                $setup,
+                "    movz    x24, #0xff, lsl #16\n    movk    x24, #0xd000\n    mov     x22, x19\n",
+                "    isb\n    mrs     x23, cntvct_el0\n    str     x23, [x24]\n1:\n",
+                $op,
+                "    subs    x22, x22, #1\n    b.ne    1b\n",
+                "    isb\n    mrs     x23, cntvct_el0\n    str     x23, [x24]\n    lsl     x22, x19, #1\n2:\n",
+                $op,
+                "    subs    x22, x22, #1\n    b.ne    2b\n",
+                "    isb\n    mrs     x23, cntvct_el0\n    str     x23, [x24]\n",
+                "    mov     x0, #0xfff000\n    str     xzr, [x0]\n    b       .\n",
+                $tail
+            )
+        );
+    };
+}
+
 // Benchmark guests (`cargo xtask bench`). Each stores the virtual counter to the marker page at
 // 0xFFD000 (a MEM trap; the VMM reads Belfry's EL2 instruction counter there), runs its
 // operation x19 times, marks again, runs it 2 * x19 times and marks a third time, then exits.
@@ -1280,288 +1307,146 @@ guest!(
 // x28 the BELL trap.
 
 // Benchmark: hvc #0 with an unknown PSCI function (x0 = x25): Belfry answers NOT_SUPPORTED itself.
-guest!(
+bench_guest!(
     bench_null_hvc,
     guest_bench_null_hvc_start,
     guest_bench_null_hvc_end,
-    r#"
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
+    setup: r#"
     movz    x25, #0x8400, lsl #16
     movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
     movz    x21, #0x10, lsl #16
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     mov     x0, x25
     hvc     #0
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    mov     x0, x25
-    hvc     #0
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: a store to the MEM trap at x27, completed by the VMM.
-guest!(
+bench_guest!(
     bench_mem_store,
     guest_bench_mem_store_start,
     guest_bench_mem_store_end,
-    r#"
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
+    setup: r#"
     movz    x25, #0x8400, lsl #16
     movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
     movz    x21, #0x10, lsl #16
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     str     x26, [x27]
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    str     x26, [x27]
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: a load from the MEM trap at x27, completed by the VMM.
-guest!(
+bench_guest!(
     bench_mem_load,
     guest_bench_mem_load_start,
     guest_bench_mem_load_end,
-    r#"
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
+    setup: r#"
     movz    x25, #0x8400, lsl #16
     movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
     movz    x21, #0x10, lsl #16
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     ldr     x26, [x27]
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    ldr     x26, [x27]
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: a store to the BELL trap at x28 (a packet queued; the guest goes on).
-guest!(
+bench_guest!(
     bench_bell,
     guest_bench_bell_start,
     guest_bench_bell_end,
-    r#"
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
+    setup: r#"
     movz    x25, #0x8400, lsl #16
     movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
     movz    x21, #0x10, lsl #16
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     str     xzr, [x28]
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    str     xzr, [x28]
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: WFI with an interrupt pending in a list register (IRQs masked): no sleep.
-guest!(
+bench_guest!(
     bench_wfi_pending,
     guest_bench_wfi_pending_start,
     guest_bench_wfi_pending_end,
-    r#"
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
+    setup: r#"
     movz    x25, #0x8400, lsl #16
     movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
     movz    x21, #0x10, lsl #16
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     wfi
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    wfi
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: a store to a page not yet mapped (stage-2 demand paging).
-guest!(
+bench_guest!(
     bench_demand_page,
     guest_bench_demand_page_start,
     guest_bench_demand_page_end,
-    r#"
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
+    setup: r#"
     movz    x25, #0x8400, lsl #16
     movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
     movz    x21, #0x10, lsl #16
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     str     xzr, [x21]
     add     x21, x21, #4096
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    str     xzr, [x21]
-    add     x21, x21, #4096
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: one add: a CPU-bound loop with no exits.
-guest!(
+bench_guest!(
     bench_guest_loop,
     guest_bench_guest_loop_start,
     guest_bench_guest_loop_end,
-    r#"
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
+    setup: r#"
     movz    x25, #0x8400, lsl #16
     movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
     movz    x21, #0x10, lsl #16
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     add     x1, x1, #1
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    add     x1, x1, #1
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: an EOI of the spurious ID 1023 (ICC_EOIR1_EL1 on GICv3, the GICV page's EOIR on GICv2): no exit.
-guest!(
+bench_guest!(
     bench_eoi,
     guest_bench_eoi_start,
     guest_bench_eoi_end,
-    r#"
+    setup: r#"
     cmp     x20, #3
     b.ne    9f
     mov     x0, #1
@@ -1569,49 +1454,24 @@ guest!(
     isb
 9:  mov     x26, #1023
     movz    x13, #0x0801, lsl #16
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     cmp     x20, #3
     b.ne    5f
     msr     icc_eoir1_el1, x26
     b       6f
 5:  str     w26, [x13, #0x10]
 6:
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    cmp     x20, #3
-    b.ne    5f
-    msr     icc_eoir1_el1, x26
-    b       6f
-5:  str     w26, [x13, #0x10]
-6:
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark: arm the virtual timer 1 000 ticks ahead and WFI until its interrupt (Belfry sleeps to the deadline).
-guest!(
+bench_guest!(
     bench_wfi_timer,
     guest_bench_wfi_timer_start,
     guest_bench_wfi_timer_end,
-    r#"
+    setup: r#"
     cmp     x20, #3
     b.ne    9f
     mov     x0, #1
@@ -1620,13 +1480,8 @@ guest!(
     msr     vbar_el1, x0
     isb
     msr     daifclr, #2
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     mov     x9, #0
     mrs     x1, cntvct_el0
     add     x1, x1, #1000
@@ -1636,30 +1491,8 @@ guest!(
     isb
 5:  wfi
     cbz     x9, 5b
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    mov     x9, #0
-    mrs     x1, cntvct_el0
-    add     x1, x1, #1000
-    msr     cntv_cval_el0, x1
-    mov     x1, #1
-    msr     cntv_ctl_el0, x1
-    isb
-5:  wfi
-    cbz     x9, 5b
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
+"#,
+    tail: r#"
     .balign 0x800
 20: .skip   0x280
     cmp     x20, #3
@@ -1683,11 +1516,11 @@ guest!(
 );
 
 // Benchmark: wait (spinning, IRQs unmasked) for the next interrupt a thread on cpu1 injects; the handler counts in x9 and at 0x30000.
-guest!(
+bench_guest!(
     bench_interrupt_wait,
     guest_bench_interrupt_wait_start,
     guest_bench_interrupt_wait_end,
-    r#"
+    setup: r#"
     cmp     x20, #3
     b.ne    9f
     mov     x0, #1
@@ -1699,34 +1532,13 @@ guest!(
     mov     x9, #0
     mov     x10, #0
     mov     x16, #0x30000
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     add     x10, x10, #1
 5:  cmp     x9, x10
     b.lo    5b
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    add     x10, x10, #1
-5:  cmp     x9, x10
-    b.lo    5b
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
+"#,
+    tail: r#"
     .balign 0x800
 20: .skip   0x280
     cmp     x20, #3
@@ -1749,11 +1561,11 @@ guest!(
 );
 
 // Benchmark: send SGI 1 to VCPU 1 (ICC_SGI1R_EL1, or GICD_SGIR through the VMM) and wait for its handler's count at 0x30000.
-guest!(
+bench_guest!(
     bench_ipi,
     guest_bench_ipi_start,
     guest_bench_ipi_end,
-    r#"
+    setup: r#"
     cmp     x20, #3
     b.ne    9f
     mov     x0, #1
@@ -1766,13 +1578,8 @@ guest!(
     movz    x17, #0x2, lsl #16
     orr     x17, x17, #1
     movz    x15, #0x0800, lsl #16
-    movz    x24, #0xff, lsl #16
-    movk    x24, #0xd000
-    mov     x22, x19
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-1:
+"#,
+    op: r#"
     add     x10, x10, #1
     cmp     x20, #3
     b.ne    5f
@@ -1782,31 +1589,8 @@ guest!(
 6:  ldr     x9, [x16]
     cmp     x9, x10
     b.lo    6b
-    subs    x22, x22, #1
-    b.ne    1b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    lsl     x22, x19, #1
-2:
-    add     x10, x10, #1
-    cmp     x20, #3
-    b.ne    5f
-    msr     icc_sgi1r_el1, x14
-    b       6f
-5:  str     w17, [x15, #0xf00]
-6:  ldr     x9, [x16]
-    cmp     x9, x10
-    b.lo    6b
-    subs    x22, x22, #1
-    b.ne    2b
-    isb
-    mrs     x23, cntvct_el0
-    str     x23, [x24]
-    mov     x0, #0xfff000
-    str     xzr, [x0]
-    b       .
-"#
+"#,
+    tail: ""
 );
 
 // Benchmark companion: a second VCPU that stores to the MEM trap forever; its VMM thread, like
