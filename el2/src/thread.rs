@@ -10,8 +10,10 @@
 //! interrupts masked (always, at EL2); a thread's saved context is written only by its own CPU
 //! while switching away from it, and read only by its own CPU while switching to it. A thread's
 //! state moves BLOCKED -> READY only by a successful compare-exchange, so it is queued once per
-//! wake-up; stale queue entries (a wake racing a timeout) are harmless: the woken thread
-//! re-checks its condition.
+//! wake-up, and READY -> RUNNING only when the scheduler takes it from the queue. Stale queue
+//! entries (a wake racing a timeout, or a waiter that saw itself READY before its waker pushed
+//! it) are dropped when taken unless their thread is READY: a thread that blocked again waits
+//! for its next wake-up, and one that exited is never resumed.
 
 use crate::arch::aarch64::switch::{initial_context, switch_context, SwitchContext};
 use crate::arch::aarch64::{cpu, timer};
@@ -280,11 +282,21 @@ fn schedule(deadline: Option<Deadline>) {
         let next = cpu_state.run_queue.lock().pop_front();
         match next {
             Some(next) if Arc::ptr_eq(&next, &me) => {
+                // A stale entry of a thread that is exiting must not bring it back: its `exit`
+                // would fall through to parking the whole CPU.
+                if me.state.load(Ordering::Acquire) == EXITED {
+                    continue;
+                }
                 me.state.store(RUNNING, Ordering::Release);
                 return;
             }
             Some(next) => {
-                next.state.store(RUNNING, Ordering::Release);
+                // Only a READY thread runs. A waiter that saw itself woken (READY) before its
+                // waker pushed it leaves a stale entry behind; if that thread has since blocked
+                // again or exited, the entry is dropped (its next wake-up queues it anew).
+                if next.state.compare_exchange(READY, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    continue;
+                }
                 let to = next.context.get();
                 let from = me.context.get();
                 // SAFETY: only this CPU touches these slots; `previous` keeps the thread we leave
