@@ -110,6 +110,8 @@ pub struct ListRegisters {
     pub hcr: u64,
     spilled: [Spilled; MAX_SPILLED],
     spilled_count: usize,
+    /// The vector whose list register asks for an EOI maintenance interrupt (`u32::MAX`: none).
+    eoi_vector: u32,
 }
 
 impl ListRegisters {
@@ -122,7 +124,15 @@ impl ListRegisters {
             hcr: 0,
             spilled: [Spilled { vector: 0, priority: 0 }; MAX_SPILLED],
             spilled_count: 0,
+            eoi_vector: u32::MAX,
         }
+    }
+
+    /// The same, with `vector`'s list register asking for an EOI maintenance interrupt
+    /// whenever it is placed (the virtual timer's: its guest ending it is when the physical
+    /// level-triggered PPI may be enabled again).
+    pub fn with_eoi_on(self, vector: u32) -> Self {
+        Self { eoi_vector: vector, ..self }
     }
 
     /// How many list registers are in use by this allocator.
@@ -195,10 +205,10 @@ impl ListRegisters {
             if let Some(index) = self.live(vector) {
                 self.lrs[index] |= flavor.pending_bit();
             } else if let Some(index) = (0..self.count).find(|&i| flavor.state(self.lrs[i]) == 0) {
-                self.lrs[index] = flavor.encode(vector, priority, false);
+                self.lrs[index] = flavor.encode(vector, priority, vector == self.eoi_vector);
             } else if let Some(index) = self.worst_in_state(0b01).filter(|&i| flavor.priority(self.lrs[i]) > priority) {
                 signals.raise(flavor.vector(self.lrs[index]));
-                self.lrs[index] = flavor.encode(vector, priority, false);
+                self.lrs[index] = flavor.encode(vector, priority, vector == self.eoi_vector);
             } else if let Some(index) = self
                 .worst_in_state(0b10)
                 .filter(|&i| flavor.priority(self.lrs[i]) > priority && self.spilled_count < MAX_SPILLED)
@@ -206,7 +216,7 @@ impl ListRegisters {
                 let lr = self.lrs[index];
                 self.spilled[self.spilled_count] = Spilled { vector: flavor.vector(lr), priority: flavor.priority(lr) };
                 self.spilled_count += 1;
-                self.lrs[index] = flavor.encode(vector, priority, false);
+                self.lrs[index] = flavor.encode(vector, priority, vector == self.eoi_vector);
             } else {
                 waiting = true;
                 break;
@@ -227,13 +237,6 @@ impl ListRegisters {
                     *lr |= eoi;
                 }
             }
-        }
-    }
-
-    /// Asks for an EOI maintenance interrupt when the guest ends `vector`, if it is live.
-    pub fn request_eoi(&mut self, vector: u32) {
-        if let Some(index) = self.live(vector) {
-            self.lrs[index] |= self.flavor.eoi_bit();
         }
     }
 
@@ -343,6 +346,18 @@ mod tests {
             assert!(signals.is_pending(33) && !signals.is_pending(32));
             assert_eq!(regs.hcr, HCR_EN | HCR_NPIE);
         }
+    }
+
+    #[test]
+    fn the_eoi_vector_asks_for_maintenance_wherever_it_is_placed() {
+        let signals = Signals::new();
+        for vector in [27, 32] {
+            signals.raise(vector);
+        }
+        let mut regs = ListRegisters::new(Flavor::V3, 4).with_eoi_on(27);
+        regs.fill(&signals);
+        assert_eq!(regs.lrs[0], Flavor::V3.encode(27, 0xa0, true));
+        assert_eq!(regs.lrs[1], Flavor::V3.encode(32, 0xa0, false));
     }
 
     #[test]

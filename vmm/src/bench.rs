@@ -8,7 +8,9 @@
 //! nanoseconds (16 ns per tick of QEMU's 62.5 MHz counter; one instruction is 1 ns). Results go
 //! to the log as `bench: NAME el2 X guest_ns Y`, which xtask collects.
 
+use crate::distributor::GICD_SGIR;
 use crate::guests;
+use crate::machine::{GICD_KEY, GUEST_GICD};
 use crate::suite::{call, check, complete, fixture, is_exit, join, Failure, Outcome};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -23,9 +25,6 @@ const TRAP_ADDR: u64 = 0xffe000;
 const TRAP_KEY: u64 = 0x7472;
 const BELL_ADDR: u64 = 0xffc000;
 const PAGE: u64 = 4096;
-const GUEST_GICD: u64 = 0x0800_0000;
-const GICD_KEY: u64 = 0x61cd;
-const GICD_SGIR: u64 = 0xf00;
 
 /// What one path costs per operation.
 struct Cost {
@@ -212,7 +211,7 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
         join(&thread);
     }
     check("three marks", count == 3)?;
-    let window = |a: usize, b: usize| (marks[b].0.wrapping_sub(marks[a].0), marks[b].1.wrapping_sub(marks[a].1));
+    let window = |a: usize, b: usize| (pmu::counted(marks[a].0, marks[b].0), marks[b].1.wrapping_sub(marks[a].1));
     let (el2_first, ticks_first) = window(0, 1);
     let (el2_second, ticks_second) = window(1, 2);
     let operations = n * path.per_operation;
@@ -233,7 +232,7 @@ fn native_loop(n: u64) -> Cost {
                 x = inout(reg) 0u64 => _, n = inout(reg) iterations => _, options(nomem, nostack));
         }
         let (end_el2, end_ticks) = (pmu::el2_instructions().unwrap_or(0), el2::arch::aarch64::timer::ticks());
-        (end_el2 - start_el2, end_ticks - start_ticks)
+        (pmu::counted(start_el2, end_el2), end_ticks.wrapping_sub(start_ticks))
     };
     let (el2_first, ticks_first) = run(n);
     let (el2_second, ticks_second) = run(2 * n);

@@ -78,6 +78,9 @@ mod gicd {
     pub const PIDR2: u64 = 0xffe8;
 }
 
+/// GICD_SGIR's offset (GICv2), for VMMs that route a guest's SGIs themselves.
+pub const GICD_SGIR: u64 = gicd::SGIR;
+
 /// Offsets in a GICv3 redistributor's two frames (RD_base, then SGI_base at 64 KiB).
 mod gicr {
     pub const CTLR: u64 = 0x0000;
@@ -164,15 +167,12 @@ impl Distributor {
     }
 
     fn group_enabled(&self, group1: bool) -> bool {
-        let bit = match (self.version, group1) {
-            (Version::V2, true) | (Version::V3, true) => 1 << 1,
-            (_, false) => 1 << 0,
-        };
-        // GICv2 guests (Linux among them) leave their interrupts in group 0 and may enable
-        // either group: a GICv2 virtual CPU interface signals both as IRQs.
         match self.version {
+            // GICv2 guests (Linux among them) leave their interrupts in group 0 and may enable
+            // either group: a GICv2 virtual CPU interface signals both as IRQs.
             Version::V2 => self.ctlr & 0b11 != 0,
-            Version::V3 => self.ctlr & bit != 0,
+            // EnableGrp1NS (bit 1) or EnableGrp0 (bit 0).
+            Version::V3 => self.ctlr & if group1 { 0b10 } else { 0b01 } != 0,
         }
     }
 
@@ -255,7 +255,7 @@ impl Distributor {
                 // ITLinesNumber, CPUNumber (v2), IDbits = 9 (10 bits of INTID, v3).
                 let lines = self.intids() / 32 - 1;
                 match self.version {
-                    Version::V2 => lines | ((self.vcpus() as u32 - 1) << 5),
+                    Version::V2 => lines | ((self.vcpus() as u32).saturating_sub(1) << 5),
                     Version::V3 => lines | (9 << 19),
                 }
             }

@@ -5,7 +5,7 @@
 use core::arch::global_asm;
 
 macro_rules! guest {
-    ($name:ident, $start:ident, $end:ident, $code:expr) => {
+    ($name:ident, $start:ident, $end:ident, $($code:expr),+ $(,)?) => {
         global_asm!(concat!(
             ".section .rodata.guest.",
             stringify!($name),
@@ -20,7 +20,7 @@ macro_rules! guest {
             "\n",
             stringify!($start),
             ":\n",
-            $code,
+            $($code,)+
             "\n",
             stringify!($end),
             ":\n",
@@ -37,6 +37,29 @@ macro_rules! guest {
             // SAFETY: the two symbols delimit one assembled block in read-only data.
             unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
         }
+    };
+}
+
+/// Guest assembly: acknowledges the guest's best pending interrupt into x12 (x20 = 3: GICv3,
+/// through ICC_IAR1_EL1; otherwise GICC_IAR of the GICV page at 0x0801_0000, base left in x13).
+/// Uses local labels 90 and 91.
+macro_rules! ack_x12 {
+    () => {
+        concat!(
+            "    cmp     x20, #3\n    b.ne    90f\n    mrs     x12, icc_iar1_el1\n    b       91f\n",
+            "90: movz    x13, #0x0801, lsl #16\n    ldr     w12, [x13, #0xc]\n91:\n",
+        )
+    };
+}
+
+/// Guest assembly: ends the interrupt in x12 (`ack_x12`'s counterpart: ICC_EOIR1_EL1 or the
+/// GICV page's EOIR). Uses local labels 92 and 93.
+macro_rules! eoi_x12 {
+    () => {
+        concat!(
+            "    cmp     x20, #3\n    b.ne    92f\n    msr     icc_eoir1_el1, x12\n    b       93f\n",
+            "92: movz    x13, #0x0801, lsl #16\n    str     w12, [x13, #0x10]\n93:\n",
+        )
     };
 }
 
@@ -997,20 +1020,15 @@ guest!(
     b       .
     .balign 0x800
 20: .skip   0x280
-    cmp     x20, #3
-    b.ne    21f
-    mrs     x12, icc_iar1_el1
-    b       22f
-21: movz    x13, #0x0801, lsl #16
-    ldr     w12, [x13, #0xc]
-22: mov     x11, #0x30000
+"#,
+    ack_x12!(),
+    r#"
+    mov     x11, #0x30000
     str     x12, [x11, x19, lsl #3]
     add     x19, x19, #1
-    cmp     x20, #3
-    b.ne    23f
-    msr     icc_eoir1_el1, x12
-    eret
-23: str     w12, [x13, #0x10]
+"#,
+    eoi_x12!(),
+    r#"
     eret
 "#
 );
@@ -1076,13 +1094,10 @@ guest!(
     mrs     x9, elr_el1
     mrs     x10, spsr_el1
     stp     x9, x10, [sp]
-    cmp     x20, #3
-    b.ne    21f
-    mrs     x12, icc_iar1_el1
-    b       22f
-21: movz    x13, #0x0801, lsl #16
-    ldr     w12, [x13, #0xc]
-22: str     x12, [sp, #16]
+"#,
+    ack_x12!(),
+    r#"
+    str     x12, [sp, #16]
     mov     x11, #0x30000
     str     x12, [x11, x19, lsl #3]
     add     x19, x19, #1
@@ -1101,13 +1116,10 @@ guest!(
     movk    x11, #0x0100
     str     x12, [x11, x21, lsl #3]
     add     x21, x21, #1
-    cmp     x20, #3
-    b.ne    26f
-    msr     icc_eoir1_el1, x12
-    b       27f
-26: movz    x13, #0x0801, lsl #16
-    str     w12, [x13, #0x10]
-27: ldp     x9, x10, [sp]
+"#,
+    eoi_x12!(),
+    r#"
+    ldp     x9, x10, [sp]
     msr     elr_el1, x9
     msr     spsr_el1, x10
     add     sp, sp, #32
@@ -1223,13 +1235,10 @@ guest!(
     .balign 0x800
 30: .skip   0x280
     mov     x17, x30
-    cmp     x20, #3
-    b.ne    31f
-    mrs     x12, icc_iar1_el1
-    b       32f
-31: movz    x13, #0x0801, lsl #16
-    ldr     w12, [x13, #0xc]
-32: and     x15, x12, #0x3ff
+"#,
+    ack_x12!(),
+    r#"
+    and     x15, x12, #0x3ff
     cmp     x15, #27
     b.ne    33f
     msr     cntv_ctl_el0, xzr
@@ -1245,13 +1254,10 @@ guest!(
 34: add     x16, x28, #1
     and     x16, x16, #3
     bl      41f
-35: cmp     x20, #3
-    b.ne    36f
-    msr     icc_eoir1_el1, x12
-    mov     x30, x17
-    eret
-36: movz    x13, #0x0801, lsl #16
-    str     w12, [x13, #0x10]
+35:
+"#,
+    eoi_x12!(),
+    r#"
     mov     x30, x17
     eret
 
@@ -1277,7 +1283,7 @@ guest!(
 /// counter), `op` x19 times, a mark, `op` 2 * x19 times, a mark, the exit; `tail` follows (a
 /// vector table, if any). `op` may use local labels 5 and 6; the skeleton uses 1 and 2.
 macro_rules! bench_guest {
-    ($name:ident, $start:ident, $end:ident, setup: $setup:literal, op: $op:literal, tail: $tail:literal) => {
+    ($name:ident, $start:ident, $end:ident, setup: $setup:expr, op: $op:expr, tail: $($tail:expr),+ $(,)?) => {
         guest!(
             $name,
             $start,
@@ -1293,7 +1299,7 @@ macro_rules! bench_guest {
                 "    subs    x22, x22, #1\n    b.ne    2b\n",
                 "    isb\n    mrs     x23, cntvct_el0\n    str     x23, [x24]\n",
                 "    mov     x0, #0xfff000\n    str     xzr, [x0]\n    b       .\n",
-                $tail
+                $($tail),+
             )
         );
     };
@@ -1495,22 +1501,16 @@ bench_guest!(
     tail: r#"
     .balign 0x800
 20: .skip   0x280
-    cmp     x20, #3
-    b.ne    21f
-    mrs     x12, icc_iar1_el1
-    b       22f
-21: movz    x13, #0x0801, lsl #16
-    ldr     w12, [x13, #0xc]
-22:
+"#,
+    ack_x12!(),
+    r#"
+
     msr     cntv_ctl_el0, xzr
     isb
     mov     x9, #1
-    cmp     x20, #3
-    b.ne    23f
-    msr     icc_eoir1_el1, x12
-    eret
-23: movz    x13, #0x0801, lsl #16
-    str     w12, [x13, #0x10]
+"#,
+    eoi_x12!(),
+    r#"
     eret
 "#
 );
@@ -1541,21 +1541,15 @@ bench_guest!(
     tail: r#"
     .balign 0x800
 20: .skip   0x280
-    cmp     x20, #3
-    b.ne    21f
-    mrs     x12, icc_iar1_el1
-    b       22f
-21: movz    x13, #0x0801, lsl #16
-    ldr     w12, [x13, #0xc]
-22:
+"#,
+    ack_x12!(),
+    r#"
+
     add     x9, x9, #1
     str     x9, [x16]
-    cmp     x20, #3
-    b.ne    23f
-    msr     icc_eoir1_el1, x12
-    eret
-23: movz    x13, #0x0801, lsl #16
-    str     w12, [x13, #0x10]
+"#,
+    eoi_x12!(),
+    r#"
     eret
 "#
 );
@@ -1626,22 +1620,16 @@ guest!(
     b       .
     .balign 0x800
 20: .skip   0x280
-    cmp     x20, #3
-    b.ne    21f
-    mrs     x12, icc_iar1_el1
-    b       22f
-21: movz    x13, #0x0801, lsl #16
-    ldr     w12, [x13, #0xc]
-22:
+"#,
+    ack_x12!(),
+    r#"
+
     ldr     x9, [x16]
     add     x9, x9, #1
     str     x9, [x16]
-    cmp     x20, #3
-    b.ne    23f
-    msr     icc_eoir1_el1, x12
-    eret
-23: movz    x13, #0x0801, lsl #16
-    str     w12, [x13, #0x10]
+"#,
+    eoi_x12!(),
+    r#"
     eret
 "#
 );

@@ -30,7 +30,8 @@ pub const GUEST_GICD: u64 = 0x0800_0000;
 pub const GUEST_GICR: u64 = 0x080a_0000;
 /// Bytes of one GICv3 redistributor (RD_base and SGI_base frames).
 const GICR_STRIDE: u64 = 0x2_0000;
-const GICD_KEY: u64 = 0x61cd;
+/// The MEM trap key of the guest's distributor page(s).
+pub const GICD_KEY: u64 = 0x61cd;
 const GICR_KEY: u64 = 0x61c7;
 /// VCPUs a machine holds at most.
 pub const MAX_VCPUS: usize = 8;

@@ -2,9 +2,10 @@
 //! Belfry's own. Each runs one guest program and checks what the API reports, exactly; the
 //! log lines it writes are what the host-side test asserts on.
 
+use crate::distributor::GICD_SGIR;
 use crate::fault::FaultView;
 use crate::guests;
-use crate::machine::{Flow, Machine};
+use crate::machine::{Flow, Machine, GICD_KEY, GUEST_GICD};
 use alloc::sync::Arc;
 use el2::api::{Guest, Port, Vcpu, Vmo};
 use el2::object::packet::{Packet, VcpuState};
@@ -879,12 +880,6 @@ fn many_interrupts(process: &Process, resource: u32) -> Outcome {
     check("each once, lowest vector first", taken == [32, 33, 34, 35, 36, 37, 38, 39])
 }
 
-/// Guest-physical address of the guest's GICv2 distributor (QEMU `virt`'s GICD).
-const GUEST_GICD: u64 = 0x0800_0000;
-const GICD_KEY: u64 = 0x61cd;
-/// GICD_SGIR's offset.
-const GICD_SGIR: u64 = 0xf00;
-
 fn self_ipi(process: &Process, resource: u32) -> Outcome {
     let v3 = el2::irq::is_gicv3();
     let f = fixture(process, resource, if v3 { guests::self_ipi_v3() } else { guests::self_ipi_v2() })?;
@@ -1083,18 +1078,32 @@ fn guest_words<const N: usize>(memory: &Vmo<'_>, address: u64, stride: u64) -> R
     Ok(words)
 }
 
-/// The one VCPU of the priority scenarios: its store of n to the trap page raises SPI 32 + n
-/// through the distributor model (n = 0 in `priority-order` raises all eight).
-fn raise_spis(machine: &Arc<Machine>, _: usize, vcpu: &Vcpu<'static>, packet: &Packet) -> Result<Flow, Failure> {
+/// The one VCPU of the priority scenarios: a store to the trap page raises `spis(stored value)`
+/// through the distributor model.
+fn raise_on_store(
+    machine: &Arc<Machine>,
+    vcpu: &Vcpu<'static>,
+    packet: &Packet,
+    spis: impl Fn(u64) -> core::ops::Range<u32>,
+) -> Result<Flow, Failure> {
     let Packet::Mem { key: TRAP_KEY, mem } = packet else { return Err(Failure::Mismatch("a store to the trap page")) };
-    let first = 32 + (mem.data & 0x3f) as u32;
-    let last = if PRIORITY_ORDER_ALL.load(core::sync::atomic::Ordering::Relaxed) { 40 } else { first + 1 };
-    machine.with_distributor(|d, out| (first..last).for_each(|spi| d.raise_spi(spi, out)))?;
+    machine.with_distributor(|d, out| spis(mem.data).for_each(|spi| d.raise_spi(spi, out)))?;
     complete_store(vcpu, mem)?;
     Ok(Flow::Continue)
 }
 
-static PRIORITY_ORDER_ALL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// `priority-order`: any store raises SPIs 32..39.
+fn raise_all(machine: &Arc<Machine>, _: usize, vcpu: &Vcpu<'static>, packet: &Packet) -> Result<Flow, Failure> {
+    raise_on_store(machine, vcpu, packet, |_| 32..40)
+}
+
+/// `nested`: a store of n raises SPI 32 + n.
+fn raise_one(machine: &Arc<Machine>, _: usize, vcpu: &Vcpu<'static>, packet: &Packet) -> Result<Flow, Failure> {
+    raise_on_store(machine, vcpu, packet, |n| {
+        let spi = 32 + (n & 0x3f) as u32;
+        spi..spi + 1
+    })
+}
 
 /// Eight SPIs of eight priorities raised at once through the distributor model: the guest takes
 /// them in priority order, each once, four list registers at a time.
@@ -1103,8 +1112,7 @@ fn priority_order(process: &'static Process, resource: u32) -> Outcome {
     call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
     let machine = Machine::new(process, &f.guest, 1, |_| 0)?;
     let vcpu = machine.create_vcpu(0, 0, 0)?;
-    PRIORITY_ORDER_ALL.store(true, core::sync::atomic::Ordering::Relaxed);
-    machine.serve(0, &vcpu, raise_spis)?;
+    machine.serve(0, &vcpu, raise_all)?;
     let taken = guest_words::<9>(&f.memory, 0x30000, 8)?.map(|id| id & 0x3ff);
     defmt::info!("priority-order: SPIs 32..39 with priorities 0x80 + 0x10 * (3n mod 8); taken in order {}", taken);
     check("each once, in priority order", taken == [32, 35, 38, 33, 36, 39, 34, 37, 0])
@@ -1117,8 +1125,7 @@ fn nested(process: &'static Process, resource: u32) -> Outcome {
     call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
     let machine = Machine::new(process, &f.guest, 1, |_| 0)?;
     let vcpu = machine.create_vcpu(0, 0, 0)?;
-    PRIORITY_ORDER_ALL.store(false, core::sync::atomic::Ordering::Relaxed);
-    machine.serve(0, &vcpu, raise_spis)?;
+    machine.serve(0, &vcpu, raise_one)?;
     let taken = guest_words::<7>(&f.memory, 0x30000, 8)?.map(|id| id & 0x3ff);
     let ended = guest_words::<7>(&f.memory, 0x30100, 8)?.map(|id| id & 0x3ff);
     let object = call("vcpu_object", process.vcpu_object(vcpu.0.raw()))?;

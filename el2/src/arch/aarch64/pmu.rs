@@ -85,7 +85,14 @@ pub fn init_cpu() {
     });
 }
 
-/// Instructions this CPU has retired at EL2 since `init_cpu` (None without a PMU).
+/// The instructions counted between two readings of [`el2_instructions`]. An event counter
+/// overflows at 32 bits (PMCR_EL0.LP is clear), so the difference is taken modulo 2^32.
+pub fn counted(from: u64, to: u64) -> u64 {
+    to.wrapping_sub(from) & 0xffff_ffff
+}
+
+/// Instructions this CPU has retired at EL2 since `init_cpu` (None without a PMU); compare two
+/// readings with [`counted`].
 pub fn el2_instructions() -> Option<u64> {
     with_selected(|| {
         let value: u64;

@@ -5,6 +5,7 @@
 //! out of the hardware. The guest acknowledges and ends its interrupts in the virtual
 //! interface: no exit.
 
+use crate::irq::VIRTUAL_TIMER_INTID;
 use crate::object::signals::Signals;
 use crate::vgic::{Flavor, ListRegisters};
 use aarch64_cpu::registers::{
@@ -35,22 +36,20 @@ impl Vgic {
         let (regs, vmcr) = if v3 {
             // ICH_VMCR_EL2: VPMR = 0xff, VENG1.
             let count = gic::list_registers_v3(ICH_VTR_EL2.get()) as usize;
-            (ListRegisters::new(Flavor::V3, count), (0xff << 24) | (1 << 1))
+            (ListRegisters::new(Flavor::V3, count).with_eoi_on(VIRTUAL_TIMER_INTID), (0xff << 24) | (1 << 1))
         } else {
             let count =
                 crate::irq::gicv2_virtual_interface().map_or(0, |(gich, _)| gic::list_registers_v2(gich) as usize);
             // GICH_VMCR: VMPriMask = 0x1f, VMGrp0En, VMGrp1En.
-            (ListRegisters::new(Flavor::V2, count), (0x1f << 27) | 0b11)
+            (ListRegisters::new(Flavor::V2, count).with_eoi_on(VIRTUAL_TIMER_INTID), (0x1f << 27) | 0b11)
         };
         Self { regs, vmcr, apr: 0, v3 }
     }
 
-    /// Moves pending vectors into the list registers and sets the maintenance requests. The
-    /// virtual timer's interrupt also asks for an EOI maintenance interrupt: the guest ending it
-    /// is when its level-triggered physical PPI may be enabled again.
+    /// Moves pending vectors into the list registers and sets the maintenance requests (the
+    /// virtual timer's interrupt asks for EOI maintenance, see `ListRegisters::with_eoi_on`).
     pub fn fill(&mut self, signals: &Signals) {
         self.regs.fill(signals);
-        self.regs.request_eoi(crate::irq::VIRTUAL_TIMER_INTID);
     }
 
     /// Whether a list register holds a pending interrupt (a WFI must not sleep).
