@@ -145,7 +145,7 @@ pub fn drain() -> usize {
                 }
                 if iar & 0x3ff == HYP_TIMER_INTID {
                     // The scheduler re-arms it for the next deadline.
-                    crate::arch::aarch64::timer::disarm_hyp_timer();
+                    crate::arch::aarch64::timer::hyp_timer_fired();
                 }
                 sgi::v2_end(gicc, iar);
                 count += 1;
@@ -157,7 +157,7 @@ pub fn drain() -> usize {
                     set_virtual_timer_exit(false);
                 }
                 if intid == HYP_TIMER_INTID {
-                    crate::arch::aarch64::timer::disarm_hyp_timer();
+                    crate::arch::aarch64::timer::hyp_timer_fired();
                 }
                 gic_cpu::end(intid);
                 count += 1;

@@ -192,6 +192,13 @@ const TIME_SLICE: Deadline = 1_000_000;
 /// Wakes this CPU's sleepers whose deadline has passed, then sets the EL2 timer for the next
 /// deadline or the end of the guest's time slice, whichever comes first.
 fn wake_expired_and_rearm(cpu_state: &Cpu) {
+    let (_, next) = wake_expired(cpu_state);
+    rearm(cpu_state, next);
+}
+
+/// Wakes this CPU's sleepers whose deadline has passed; returns whether it woke any, and the
+/// earliest deadline of those left.
+fn wake_expired(cpu_state: &Cpu) -> (bool, Deadline) {
     let now = now();
     let mut expired = Vec::new();
     let next = {
@@ -209,13 +216,17 @@ fn wake_expired_and_rearm(cpu_state: &Cpu) {
     for thread in &expired {
         wake(thread);
     }
+    (!expired.is_empty(), next)
+}
+
+/// Sets the EL2 timer for `next` (the earliest sleeper's deadline) or the end of this CPU's
+/// guest time slice, whichever comes first.
+fn rearm(cpu_state: &Cpu, next: Deadline) {
     let next = next.min(cpu_state.slice_end.load(Ordering::Relaxed));
     if !cpu::at_el2() {
         // Entered at EL1: no EL2 timer (waits poll instead).
-    } else if next == INFINITE {
-        timer::disarm_hyp_timer();
     } else {
-        timer::arm_hyp_timer(timer::ticks_at(next));
+        timer::set_hyp_timer((next != INFINITE).then(|| timer::ticks_at(next)));
     }
 }
 
@@ -223,13 +234,18 @@ fn wake_expired_and_rearm(cpu_state: &Cpu) {
 /// thread of the CPU is ready; otherwise it runs until it exits on its own.
 pub fn before_guest() {
     let Some(cpu_state) = this_cpu() else { return };
-    let others_ready = !cpu_state.run_queue.lock().is_empty();
     let sliced = cpu_state.slice_end.load(Ordering::Relaxed) != INFINITE;
-    if others_ready != sliced {
-        let end = if others_ready { now().saturating_add(TIME_SLICE) } else { INFINITE };
-        cpu_state.slice_end.store(end, Ordering::Relaxed);
-        wake_expired_and_rearm(cpu_state);
+    let others_ready = !cpu_state.run_queue.lock().is_empty();
+    if others_ready == sliced {
+        return;
     }
+    // Sleepers that are due are woken first, before the slice is decided: a sleeper woken here
+    // is a thread waiting for this CPU, and deciding on the queue as it was would leave it
+    // behind a guest that never exits (the 4-VCPUs-on-2-CPUs guest hung so, 1 run in 4).
+    let (woke, next) = wake_expired(cpu_state);
+    let end = if others_ready || woke { now().saturating_add(TIME_SLICE) } else { INFINITE };
+    cpu_state.slice_end.store(end, Ordering::Relaxed);
+    rearm(cpu_state, next);
 }
 
 /// See [`crate::sync::preempt_point`].

@@ -833,7 +833,10 @@ guest!(
 );
 
 // Virtual timer ticks: ten times, arm CNTV for 20 000 counter ticks ahead and wait (WFI, or
-// spinning on odd rounds so the expiry must exit a running guest); the handler acknowledges
+// spinning on odd rounds so the expiry must exit a running guest). The WFI waits with IRQs
+// masked after checking the count (a pending interrupt still ends it): a tick taken between
+// the check and the WFI would otherwise leave the guest asleep with its timer off, which a
+// busy host made happen 1 run in 10. The handler acknowledges
 // PPI 27, disables the timer, ends the interrupt and counts in x19. Then exit. x20 = 3 on GICv3.
 guest!(
     timer_ticks,
@@ -861,9 +864,13 @@ guest!(
 3:  cmp     x19, x21
     b.eq    3b
     b       5f
-4:  wfi
+4:  msr     daifset, #2
     cmp     x19, x21
-    b.eq    4b
+    b.ne    41f
+    wfi
+    msr     daifclr, #2
+    b       4b
+41: msr     daifclr, #2
 5:  cmp     x19, #10
     b.lo    2b
     mov     x0, #0xfff000

@@ -1,7 +1,9 @@
 //! The generic timer: the physical counter (timestamps, busy-wait delays) and the EL2 physical
 //! timer, which wakes the scheduler for deadlines and ends a guest's time slice.
 
+use crate::machine::MAX_CPUS;
 use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Counter ticks since reset.
 pub fn ticks() -> u64 {
@@ -18,17 +20,37 @@ pub fn frequency() -> u64 {
     }
 }
 
-/// Arms this CPU's EL2 physical timer (CNTHP, PPI 26) to fire at counter value `ticks`.
-pub fn arm_hyp_timer(at: u64) {
-    // SAFETY: CNTHP_CVAL_EL2 is this CPU's EL2 timer compare value, Belfry's alone; writing it
-    // has no effect on memory.
-    unsafe { core::arch::asm!("msr cnthp_cval_el2, {}", in(reg) at, options(nomem, nostack, preserves_flags)) };
-    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+/// What each CPU's EL2 timer is set to (a counter value, or `DISARMED`): the scheduler asks
+/// for its timer each time it runs, and the registers are written only when that changes.
+static HYP_TIMER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
+const DISARMED: u64 = u64::MAX;
+
+/// Sets this CPU's EL2 physical timer (CNTHP, PPI 26) to fire at counter value `at`, or stops
+/// it (`None`).
+pub fn set_hyp_timer(at: Option<u64>) {
+    let want = at.unwrap_or(DISARMED);
+    let Some(slot) = HYP_TIMER.get(super::cpu::index()) else { return };
+    if slot.swap(want, Ordering::Relaxed) == want {
+        return;
+    }
+    match at {
+        Some(at) => {
+            // SAFETY: CNTHP_CVAL_EL2 is this CPU's EL2 timer compare value, Belfry's alone;
+            // writing it has no effect on memory.
+            unsafe { core::arch::asm!("msr cnthp_cval_el2, {}", in(reg) at, options(nomem, nostack, preserves_flags)) };
+            CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+        }
+        None => CNTHP_CTL_EL2.set(0),
+    }
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
-/// Stops this CPU's EL2 physical timer (its level-triggered interrupt deasserts).
-pub fn disarm_hyp_timer() {
+/// The EL2 timer's interrupt was taken: stop it (its level-triggered interrupt deasserts); the
+/// scheduler sets it again for the next deadline.
+pub fn hyp_timer_fired() {
+    if let Some(slot) = HYP_TIMER.get(super::cpu::index()) {
+        slot.store(DISARMED, Ordering::Relaxed);
+    }
     CNTHP_CTL_EL2.set(0);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
