@@ -51,6 +51,7 @@ pub mod scenario;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod thread;
+pub mod traps;
 pub mod vgic;
 
 #[cfg(target_os = "none")]

@@ -240,9 +240,12 @@ impl ListRegisters {
         }
     }
 
-    /// Whether a list register holds a pending interrupt (a WFI must not sleep).
+    /// Whether a list register holds an interrupt in the pending state alone: what the
+    /// hardware counts for NPIE and what keeps a WFI awake. Active-and-pending does not count
+    /// (the guest cannot take it before it ends the active one; with every register active or
+    /// active-and-pending, counting it made NPIE fire on every entry, a self-livelock).
     pub fn has_pending(&self) -> bool {
-        self.lrs[..self.count].iter().any(|&lr| self.flavor.state(lr) & 0b01 != 0)
+        self.lrs[..self.count].iter().any(|&lr| self.flavor.state(lr) == 0b01)
     }
 
     /// The live registers as (vector, priority, state) triples, in register order.
@@ -412,6 +415,37 @@ mod tests {
         assert!(signals.is_pending(36));
         assert_eq!(regs.hcr, HCR_EN | HCR_UIE);
         assert!(regs.lrs[..4].iter().all(|lr| lr & (1 << 41) != 0));
+    }
+
+    /// F6: with every register active or active-and-pending and more waiting, no register is
+    /// pending alone, so NPIE (which the hardware raises while none is) must not be asked for:
+    /// it would exit the guest before each of its instructions. EOI maintenance is asked instead.
+    #[test]
+    fn active_and_pending_is_not_pending_for_npie() {
+        for flavor in [Flavor::V3, Flavor::V2] {
+            let signals = Signals::new();
+            for vector in 32..37 {
+                signals.raise(vector);
+            }
+            let mut regs = ListRegisters::new(flavor, 4);
+            regs.fill(&signals);
+            let mut interface = Interface::new(flavor);
+            for _ in 0..4 {
+                assert!(interface.acknowledge(&mut regs).is_some());
+                interface.running.pop();
+            }
+            interface.exit(&mut regs);
+            // The four acknowledged vectors are raised again: active and pending.
+            for vector in 32..36 {
+                signals.raise(vector);
+            }
+            regs.fill(&signals);
+            assert!(regs.live_entries().all(|(_, _, state)| state == 0b11));
+            assert!(!regs.has_pending());
+            assert_eq!(regs.hcr & HCR_NPIE, 0);
+            assert_eq!(regs.hcr & HCR_UIE, HCR_UIE);
+            assert!(signals.is_pending(36));
+        }
     }
 
     /// Nesting six deep through four list registers: each level is acknowledged, then a better

@@ -312,3 +312,32 @@ fn the_el1_physical_timer_is_trapped() {
         ],
     );
 }
+
+/// F1/F10: 100 000 CPU_ON calls for a VCPU already on start nothing (ALREADY_ON, DEN0022), an
+/// MPIDR no VCPU can have is INVALID_PARAMETERS (and no longer ends the boot VCPU's service),
+/// an entry outside guest memory INVALID_ADDRESS, and the SMC32 call ignores the upper halves.
+#[test]
+fn cpu_on_storm() {
+    run_guest_everywhere(
+        "cpu-on-storm",
+        &["cpu-on-storm: CPU_ON 0, then 100000 of 100000 ALREADY_ON; MPIDR 0x100 -2, entry outside RAM -9, SMC32 with high garbage 0, AFFINITY_INFO 0; 2 VCPUs started"],
+    );
+}
+
+/// The residue test (F2: ICC_AP0R0_EL1 and the other active-priority registers; F4: DISR_EL1
+/// and the PMU): what one guest writes into any register it can reach, the next guest on that
+/// CPU does not see. The counts are per board: GICv3 shows 8 ICC registers, GICv2 5 GICV ones;
+/// the Cortex-A72 has no DISR_EL1 (the guest's read UNDEFs at its own EL1).
+#[test]
+fn residue() {
+    for (board, registers, changed) in [(Board::Virt, 46, 33), (Board::VirtGicv2, 43, 30), (Board::Rpi4, 43, 29)] {
+        let outcome = boot_scenario(board, "guest:residue");
+        expect_exit(&outcome, exit_code::SUCCESS);
+        expect_line(
+            &outcome,
+            Some(0),
+            &format!("residue: {registers} registers read by a fresh guest, changed {changed} of them in the next, 0 leaked to a third on the same CPU"),
+        );
+        expect_line(&outcome, Some(0), "guest scenario residue: passed");
+    }
+}

@@ -1640,3 +1640,405 @@ guest!(
     eret
 "#
 );
+
+// F1/F10, the CPU_ON storm: VCPU 0 starts VCPU 1, then calls CPU_ON(1) 100 000 times and
+// counts the ALREADY_ON answers (x21); then CPU_ON with MPIDR 0x100 (x23), with an entry point
+// outside guest memory (x24), the SMC32 CPU_ON with garbage in the upper halves of its
+// arguments, which starts VCPU 2 (x25), and AFFINITY_INFO of VCPU 2 (x26). x19 holds the first
+// CPU_ON's answer. VCPUs 1 and 2 stay on (a VCPU whose handle closed is OFF again) until VCPU 0
+// sets the word at 0x30000, then go to the exit address.
+guest!(
+    cpu_on_storm,
+    guest_cpu_on_storm_start,
+    guest_cpu_on_storm_end,
+    r#"
+    movz    x0, #0x0003
+    movk    x0, #0xc400, lsl #16
+    mov     x1, #1
+    adr     x2, 20f
+    mov     x3, #0
+    hvc     #0
+    mov     x19, x0
+    mov     x21, #0
+    movz    x22, #0x86a0
+    movk    x22, #0x1, lsl #16
+1:  movz    x0, #0x0003
+    movk    x0, #0xc400, lsl #16
+    mov     x1, #1
+    adr     x2, 20f
+    mov     x3, #0
+    hvc     #0
+    cmn     x0, #4
+    cinc    x21, x21, eq
+    subs    x22, x22, #1
+    b.ne    1b
+    movz    x0, #0x0003
+    movk    x0, #0xc400, lsl #16
+    mov     x1, #0x100
+    adr     x2, 20f
+    hvc     #0
+    mov     x23, x0
+    movz    x0, #0x0003
+    movk    x0, #0xc400, lsl #16
+    mov     x1, #2
+    movz    x2, #0x4000, lsl #16
+    hvc     #0
+    mov     x24, x0
+    movz    x0, #0x0003
+    movk    x0, #0x8400, lsl #16
+    mov     x1, #2
+    movk    x1, #0xffff, lsl #32
+    adr     x2, 20f
+    movk    x2, #0xdead, lsl #32
+    hvc     #0
+    mov     x25, x0
+    movz    x0, #0x0004
+    movk    x0, #0xc400, lsl #16
+    mov     x1, #2
+    mov     x2, #0
+    hvc     #0
+    mov     x26, x0
+    mov     x0, #0x30000
+    mov     x1, #1
+    str     x1, [x0]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+20: mov     x0, #0x30000
+21: ldr     x1, [x0]
+    cbz     x1, 21b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// The residue test: x0 = 1 writes a pattern into every register below, then (like x0 = 0)
+// reads them all into 0x40000 + 8 i in `RESIDUE_REGISTERS` order, then the GIC CPU interface's
+// (`RESIDUE_GICV3` through ICC_* when x20 = 3, else `RESIDUE_GICV2` in the GICV page). A
+// register the CPU lacks (DISR_EL1 without RAS) UNDEFs at EL1: the guest's handler skips it
+// and 0xdead is recorded.
+guest!(
+    residue,
+    guest_residue_start,
+    guest_residue_end,
+    r#"
+    adr     x1, 90f
+    msr     vbar_el1, x1
+    movz    x1, #0x30, lsl #16
+    msr     cpacr_el1, x1
+    isb
+    mov     x19, x0
+    movz    x2, #0x5a5a
+    movk    x2, #0x5a5a, lsl #16
+    movk    x2, #0x5a5a, lsl #32
+    movk    x2, #0x5a5a, lsl #48
+    cbz     x19, 50f
+    movz    x3, #0x0
+    movk    x3, #0x8000, lsl #16
+    msr     s3_0_c12_c1_1, x3
+    msr     tpidr_el0, x2
+    msr     tpidrro_el0, x2
+    msr     tpidr_el1, x2
+    msr     contextidr_el1, x2
+    msr     ttbr0_el1, x2
+    msr     ttbr1_el1, x2
+    msr     tcr_el1, x2
+    msr     mair_el1, x2
+    msr     amair_el1, x2
+    msr     esr_el1, x2
+    msr     far_el1, x2
+    msr     afsr0_el1, x2
+    msr     afsr1_el1, x2
+    msr     par_el1, x2
+    msr     sp_el0, x2
+    msr     elr_el1, x2
+    msr     spsr_el1, x2
+    movz    x3, #0x2
+    msr     csselr_el1, x3
+    movz    x3, #0x3
+    msr     cntkctl_el1, x3
+    msr     cntv_cval_el0, x2
+    movz    x3, #0x2
+    msr     cntv_ctl_el0, x3
+    msr     mdscr_el1, x2
+    movz    x3, #0x1
+    msr     pmcr_el0, x3
+    movz    x3, #0xf
+    movk    x3, #0x8000, lsl #16
+    msr     pmcntenset_el0, x3
+    movz    x3, #0x1
+    msr     pmselr_el0, x3
+    movz    x3, #0xf
+    msr     pmuserenr_el0, x3
+    movz    x3, #0x3
+    msr     pmintenset_el1, x3
+    movz    x3, #0x0
+    movk    x3, #0x8000, lsl #16
+    msr     pmccfiltr_el0, x3
+    movz    x3, #0x1
+    msr     pmovsset_el0, x3
+    movz    x3, #0x11
+    msr     pmevtyper0_el0, x3
+    msr     pmccntr_el0, x2
+    movz    x3, #0x0
+    movk    x3, #0x3c0, lsl #16
+    msr     fpcr, x3
+    movz    x3, #0x9f
+    movk    x3, #0xf800, lsl #16
+    msr     fpsr, x3
+    mrs     x3, sctlr_el1
+    orr     x3, x3, #(1 << 12)
+    msr     sctlr_el1, x3
+    fmov    d0, x2
+    fmov    d31, x2
+    fmov    d15, x2
+    cmp     x20, #3
+    b.ne    20f
+    movz    x3, #0x80
+    msr     icc_pmr_el1, x3
+    movz    x3, #0x3
+    msr     icc_bpr0_el1, x3
+    movz    x3, #0x4
+    msr     icc_bpr1_el1, x3
+    movz    x3, #0xffff
+    movk    x3, #0xffff, lsl #16
+    msr     icc_ap0r0_el1, x3
+    movz    x3, #0xffff
+    movk    x3, #0xffff, lsl #16
+    msr     icc_ap1r0_el1, x3
+    movz    x3, #0x1
+    msr     icc_igrpen0_el1, x3
+    movz    x3, #0x0
+    msr     icc_igrpen1_el1, x3
+    movz    x3, #0x2
+    msr     icc_ctlr_el1, x3
+    b       30f
+20: movz    x4, #0x0801, lsl #16
+    movz    x3, #0x201
+    str     w3, [x4, #0x0]
+    movz    x3, #0x80
+    str     w3, [x4, #0x4]
+    movz    x3, #0x3
+    str     w3, [x4, #0x8]
+    movz    x3, #0x4
+    str     w3, [x4, #0x1c]
+    movz    x3, #0xffff
+    movk    x3, #0xffff, lsl #16
+    str     w3, [x4, #0xd0]
+30: isb
+50: mov     x9, #0x40000
+    mov     x1, #0xdead
+    mrs     x1, tpidr_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, tpidrro_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, tpidr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, contextidr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, ttbr0_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, ttbr1_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, tcr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, mair_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, amair_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, esr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, far_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, afsr0_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, afsr1_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, par_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, sp_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, elr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, spsr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, csselr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, cntkctl_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, cntv_cval_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, cntv_ctl_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, mdscr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmcr_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmcntenset_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmselr_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmuserenr_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmintenset_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmccfiltr_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmovsset_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmevtyper0_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, pmccntr_el0
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, fpcr
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, fpsr
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, sctlr_el1
+    str     x1, [x9], #8
+    mov     x1, #0xdead
+    mrs     x1, s3_0_c12_c1_1
+    str     x1, [x9], #8
+    fmov    x1, d0
+    str     x1, [x9], #8
+    fmov    x1, d31
+    str     x1, [x9], #8
+    fmov    x1, d15
+    str     x1, [x9], #8
+    cmp     x20, #3
+    b.ne    60f
+    mrs     x1, icc_pmr_el1
+    str     x1, [x9], #8
+    mrs     x1, icc_bpr0_el1
+    str     x1, [x9], #8
+    mrs     x1, icc_bpr1_el1
+    str     x1, [x9], #8
+    mrs     x1, icc_ap0r0_el1
+    str     x1, [x9], #8
+    mrs     x1, icc_ap1r0_el1
+    str     x1, [x9], #8
+    mrs     x1, icc_igrpen0_el1
+    str     x1, [x9], #8
+    mrs     x1, icc_igrpen1_el1
+    str     x1, [x9], #8
+    mrs     x1, icc_ctlr_el1
+    str     x1, [x9], #8
+    b       70f
+60: movz    x4, #0x0801, lsl #16
+    ldr     w1, [x4, #0x0]
+    str     x1, [x9], #8
+    ldr     w1, [x4, #0x4]
+    str     x1, [x9], #8
+    ldr     w1, [x4, #0x8]
+    str     x1, [x9], #8
+    ldr     w1, [x4, #0x1c]
+    str     x1, [x9], #8
+    ldr     w1, [x4, #0xd0]
+    str     x1, [x9], #8
+70: mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 2048
+90: b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    mrs     x10, elr_el1
+    add     x10, x10, #4
+    msr     elr_el1, x10
+    eret
+"#
+);
+
+/// The registers `residue` reads, in order.
+pub const RESIDUE_REGISTERS: [&str; 38] = [
+    "TPIDR_EL0",
+    "TPIDRRO_EL0",
+    "TPIDR_EL1",
+    "CONTEXTIDR_EL1",
+    "TTBR0_EL1",
+    "TTBR1_EL1",
+    "TCR_EL1",
+    "MAIR_EL1",
+    "AMAIR_EL1",
+    "ESR_EL1",
+    "FAR_EL1",
+    "AFSR0_EL1",
+    "AFSR1_EL1",
+    "PAR_EL1",
+    "SP_EL0",
+    "ELR_EL1",
+    "SPSR_EL1",
+    "CSSELR_EL1",
+    "CNTKCTL_EL1",
+    "CNTV_CVAL_EL0",
+    "CNTV_CTL_EL0",
+    "MDSCR_EL1",
+    "PMCR_EL0",
+    "PMCNTENSET_EL0",
+    "PMSELR_EL0",
+    "PMUSERENR_EL0",
+    "PMINTENSET_EL1",
+    "PMCCFILTR_EL0",
+    "PMOVSSET_EL0",
+    "PMEVTYPER0_EL0",
+    "PMCCNTR_EL0",
+    "FPCR",
+    "FPSR",
+    "SCTLR_EL1",
+    "DISR_EL1",
+    "V0",
+    "V31",
+    "V15",
+];
+/// The GICv3 CPU interface registers `residue` reads after those.
+pub const RESIDUE_GICV3: [&str; 8] = [
+    "ICC_PMR_EL1",
+    "ICC_BPR0_EL1",
+    "ICC_BPR1_EL1",
+    "ICC_AP0R0_EL1",
+    "ICC_AP1R0_EL1",
+    "ICC_IGRPEN0_EL1",
+    "ICC_IGRPEN1_EL1",
+    "ICC_CTLR_EL1",
+];
+/// The GICv2 virtual CPU interface registers `residue` reads after those.
+pub const RESIDUE_GICV2: [&str; 5] = ["GICV_CTLR", "GICV_PMR", "GICV_BPR", "GICV_ABPR", "GICV_APR0"];

@@ -52,6 +52,8 @@ pub struct Machine {
     /// The CPU that runs VCPU n's thread.
     placement: fn(usize) -> usize,
     threads: spin::Mutex<Vec<Arc<el2::thread::Thread>>>,
+    /// STARTUP packets served (VCPUs started through PSCI CPU_ON).
+    pub started: AtomicU32,
 }
 
 impl Machine {
@@ -77,6 +79,7 @@ impl Machine {
             distributor: spin::Mutex::new(Distributor::new(version, vcpus, 64)),
             placement,
             threads: spin::Mutex::new(Vec::new()),
+            started: AtomicU32::new(0),
         }))
     }
 
@@ -189,6 +192,12 @@ impl Machine {
     }
 
     fn start(self: &Arc<Self>, index: usize, entry: u64, context: u64, handler: Handler) -> Result<(), Failure> {
+        // Belfry's PSCI only lets through a CPU_ON for an affinity a VCPU can have, once.
+        if index >= MAX_VCPUS || self.vcpu(index).is_some() {
+            defmt::warn!("machine: STARTUP for VCPU {=usize} ignored: no such VCPU or already started", index);
+            return Ok(());
+        }
+        self.started.fetch_add(1, Ordering::Relaxed);
         let cpu = (self.placement)(index);
         defmt::info!("machine: PSCI CPU_ON for VCPU {=usize} at {=u64:#x}: a thread on cpu{=usize}", index, entry, cpu);
         let machine = self.clone();

@@ -174,6 +174,8 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "nested" => nested(process, resource),
         "smp4" => smp4(process, resource, 4),
         "smp4-on-2" => smp4(process, resource, 2),
+        "cpu-on-storm" => cpu_on_storm(process, resource),
+        "residue" => residue(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -1172,4 +1174,81 @@ fn physical_timer(process: &Process, resource: u32) -> Outcome {
         Status::from_result(&result)
     );
     check("the CNTP access kills the guest", result.err() == Some(Status::NOT_SUPPORTED))
+}
+
+/// F1/F10: a guest looping CPU_ON starts exactly the VCPUs it names once, and every bad call
+/// gets its DEN0022 error (see `guests::cpu_on_storm`).
+fn cpu_on_storm(process: &'static Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::cpu_on_storm())?;
+    let machine = Machine::new(process, &f.guest, 3, |index| index % 2)?;
+    let vcpu = machine.create_vcpu(0, 0, 0)?;
+    machine.serve(0, &vcpu, unexpected)?;
+    machine.join();
+    let state = call("read_state", vcpu.read_state())?;
+    let started = machine.started.load(core::sync::atomic::Ordering::Relaxed);
+    let [first, already_on, bad_mpidr, bad_entry, smc32, affinity] =
+        [19, 21, 23, 24, 25, 26].map(|r| state.x[r] as i64);
+    defmt::info!(
+        "cpu-on-storm: CPU_ON {=i64}, then {=i64} of 100000 ALREADY_ON; MPIDR 0x100 {=i64}, entry outside RAM {=i64}, SMC32 with high garbage {=i64}, AFFINITY_INFO {=i64}; {=u32} VCPUs started",
+        first,
+        already_on,
+        bad_mpidr,
+        bad_entry,
+        smc32,
+        affinity,
+        started
+    );
+    check(
+        "DEN0022 codes, two VCPUs started",
+        (first, already_on, bad_mpidr, bad_entry, smc32, affinity, started) == (0, 100_000, -2, -9, 0, 0, 2),
+    )
+}
+
+/// The residue test (F2, F4): a fresh guest reads every register a guest can write; the next
+/// guest on the same CPU writes a pattern into all of them; a third reads them again and must
+/// see exactly what the fresh one saw. Any difference is state one guest left for another.
+fn residue(process: &Process, resource: u32) -> Outcome {
+    let v3 = el2::irq::is_gicv3();
+    let gic: &[&str] = if v3 { &guests::RESIDUE_GICV3 } else { &guests::RESIDUE_GICV2 };
+    let names: alloc::vec::Vec<&str> = guests::RESIDUE_REGISTERS.iter().chain(gic).copied().collect();
+    let run = |write: bool| -> Result<alloc::vec::Vec<u64>, Failure> {
+        let f = fixture(process, resource, guests::residue())?;
+        let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+        let mut state = call("read_state", vcpu.read_state())?;
+        state.x[0] = u64::from(write);
+        state.x[20] = if v3 { 3 } else { 2 };
+        call("write_state", vcpu.write_state(&state))?;
+        expect_exit(&vcpu)?;
+        let mut values = alloc::vec::Vec::with_capacity(names.len());
+        for index in 0..names.len() {
+            let mut word = [0u8; 8];
+            call("vmo_read", f.memory.read(0x40000 + 8 * index as u64, &mut word))?;
+            values.push(u64::from_le_bytes(word));
+        }
+        Ok(values)
+    };
+    let fresh = run(false)?;
+    let writer = run(true)?;
+    let reader = run(false)?;
+    let changed = fresh.iter().zip(&writer).filter(|(f, w)| f != w).count();
+    let mut leaked = 0;
+    for (index, name) in names.iter().enumerate() {
+        if reader[index] != fresh[index] {
+            leaked += 1;
+            defmt::error!(
+                "residue: {=str} leaked: fresh {=u64:#x}, written {=u64:#x}, next guest {=u64:#x}",
+                name,
+                fresh[index],
+                writer[index],
+                reader[index]
+            );
+        }
+    }
+    defmt::info!(
+        "residue: {=usize} registers read by a fresh guest, changed {=usize} of them in the next, {=usize} leaked to a third on the same CPU",
+        names.len(),
+        changed,
+        leaked
+    );
+    check("no register leaked", leaked == 0)
 }

@@ -18,10 +18,21 @@ pub const SYSTEM_OFF: u64 = 0x8400_0008;
 pub const SYSTEM_RESET: u64 = 0x8400_0009;
 pub const PSCI_FEATURES: u64 = 0x8400_000a;
 
-/// PSCI return codes.
+/// SMCCC (Arm DEN0028) calls a PSCI client makes first.
+pub const SMCCC_VERSION: u64 = 0x8000_0000;
+pub const SMCCC_ARCH_FEATURES: u64 = 0x8000_0001;
+/// SMCCC 1.1: the version Belfry reports (calls preserve x4..x17).
+pub const SMCCC_VERSION_1_1: u64 = 0x0001_0001;
+
+/// PSCI return codes (DEN0022 5.2.2).
 pub const SUCCESS: u64 = 0;
 pub const NOT_SUPPORTED: u64 = -1i64 as u64;
 pub const INVALID_PARAMETERS: u64 = -2i64 as u64;
+pub const DENIED: u64 = -3i64 as u64;
+pub const ALREADY_ON: u64 = -4i64 as u64;
+pub const ON_PENDING: u64 = -5i64 as u64;
+pub const INTERNAL_FAILURE: u64 = -6i64 as u64;
+pub const INVALID_ADDRESS: u64 = -9i64 as u64;
 /// PSCI 1.1.
 pub const VERSION_1_1: u64 = 0x0001_0001;
 /// MIGRATE_INFO_TYPE: no Trusted OS, migration not needed.
@@ -29,6 +40,7 @@ pub const MIGRATE_NOT_PRESENT: u64 = 2;
 /// AFFINITY_INFO states.
 pub const AFFINITY_ON: u64 = 0;
 pub const AFFINITY_OFF: u64 = 1;
+pub const AFFINITY_ON_PENDING: u64 = 2;
 
 /// Zircon's `ZX_ERR_STOP`: what `enter` returns when the VCPU turned itself off.
 pub const STOP: Status = Status(-60);
@@ -44,19 +56,55 @@ pub enum Outcome {
     Status(Status),
 }
 
-/// Handles the call in `state.x[0..4]`; `vcpu_online(mpidr)` says whether a VCPU with that
-/// affinity exists (for AFFINITY_INFO).
-pub fn handle(state: &mut VcpuState, vcpu_online: impl Fn(u64) -> bool) -> Outcome {
+/// The power state of one VCPU of a guest, as PSCI names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Power {
+    Off,
+    /// CPU_ON was accepted and the VMM has not created (or restarted) the VCPU yet.
+    OnPending,
+    On,
+}
+
+/// What PSCI needs to know of the calling VCPU's guest.
+pub trait Machine {
+    /// The power state of the VCPU whose MPIDR affinity is `target`; `None` when no VCPU can
+    /// have that affinity (INVALID_PARAMETERS).
+    fn power(&self, target: u64) -> Option<Power>;
+    /// Marks an OFF VCPU ON_PENDING; `false` when it was not OFF (another caller won).
+    fn claim(&self, target: u64) -> bool;
+    /// Marks the calling VCPU OFF (CPU_OFF).
+    fn turn_off_self(&self);
+    /// Whether guest code can be fetched at `entry` (a mapped, executable guest address).
+    fn is_entry_point(&self, entry: u64) -> bool;
+}
+
+/// Handles the call in `state.x[0..4]` for a VCPU of `machine`. Every argument is the guest's
+/// and hostile: a target that cannot exist is INVALID_PARAMETERS, a VCPU already on is
+/// ALREADY_ON (so CPU_ON in a loop starts nothing), an entry point with no guest memory behind
+/// it is INVALID_ADDRESS. SMC32 calls take the low 32 bits of their arguments.
+pub fn handle(state: &mut VcpuState, machine: &impl Machine) -> Outcome {
     let function = state.x[0];
     let answer = |state: &mut VcpuState, value| {
         state.x[0] = value;
         Outcome::Continue
     };
+    // Bit 30 clear: the SMC32/HVC32 calling convention, whose arguments are 32 bits wide.
+    let argument = |index: usize| {
+        let value = state.x[index];
+        if function & (1 << 30) == 0 {
+            value & 0xffff_ffff
+        } else {
+            value
+        }
+    };
     match function {
         PSCI_VERSION => answer(state, VERSION_1_1),
+        SMCCC_VERSION => answer(state, SMCCC_VERSION_1_1),
+        // No architectural workaround or optional SMCCC function is implemented.
+        SMCCC_ARCH_FEATURES => answer(state, NOT_SUPPORTED),
         PSCI_FEATURES => {
             let supported = matches!(
-                state.x[1],
+                argument(1),
                 PSCI_VERSION
                     | CPU_OFF
                     | CPU_ON
@@ -67,24 +115,43 @@ pub fn handle(state: &mut VcpuState, vcpu_online: impl Fn(u64) -> bool) -> Outco
                     | SYSTEM_OFF
                     | SYSTEM_RESET
                     | PSCI_FEATURES
+                    | SMCCC_VERSION
             );
             answer(state, if supported { SUCCESS } else { NOT_SUPPORTED })
         }
         CPU_ON | CPU_ON_32 => {
-            let (target, entry, context) = (state.x[1], state.x[2], state.x[3]);
-            state.x[0] = SUCCESS;
-            Outcome::Packet(PortPacket::vcpu_startup(0, target, entry, context))
+            let (target, entry, context) = (argument(1), argument(2), argument(3));
+            let code = match machine.power(target) {
+                None => INVALID_PARAMETERS,
+                Some(Power::On) => ALREADY_ON,
+                Some(Power::OnPending) => ON_PENDING,
+                Some(Power::Off) if !machine.is_entry_point(entry) => INVALID_ADDRESS,
+                Some(Power::Off) if !machine.claim(target) => ON_PENDING,
+                Some(Power::Off) => {
+                    state.x[0] = SUCCESS;
+                    return Outcome::Packet(PortPacket::vcpu_startup(0, target, entry, context));
+                }
+            };
+            answer(state, code)
         }
-        CPU_OFF => Outcome::Status(STOP),
+        CPU_OFF => {
+            machine.turn_off_self();
+            Outcome::Status(STOP)
+        }
         SYSTEM_OFF => Outcome::Status(Status::UNAVAILABLE),
         SYSTEM_RESET => Outcome::Status(Status::CANCELED),
         AFFINITY_INFO | AFFINITY_INFO_32 => {
             // Only level 0 (a single CPU) is described.
-            if state.x[2] != 0 {
+            if argument(2) != 0 {
                 return answer(state, INVALID_PARAMETERS);
             }
-            let on = vcpu_online(state.x[1]);
-            answer(state, if on { AFFINITY_ON } else { AFFINITY_OFF })
+            let code = match machine.power(argument(1)) {
+                None => INVALID_PARAMETERS,
+                Some(Power::On) => AFFINITY_ON,
+                Some(Power::Off) => AFFINITY_OFF,
+                Some(Power::OnPending) => AFFINITY_ON_PENDING,
+            };
+            answer(state, code)
         }
         MIGRATE_INFO_TYPE => answer(state, MIGRATE_NOT_PRESENT),
         _ => answer(state, NOT_SUPPORTED),
@@ -95,22 +162,59 @@ pub fn handle(state: &mut VcpuState, vcpu_online: impl Fn(u64) -> bool) -> Outco
 mod tests {
     use super::*;
     use crate::object::packet::Packet;
+    use core::cell::RefCell;
 
-    fn call(function: u64, args: [u64; 3]) -> (Outcome, u64) {
+    /// Four VCPUs possible; VCPU 0 on; guest memory at [0, 1 MiB).
+    struct Fake(RefCell<[Power; 4]>);
+
+    impl Machine for Fake {
+        fn power(&self, target: u64) -> Option<Power> {
+            usize::try_from(target).ok().and_then(|t| self.0.borrow().get(t).copied())
+        }
+        fn claim(&self, target: u64) -> bool {
+            let mut states = self.0.borrow_mut();
+            match states.get_mut(target as usize) {
+                Some(state @ Power::Off) => {
+                    *state = Power::OnPending;
+                    true
+                }
+                _ => false,
+            }
+        }
+        fn turn_off_self(&self) {
+            self.0.borrow_mut()[0] = Power::Off;
+        }
+        fn is_entry_point(&self, entry: u64) -> bool {
+            entry < 0x10_0000
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake(RefCell::new([Power::On, Power::Off, Power::Off, Power::Off]))
+    }
+
+    fn call_on(machine: &Fake, function: u64, args: [u64; 3]) -> (Outcome, u64) {
         let mut state = VcpuState::default();
         state.x[0] = function;
         state.x[1..4].copy_from_slice(&args);
-        let outcome = handle(&mut state, |mpidr| mpidr == 0);
+        let outcome = handle(&mut state, machine);
         (outcome, state.x[0])
+    }
+
+    fn call(function: u64, args: [u64; 3]) -> (Outcome, u64) {
+        call_on(&fake(), function, args)
     }
 
     #[test]
     fn answered_in_el2() {
         assert_eq!(call(PSCI_VERSION, [0; 3]), (Outcome::Continue, 0x10001));
+        assert_eq!(call(SMCCC_VERSION, [0; 3]), (Outcome::Continue, 0x10001));
+        assert_eq!(call(SMCCC_ARCH_FEATURES, [0x8000_8000, 0, 0]), (Outcome::Continue, NOT_SUPPORTED));
         assert_eq!(call(PSCI_FEATURES, [CPU_ON, 0, 0]), (Outcome::Continue, SUCCESS));
         assert_eq!(call(PSCI_FEATURES, [CPU_SUSPEND, 0, 0]), (Outcome::Continue, NOT_SUPPORTED));
         assert_eq!(call(AFFINITY_INFO, [0, 0, 0]), (Outcome::Continue, AFFINITY_ON));
         assert_eq!(call(AFFINITY_INFO, [3, 0, 0]), (Outcome::Continue, AFFINITY_OFF));
+        assert_eq!(call(AFFINITY_INFO, [9, 0, 0]), (Outcome::Continue, INVALID_PARAMETERS));
         assert_eq!(call(AFFINITY_INFO, [0, 1, 0]), (Outcome::Continue, INVALID_PARAMETERS));
         assert_eq!(call(MIGRATE_INFO_TYPE, [0; 3]), (Outcome::Continue, 2));
         assert_eq!(call(CPU_SUSPEND, [0; 3]), (Outcome::Continue, NOT_SUPPORTED));
@@ -119,12 +223,39 @@ mod tests {
 
     #[test]
     fn calls_that_leave_enter() {
-        let (outcome, x0) = call(CPU_ON, [1, 0x4000_0000, 7]);
+        let (outcome, x0) = call(CPU_ON, [1, 0x8000, 7]);
         assert_eq!(x0, SUCCESS);
         let Outcome::Packet(packet) = outcome else { panic!("{outcome:?}") };
-        assert_eq!(packet.decode(), Packet::VcpuStartup { key: 0, target: 1, entry: 0x4000_0000, context: 7 });
+        assert_eq!(packet.decode(), Packet::VcpuStartup { key: 0, target: 1, entry: 0x8000, context: 7 });
         assert_eq!(call(CPU_OFF, [0; 3]).0, Outcome::Status(STOP));
         assert_eq!(call(SYSTEM_OFF, [0; 3]).0, Outcome::Status(Status::UNAVAILABLE));
         assert_eq!(call(SYSTEM_RESET, [0; 3]).0, Outcome::Status(Status::CANCELED));
+    }
+
+    /// F1 and F10: CPU_ON follows DEN0022 for every error, so a guest looping it starts one VCPU.
+    #[test]
+    fn cpu_on_errors() {
+        let machine = fake();
+        assert_eq!(call_on(&machine, CPU_ON, [0, 0x8000, 0]), (Outcome::Continue, ALREADY_ON));
+        assert_eq!(call_on(&machine, CPU_ON, [0x100, 0x8000, 0]), (Outcome::Continue, INVALID_PARAMETERS));
+        assert_eq!(call_on(&machine, CPU_ON, [1 << 32, 0x8000, 0]), (Outcome::Continue, INVALID_PARAMETERS));
+        assert_eq!(call_on(&machine, CPU_ON, [1, 0x4000_0000, 0]), (Outcome::Continue, INVALID_ADDRESS));
+        assert!(matches!(call_on(&machine, CPU_ON, [1, 0x8000, 0]).0, Outcome::Packet(_)));
+        for _ in 0..1000 {
+            assert_eq!(call_on(&machine, CPU_ON, [1, 0x8000, 0]), (Outcome::Continue, ON_PENDING));
+        }
+        assert_eq!(call_on(&machine, AFFINITY_INFO, [1, 0, 0]), (Outcome::Continue, AFFINITY_ON_PENDING));
+        machine.0.borrow_mut()[1] = Power::On;
+        assert_eq!(call_on(&machine, CPU_ON, [1, 0x8000, 0]), (Outcome::Continue, ALREADY_ON));
+        // SMC32: the upper halves of the arguments are ignored.
+        let (outcome, x0) = call_on(&machine, CPU_ON_32, [0xffff_ffff_0000_0002, 0xdead_0000_0000_8000, 0x1_0000_0005]);
+        assert_eq!(x0, SUCCESS);
+        let Outcome::Packet(packet) = outcome else { panic!("{outcome:?}") };
+        assert_eq!(packet.decode(), Packet::VcpuStartup { key: 0, target: 2, entry: 0x8000, context: 5 });
+        // The 64-bit call keeps them: that target does not exist.
+        assert_eq!(
+            call_on(&machine, CPU_ON, [0xffff_ffff_0000_0003, 0x8000, 0]),
+            (Outcome::Continue, INVALID_PARAMETERS)
+        );
     }
 }

@@ -276,8 +276,8 @@ impl Vcpu {
                 Exit::InstructionFetch { address } => self.on_fetch(context, address, true)?,
                 Exit::TableWalk { address } => self.on_fetch(context, address, false)?,
                 Exit::Hypercall { .. } => {
-                    let guest = &self.guest;
-                    match psci::handle(&mut context.state, |mpidr| guest.vcpu_exists(mpidr & 0xff)) {
+                    let machine = PsciMachine { guest: &self.guest, id: self.id };
+                    match psci::handle(&mut context.state, &machine) {
                         psci::Outcome::Continue => {}
                         psci::Outcome::Packet(packet) => return Ok(packet),
                         psci::Outcome::Status(status) => return Err(status),
@@ -504,6 +504,32 @@ impl Drop for Vcpu {
     fn drop(&mut self) {
         self.unbind();
         self.guest.release_vcpu(self.id);
+    }
+}
+
+/// PSCI's view of this VCPU's guest.
+struct PsciMachine<'a> {
+    guest: &'a Guest,
+    id: usize,
+}
+
+impl psci::Machine for PsciMachine<'_> {
+    fn power(&self, target: u64) -> Option<psci::Power> {
+        self.guest.power(target)
+    }
+
+    fn claim(&self, target: u64) -> bool {
+        self.guest.claim(target)
+    }
+
+    fn turn_off_self(&self) {
+        self.guest.turn_off(self.id);
+    }
+
+    fn is_entry_point(&self, entry: u64) -> bool {
+        entry.is_multiple_of(4)
+            && self.guest.trap_at(entry).is_none()
+            && self.guest.vmar().translate(entry).is_some_and(|(_, _, perms)| perms & super::vmar::VM_PERM_EXECUTE != 0)
     }
 }
 

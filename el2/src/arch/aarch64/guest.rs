@@ -22,26 +22,8 @@ use alloc::boxed::Box;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use stage2::syndrome::{DataAbort, Esr, ExceptionClass, FaultStatus};
 
-/// HCR_EL2 while a guest runs: VM (stage 2), SWIO, FMO/IMO/AMO (physical FIQ, IRQ and SError
-/// to EL2), FB and BSU = inner shareable (broadcast the guest's TLB and cache maintenance),
-/// TWI and TWE (WFI/WFE trap), TSC (SMC traps), TSW (set/way cache maintenance traps), RW
-/// (EL1 is AArch64), TACR (the implementation-defined ACTLR_EL1 is not the guest's).
-const GUEST_HCR: u64 = (1 << 21)
-    | (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 9)
-    | (0b01 << 10)
-    | (1 << 13)
-    | (1 << 14)
-    | (1 << 19)
-    | (1 << 22)
-    | (1 << 31);
-/// MDCR_EL2 while a guest runs: TDA (debug registers), TDOSA (OS lock registers), TDRA (debug
-/// ROM address) trap to EL2, which makes them RAZ/WI.
-const GUEST_MDCR: u64 = (1 << 9) | (1 << 10) | (1 << 11);
+use crate::traps::{system_action, SystemAccess, SystemAction, GUEST_HCR, GUEST_MDCR};
+
 /// CPTR_EL2: the RES1 bits, SVE and SME trapped; TFP (bit 10) set while another VCPU's FP
 /// registers are live.
 const CPTR_BASE: u64 = super::boot::CPTR_EL2_VALUE;
@@ -78,6 +60,8 @@ pub struct VcpuArch {
     /// FP/SIMD registers; boxed so `FP_OWNER` can name them by a stable address.
     fp: Box<FpState>,
     vgic: Vgic,
+    /// The guest's DISR_EL1 (VDISR_EL2), switched when the CPU has FEAT_RAS.
+    vdisr: u64,
 }
 
 impl core::fmt::Debug for VcpuArch {
@@ -98,6 +82,7 @@ impl VcpuArch {
             instruction_len: 4,
             fp: Box::default(),
             vgic: Vgic::new(),
+            vdisr: 0,
         }
     }
 }
@@ -159,9 +144,18 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     context.arch.vgic.load();
     ELR_EL2.set(context.pc);
     SPSR_EL2.set(pstate);
+    let ras = world::has_ras();
+    if ras {
+        // SAFETY: FEAT_RAS is present; EL2 is between guest runs.
+        unsafe { world::load_vdisr(context.arch.vdisr) };
+    }
     // SAFETY: `setup` describes this VCPU's guest (its stage-2 root and VMID are live while the
     // guest object is); the general registers are this VCPU's.
     let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.arch.el1, &mut context.state.x) };
+    if ras {
+        // SAFETY: FEAT_RAS is present.
+        context.arch.vdisr = unsafe { world::save_vdisr() };
+    }
     context.arch.vgic.save();
     context.state.sp = sp_el1;
     context.pc = ELR_EL2.get();
@@ -242,17 +236,25 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             let deadline = (timer.cntv_ctl & 0b11 == 0b01).then(|| counter_to_ns(timer.cntv_cval));
             Exit::WaitForInterrupt { pending: context.arch.vgic.has_pending() || signals.any_pending(), deadline }
         }
-        ExceptionClass::SystemRegister if is_sgi1r_write(esr.iss()) => {
-            context.skip_instruction = true;
-            Exit::SendSgi { value: context.state.register(((esr.iss() >> 5) & 0x1f) as u8) }
-        }
-        ExceptionClass::SystemRegister => match emulate_system_register(context, esr.iss()) {
-            true => {
-                context.skip_instruction = true;
-                Exit::Interrupted
+        ExceptionClass::SystemRegister => {
+            let access = SystemAccess::from_iss(esr.iss());
+            match system_action(access) {
+                SystemAction::SendSgi => {
+                    context.skip_instruction = true;
+                    Exit::SendSgi { value: context.state.register(access.rt) }
+                }
+                SystemAction::RazWi => {
+                    if access.read {
+                        if let Some(x) = context.state.x.get_mut(usize::from(access.rt)) {
+                            *x = 0;
+                        }
+                    }
+                    context.skip_instruction = true;
+                    Exit::Interrupted
+                }
+                SystemAction::Unhandled => unhandled,
             }
-            false => unhandled,
-        },
+        }
         ExceptionClass::FpAccess => {
             switch_fp(context);
             Exit::Interrupted
@@ -274,41 +276,6 @@ fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
 
 fn is_stage2_fault(status: FaultStatus) -> bool {
     matches!(status, FaultStatus::Translation { .. } | FaultStatus::AccessFlag { .. } | FaultStatus::Permission { .. })
-}
-
-/// Whether a trapped system register access is a write of ICC_SGI1R_EL1 (op0 3, op1 0, CRn 12,
-/// CRm 11, op2 5), which a guest's GICv3 CPU interface traps to EL2.
-fn is_sgi1r_write(iss: u32) -> bool {
-    let op0 = (iss >> 20) & 0b11;
-    let op2 = (iss >> 17) & 0b111;
-    let op1 = (iss >> 14) & 0b111;
-    let crn = (iss >> 10) & 0b1111;
-    let crm = (iss >> 1) & 0b1111;
-    (op0, op1, crn, crm, op2) == (3, 0, 12, 11, 5) && iss & 1 == 0
-}
-
-/// Emulates the trapped system instructions Belfry handles; `false` for anything else.
-fn emulate_system_register(context: &mut Context, iss: u32) -> bool {
-    let op0 = (iss >> 20) & 0b11;
-    let op2 = (iss >> 17) & 0b111;
-    let op1 = (iss >> 14) & 0b111;
-    let crn = (iss >> 10) & 0b1111;
-    let rt = ((iss >> 5) & 0b11111) as usize;
-    let crm = (iss >> 1) & 0b1111;
-    let read = iss & 1 == 1;
-    // DC ISW / CSW / CISW: the hardware keeps caches coherent for Belfry's own accesses, and
-    // guest pages are cleaned and invalidated to the point of coherency when they are mapped,
-    // so set/way maintenance has nothing left to do.
-    let set_way = op0 == 1 && op1 == 0 && crn == 7 && op2 == 2 && matches!(crm, 6 | 10 | 14);
-    // Debug and OS-lock registers (op0 = 2, trapped by MDCR_EL2): read as zero, writes ignored.
-    let debug = op0 == 2;
-    if !(set_way || debug) {
-        return false;
-    }
-    if read && rt < 31 {
-        context.state.x[rt] = 0;
-    }
-    true
 }
 
 /// The guest touched FP/SIMD while another VCPU's registers were live: swap them.

@@ -9,7 +9,8 @@ use crate::irq::VIRTUAL_TIMER_INTID;
 use crate::object::signals::Signals;
 use crate::vgic::{Flavor, ListRegisters};
 use aarch64_cpu::registers::{
-    Readable, Writeable, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2,
+    Readable, Writeable, ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2, ICH_AP1R1_EL2,
+    ICH_AP1R2_EL2, ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2,
     ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
 };
 
@@ -18,8 +19,23 @@ use aarch64_cpu::registers::{
 pub struct Vgic {
     regs: ListRegisters,
     vmcr: u64,
-    apr: u64,
+    /// Active priorities: GICv3 ICH_AP0Rn (group 0) and ICH_AP1Rn (group 1), `apr_count` of
+    /// each; GICv2 GICH_APR in `ap1[0]`. Every one a guest can set is switched: a guest that
+    /// leaves group-0 priorities active (ICC_AP0R0_EL1 = ~0) must not mask the next guest.
+    ap0: [u64; 4],
+    ap1: [u64; 4],
+    apr_count: usize,
     v3: bool,
+}
+
+/// How many ICH_AP0Rn/ICH_AP1Rn registers exist: one per 32 preemption levels (ICH_VTR_EL2.
+/// PREbits + 1 = 5, 6 or 7 bits of preemption: 1, 2 or 4 registers).
+pub fn active_priority_registers(ich_vtr: u64) -> usize {
+    match (ich_vtr >> 26) & 0b111 {
+        0..=4 => 1,
+        5 => 2,
+        _ => 4,
+    }
 }
 
 impl Default for Vgic {
@@ -43,7 +59,8 @@ impl Vgic {
             // GICH_VMCR: VMPriMask = 0x1f, VMGrp0En, VMGrp1En.
             (ListRegisters::new(Flavor::V2, count).with_eoi_on(VIRTUAL_TIMER_INTID), (0x1f << 27) | 0b11)
         };
-        Self { regs, vmcr, apr: 0, v3 }
+        let apr_count = if v3 { active_priority_registers(ICH_VTR_EL2.get()) } else { 1 };
+        Self { regs, vmcr, ap0: [0; 4], ap1: [0; 4], apr_count, v3 }
     }
 
     /// Moves pending vectors into the list registers and sets the maintenance requests (the
@@ -69,14 +86,25 @@ impl Vgic {
             }
             write_lrs!(0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2, 4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2);
             ICH_VMCR_EL2.set(self.vmcr);
-            ICH_AP1R0_EL2.set(self.apr);
+            ICH_AP0R0_EL2.set(self.ap0[0]);
+            ICH_AP1R0_EL2.set(self.ap1[0]);
+            if self.apr_count > 1 {
+                ICH_AP0R1_EL2.set(self.ap0[1]);
+                ICH_AP1R1_EL2.set(self.ap1[1]);
+            }
+            if self.apr_count > 2 {
+                ICH_AP0R2_EL2.set(self.ap0[2]);
+                ICH_AP1R2_EL2.set(self.ap1[2]);
+                ICH_AP0R3_EL2.set(self.ap0[3]);
+                ICH_AP1R3_EL2.set(self.ap1[3]);
+            }
             ICH_HCR_EL2.set(self.regs.hcr);
         } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
             for (index, lr) in lrs[..count].iter().enumerate() {
                 gich.lr[index].set(*lr as u32);
             }
             gich.vmcr.set(self.vmcr as u32);
-            gich.apr.set(self.apr as u32);
+            gich.apr.set(self.ap1[0] as u32);
             gich.hcr.set(self.regs.hcr as u32);
         }
     }
@@ -94,7 +122,18 @@ impl Vgic {
             }
             read_lrs!(0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2, 4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2);
             self.vmcr = ICH_VMCR_EL2.get();
-            self.apr = ICH_AP1R0_EL2.get();
+            self.ap0[0] = ICH_AP0R0_EL2.get();
+            self.ap1[0] = ICH_AP1R0_EL2.get();
+            if self.apr_count > 1 {
+                self.ap0[1] = ICH_AP0R1_EL2.get();
+                self.ap1[1] = ICH_AP1R1_EL2.get();
+            }
+            if self.apr_count > 2 {
+                self.ap0[2] = ICH_AP0R2_EL2.get();
+                self.ap1[2] = ICH_AP1R2_EL2.get();
+                self.ap0[3] = ICH_AP0R3_EL2.get();
+                self.ap1[3] = ICH_AP1R3_EL2.get();
+            }
             hcr = ICH_HCR_EL2.get();
             ICH_HCR_EL2.set(0);
         } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
@@ -102,7 +141,7 @@ impl Vgic {
                 self.regs.lrs[index] = u64::from(gich.lr[index].get());
             }
             self.vmcr = u64::from(gich.vmcr.get());
-            self.apr = u64::from(gich.apr.get());
+            self.ap1[0] = u64::from(gich.apr.get());
             hcr = u64::from(gich.hcr.get());
             gich.hcr.set(0);
         } else {

@@ -10,7 +10,7 @@
 //! The EL1 system registers are switched in Rust around that call; EL2 never touches FP/SIMD,
 //! so those registers are switched lazily (`guest.rs`).
 
-use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, MIDR_EL1};
+use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, MIDR_EL1};
 use core::arch::global_asm;
 
 global_asm!(
@@ -208,6 +208,34 @@ pub unsafe fn enter(setup: &EntrySetup, el1: &mut El1State, x: &mut [u64; 31]) -
     // SAFETY: reads SP_EL1; no side effects.
     unsafe { core::arch::asm!("mrs {0}, sp_el1", out(reg) sp_el1, options(nostack, nomem, preserves_flags)) };
     (kind, sp_el1)
+}
+
+/// Whether the CPU has FEAT_RAS (ID_AA64PFR0_EL1.RAS): then a guest's DISR_EL1 is VDISR_EL2
+/// (HCR_EL2.AMO is set), which must be switched with the VCPU.
+pub fn has_ras() -> bool {
+    static RAS: spin::Once<bool> = spin::Once::new();
+    // RAS is bits [31:28]; aarch64-cpu names only some fields of this register.
+    *RAS.call_once(|| (ID_AA64PFR0_EL1.get() >> 28) & 0xf != 0)
+}
+
+/// Loads the guest's deferred-SError status (its DISR_EL1) into VDISR_EL2.
+///
+/// # Safety
+/// Only with FEAT_RAS ([`has_ras`]) and between guest runs.
+pub unsafe fn load_vdisr(value: u64) {
+    // SAFETY: VDISR_EL2 only affects the guest's view of DISR_EL1.
+    unsafe { core::arch::asm!("msr s3_4_c12_c1_1, {0}", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// Reads the guest's DISR_EL1 (VDISR_EL2) after it ran.
+///
+/// # Safety
+/// Only with FEAT_RAS ([`has_ras`]).
+pub unsafe fn save_vdisr() -> u64 {
+    let value: u64;
+    // SAFETY: reads VDISR_EL2; no side effects.
+    unsafe { core::arch::asm!("mrs {0}, s3_4_c12_c1_1", out(reg) value, options(nostack, nomem, preserves_flags)) };
+    value
 }
 
 /// Sets CPTR_EL2.
