@@ -39,9 +39,23 @@ macro_rules! kernel_error {
     }};
 }
 
+/// Logs a warning on the board (defmt); on the host the arguments are only evaluated.
+#[macro_export]
+macro_rules! kernel_warn {
+    ($format:literal $(, $argument:expr)* $(,)?) => {{
+        #[cfg(target_os = "none")]
+        defmt::warn!($format $(, $argument)*);
+        #[cfg(not(target_os = "none"))]
+        {
+            $(let _ = &$argument;)*
+        }
+    }};
+}
+
 pub mod api;
 pub mod arch;
 pub mod exit_code;
+pub mod inject;
 pub mod machine;
 pub mod memory;
 pub mod object;

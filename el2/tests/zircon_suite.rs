@@ -284,9 +284,23 @@ fn vcpu_psci_system_off_and_reset() {
 fn vcpu_psci_cpu_on_and_unknown_calls() {
     std::thread::spawn(|| {
         let process = Process::new(true);
-        let vcpu = process.vcpu_create(guest(&process), 0, 0).unwrap();
+        let resource = process.grant_resource(RSRC_KIND_HYPERVISOR).unwrap();
+        let (guest, vmar) = process.guest_create(resource, 0).unwrap();
+        let memory = process.vmo_create(1 << 20, 0).unwrap();
+        process.vmar_map(vmar, 0b111 | (1 << 4), 0, memory, 0, 1 << 20).unwrap();
+        let vcpu = process.vcpu_create(guest, 0, 0).unwrap();
         let object = process.vcpu_object(vcpu).unwrap();
         let mut state = [0u8; 264];
+        // An entry point with no guest memory behind it: INVALID_ADDRESS, and the guest goes on.
+        for (i, value) in [0xc400_0003u64, 1, 0x4000_0000, 0x55].iter().enumerate() {
+            state[i * 8..i * 8 + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        process.vcpu_write_state(vcpu, 0, &state).unwrap();
+        object.with_context(|c| c.arch.script.extend([Exit::Hypercall { smc: false }, store(EXIT_TEST_ADDR)]));
+        process.guest_set_trap(guest, GUEST_TRAP_MEM, EXIT_TEST_ADDR, PAGE, 0, 0).unwrap();
+        assert!(is_exit(process.vcpu_enter(vcpu).map(|p| p.decode())));
+        process.vcpu_read_state(vcpu, 0, &mut state).unwrap();
+        assert_eq!(i64::from_le_bytes(state[..8].try_into().unwrap()), -9, "PSCI INVALID_ADDRESS");
         for (i, value) in [0xc400_0003u64, 1, 0x8_0000, 0x55].iter().enumerate() {
             state[i * 8..i * 8 + 8].copy_from_slice(&value.to_le_bytes());
         }
@@ -322,7 +336,7 @@ fn demand_paging_and_killing_a_stray_guest() {
         let memory = process.vmo_create(1 << 20, 0).unwrap();
         process.vmar_map(vmar, 0b111 | (1 << 4), 0, memory, 0, 1 << 20).unwrap();
         let vcpu = process.vcpu_create(guest, 0, 0).unwrap();
-        let exits = [Exit::InstructionFetch { address: 0 }, store(0x8_0000), store(EXIT_TEST_ADDR)];
+        let exits = [Exit::InstructionFetch { address: 0, far: 0 }, store(0x8_0000), store(EXIT_TEST_ADDR)];
         assert!(is_exit(run(&process, vcpu, &exits)));
         let space = process.vmar_object(vmar).unwrap();
         assert!(space.stage2_lookup(0).is_some());
@@ -365,6 +379,40 @@ fn guest_sgis_become_vcpu_interrupt_packets() {
         assert!(is_exit(sgi((1 << 40) | (2 << 24))));
         // Aff1 = 1: no VCPU has it.
         assert!(is_exit(sgi((1 << 16) | 1)));
+    })
+    .join()
+    .unwrap();
+}
+
+/// F3: a fetch from a trapped page, or a table walk into one, never maps it: the guest gets an
+/// external abort (prefetch or data) and the next access to the page still reaches the trap.
+#[test]
+fn a_trapped_page_is_never_mapped_by_a_fetch_or_a_walk() {
+    std::thread::spawn(|| {
+        use el2::inject::GuestException;
+        let process = Process::new(true);
+        let resource = process.grant_resource(RSRC_KIND_HYPERVISOR).unwrap();
+        let (guest, vmar) = process.guest_create(resource, 0).unwrap();
+        let memory = process.vmo_create(16 << 20, 0).unwrap();
+        process.vmar_map(vmar, 0b111 | (1 << 4), 0, memory, 0, 16 << 20).unwrap();
+        process.guest_set_trap(guest, GUEST_TRAP_MEM, EXIT_TEST_ADDR, PAGE, 0, 0).unwrap();
+        process.guest_set_trap(guest, GUEST_TRAP_MEM, 0xffe000, PAGE, 0, 0x1234).unwrap();
+        let vcpu = process.vcpu_create(guest, 0, 0).unwrap();
+        let object = process.vcpu_object(vcpu).unwrap();
+        object.with_context(|c| {
+            c.arch.script.extend([
+                Exit::InstructionFetch { address: 0xffe000, far: 0xffe000 },
+                Exit::TableWalk { address: 0xffe008, far: 0x8000, write: true },
+                store(0xffe000),
+            ])
+        });
+        let packet = process.vcpu_enter(vcpu).unwrap().decode();
+        assert!(matches!(packet, Packet::Mem { key: 0x1234, mem } if mem.addr == 0xffe000), "{packet:?}");
+        let injected = object.with_context(|c| c.arch.injected.clone());
+        assert_eq!(
+            injected,
+            [GuestException::PrefetchAbort { far: 0xffe000 }, GuestException::DataAbort { far: 0x8000, write: true }]
+        );
     })
     .join()
     .unwrap();

@@ -341,3 +341,36 @@ fn residue() {
         expect_line(&outcome, Some(0), "guest scenario residue: passed");
     }
 }
+
+/// F3: a trapped page is never mapped: an instruction fetch from it and a stage-1 table walk
+/// into it are synchronous external aborts delivered to the guest (EC 0x21 and 0x25, FSC
+/// 0x10), and a store to it afterwards is still a MEM packet.
+#[test]
+fn a_trapped_page_is_never_mapped() {
+    run_guest_everywhere(
+        "trap-fetch",
+        &["trap-fetch: fetch from the trapped page: ESR_EL1 0x86000010, FAR_EL1 0xffe000, ELR_EL1 0xffe000; the store after it a MEM packet; walk into it: ESR_EL1 0x96000010, FAR_EL1 0xffffff8000000000"],
+    );
+}
+
+/// F7: WFIT's timeout ends the wait (it was a WFI without one). The Cortex-A72 of the Pi 4
+/// has no FEAT_WFxT (WFIT is UNDEFINED there), so this runs on the `virt` boards.
+#[test]
+fn wfit_returns_at_its_timeout() {
+    for board in [Board::Virt, Board::VirtGicv2] {
+        let outcome = boot_scenario(board, "guest:wfit");
+        expect_exit(&outcome, exit_code::SUCCESS);
+        expect_line(&outcome, Some(0), "wfit: WFIT with a timeout 200000 ticks ahead returned by it: true");
+        expect_line(&outcome, Some(0), "guest scenario wfit: passed");
+    }
+}
+
+/// F9: an AArch32 access without syndrome (STM) to a trapped page is delivered to the guest as
+/// an external data abort from a lower EL (EC 0x24, WnR, FSC 0x10), and r0 is untouched.
+#[test]
+fn an_aarch32_access_without_syndrome_is_an_abort() {
+    run_guest_everywhere(
+        "aarch32-stm",
+        &["aarch32-stm: STM at AArch32 EL0 into the trapped page: ESR_EL1 0x92000050, FAR_EL1 0xffe000, r0 7"],
+    );
+}

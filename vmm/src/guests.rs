@@ -2042,3 +2042,130 @@ pub const RESIDUE_GICV3: [&str; 8] = [
 ];
 /// The GICv2 virtual CPU interface registers `residue` reads after those.
 pub const RESIDUE_GICV2: [&str; 5] = ["GICV_CTLR", "GICV_PMR", "GICV_BPR", "GICV_ABPR", "GICV_APR0"];
+
+// F3: a trapped page is never mapped. The guest (1) jumps into the MEM-trapped page at
+// 0xffe000, (2) stores 0x77 there, which must still be a MEM packet, then (3) turns its MMU on
+// with TTBR1_EL1 pointing into the trapped page and loads from the bottom of the TTBR1 range,
+// so its own table walk reads the trapped page. Its EL1 vector (current EL, SPx, sync) records
+// ESR_EL1, FAR_EL1 and ELR_EL1 in x21..x23 and returns to x24. The fetch's are kept in
+// x25..x27, the walk's in x28 and x29.
+guest!(
+    trap_fetch,
+    guest_trap_fetch_start,
+    guest_trap_fetch_end,
+    r#"
+    adr     x1, 90f
+    msr     vbar_el1, x1
+    isb
+    adr     x24, 1f
+    mov     x0, #0xffe000
+    br      x0
+1:  mov     x25, x21
+    mov     x26, x22
+    mov     x27, x23
+    mov     x0, #0xffe000
+    mov     x5, #0x77
+    str     x5, [x0]
+    mov     x3, #0x10000
+    mov     x4, #0x701
+    str     x4, [x3]
+    mov     x5, #0xff
+    msr     mair_el1, x5
+    movz    x6, #0x3519
+    movk    x6, #0x8019, lsl #16
+    msr     tcr_el1, x6
+    msr     ttbr0_el1, x3
+    mov     x7, #0xffe000
+    msr     ttbr1_el1, x7
+    isb
+    mrs     x7, sctlr_el1
+    orr     x7, x7, #1
+    msr     sctlr_el1, x7
+    isb
+    adr     x24, 2f
+    movz    x0, #0xff80, lsl #32
+    movk    x0, #0xffff, lsl #48
+    ldr     x6, [x0]
+2:  mov     x28, x21
+    mov     x29, x22
+    bic     x7, x7, #1
+    msr     sctlr_el1, x7
+    isb
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 2048
+90: b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    mrs     x21, esr_el1
+    mrs     x22, far_el1
+    mrs     x23, elr_el1
+    msr     elr_el1, x24
+    eret
+"#
+);
+
+// F7: WFIT with a timeout 200 000 counter ticks ahead and no interrupt, repeated until the
+// virtual count reaches the timeout (a WFIT may end early, as a WFI may): it must not sleep
+// forever. x4 counts the WFITs, x2 is the virtual count after the last.
+guest!(
+    wfit,
+    guest_wfit_start,
+    guest_wfit_end,
+    r#"
+    mrs     x1, cntvct_el0
+    movz    x3, #0x0d40
+    movk    x3, #0x3, lsl #16
+    add     x1, x1, x3
+    mov     x4, #0
+1:  .inst   0xd5031001
+    add     x4, x4, #1
+    isb
+    mrs     x2, cntvct_el0
+    cmp     x2, x1
+    b.lo    1b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// F9: AArch32 EL0 stores two registers with STM into the MEM-trapped page, an access without
+// syndrome that Belfry does not decode: the guest's EL1 gets the external data abort (its
+// lower-EL AArch32 vector records ESR_EL1, FAR_EL1 and ELR_EL1 in x21..x23, then exits).
+guest!(
+    aarch32_stm,
+    guest_aarch32_stm_start,
+    guest_aarch32_stm_end,
+    r#"
+    adr     x0, 9f
+    msr     vbar_el1, x0
+    adr     x0, 8f
+    msr     elr_el1, x0
+    mov     x0, #0x10
+    msr     spsr_el1, x0
+    mov     x0, #7
+    mov     x1, #0xffe000
+    mov     x2, #0x11
+    mov     x3, #0x22
+    isb
+    eret
+    .balign 0x800
+9:  .skip   0x600
+    mrs     x21, esr_el1
+    mrs     x22, far_el1
+    mrs     x23, elr_el1
+    mov     x9, #0xfff000
+    str     xzr, [x9]
+    b       .
+    .balign 0x800
+8:  .word   0xe881000c
+    .word   0xeafffffe
+"#
+);

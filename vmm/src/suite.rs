@@ -176,6 +176,9 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "smp4-on-2" => smp4(process, resource, 2),
         "cpu-on-storm" => cpu_on_storm(process, resource),
         "residue" => residue(process, resource),
+        "trap-fetch" => trap_fetch(process, resource),
+        "wfit" => wfit(process, resource),
+        "aarch32-stm" => aarch32_stm(process, resource),
         _ => Err(Failure::Unknown),
     }
 }
@@ -1251,4 +1254,58 @@ fn residue(process: &Process, resource: u32) -> Outcome {
         leaked
     );
     check("no register leaked", leaked == 0)
+}
+
+/// F3: a fetch from a trapped page and a table walk into one are external aborts delivered to
+/// the guest; the page stays unmapped, so a store to it afterwards is still a MEM packet.
+fn trap_fetch(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::trap_fetch())?;
+    call("set_trap", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    let stored =
+        matches!(packet, Packet::Mem { key: TRAP_KEY, mem } if mem.addr == TRAP_ADDR && !mem.read && mem.data == 0x77);
+    check("the store after the fetch is a MEM packet", stored)?;
+    expect_exit(&vcpu)?;
+    let x = call("read_state", vcpu.read_state())?.x;
+    defmt::info!(
+        "trap-fetch: fetch from the trapped page: ESR_EL1 {=u64:#x}, FAR_EL1 {=u64:#x}, ELR_EL1 {=u64:#x}; the store after it a MEM packet; walk into it: ESR_EL1 {=u64:#x}, FAR_EL1 {=u64:#x}",
+        x[25],
+        x[26],
+        x[27],
+        x[28],
+        x[29]
+    );
+    check(
+        "prefetch and data external aborts",
+        (x[25], x[26], x[27], x[28], x[29]) == (0x8600_0010, TRAP_ADDR, TRAP_ADDR, 0x9600_0010, 0xffff_ff80_0000_0000),
+    )
+}
+
+/// F7: WFIT's timeout ends the wait (it used to be a WFI without one: asleep forever).
+fn wfit(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::wfit())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    let x = call("read_state", vcpu.read_state())?.x;
+    let woke_at_timeout = x[2] >= x[1] && x[4] >= 1;
+    defmt::info!("wfit: WFIT with a timeout 200000 ticks ahead returned by it: {=bool}", woke_at_timeout);
+    check("woke at the timeout", woke_at_timeout)
+}
+
+/// F9: an AArch32 access without syndrome to a trapped page is an external abort delivered to
+/// the guest, not an A64 decoding of an A32 instruction.
+fn aarch32_stm(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::aarch32_stm())?;
+    call("set_trap", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    let x = call("read_state", vcpu.read_state())?.x;
+    defmt::info!(
+        "aarch32-stm: STM at AArch32 EL0 into the trapped page: ESR_EL1 {=u64:#x}, FAR_EL1 {=u64:#x}, r0 {=u64}",
+        x[21],
+        x[22],
+        x[0]
+    );
+    check("a data abort from a lower EL, r0 intact", (x[21], x[22], x[0] & 0xffff_ffff) == (0x9200_0050, TRAP_ADDR, 7))
 }

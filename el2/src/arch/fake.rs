@@ -13,6 +13,8 @@ pub struct VcpuArch {
     pub script: VecDeque<Exit>,
     /// Instructions skipped after emulation, for tests to check.
     pub skipped: usize,
+    /// Exceptions delivered to the guest's EL1, for tests to check.
+    pub injected: Vec<crate::inject::GuestException>,
 }
 
 impl VcpuArch {
@@ -42,6 +44,13 @@ pub fn run(context: &mut Context, _signals: &crate::object::signals::Signals) ->
             Exit::Interrupted
         }
     }
+}
+
+/// Delivers `exception` to the scripted guest: recorded for the tests; the instruction is not
+/// skipped.
+pub fn inject(context: &mut Context, exception: crate::inject::GuestException) {
+    context.skip_instruction = false;
+    context.arch.injected.push(exception);
 }
 
 /// Host builds have no TLB to invalidate.

@@ -6,14 +6,14 @@
 pub mod aarch64;
 #[cfg(target_os = "none")]
 pub use aarch64::guest::{
-    clean_for_guest, current_cpu, guest_device_pages, interrupt_cpu, invalidate_guest, invalidate_guest_page, run,
-    VcpuArch,
+    clean_for_guest, current_cpu, guest_device_pages, inject, interrupt_cpu, invalidate_guest, invalidate_guest_page,
+    run, VcpuArch,
 };
 
 #[cfg(not(target_os = "none"))]
 pub mod fake;
 #[cfg(not(target_os = "none"))]
 pub use fake::{
-    clean_for_guest, current_cpu, guest_device_pages, interrupt_cpu, invalidate_guest, invalidate_guest_page, run,
-    VcpuArch,
+    clean_for_guest, current_cpu, guest_device_pages, inject, interrupt_cpu, invalidate_guest, invalidate_guest_page,
+    run, VcpuArch,
 };

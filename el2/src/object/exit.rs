@@ -24,13 +24,15 @@ pub enum Exit {
     Access { address: u64, access: Access },
     /// A data access to guest-physical `address` without an instruction syndrome (load/store
     /// pair, writeback forms): the VCPU decodes the instruction at guest-physical `pc_address`.
-    /// `pc_address` is `None` when the guest's PC does not translate.
-    AccessWithoutSyndrome { address: u64, write: bool, pc_address: Option<u64> },
-    /// An instruction fetch from guest-physical `address` that stage 2 did not satisfy.
-    InstructionFetch { address: u64 },
-    /// The guest's own stage-1 table walk read guest-physical `address`, which stage 2 did not
-    /// satisfy.
-    TableWalk { address: u64 },
+    /// `pc_address` is `None` when the guest's PC does not translate; `aarch32` when the
+    /// instruction is A32/T32 (Belfry decodes only A64); `far` is the access's virtual address.
+    AccessWithoutSyndrome { address: u64, write: bool, pc_address: Option<u64>, aarch32: bool, far: u64 },
+    /// An instruction fetch from guest-physical `address` (or the stage-1 table walk for one)
+    /// that stage 2 did not satisfy; `far` is the fetch's virtual address.
+    InstructionFetch { address: u64, far: u64 },
+    /// The guest's own stage-1 table walk for a data access read guest-physical `address`,
+    /// which stage 2 did not satisfy; `far` and `write` describe the access it was for.
+    TableWalk { address: u64, far: u64, write: bool },
     /// HVC or SMC; the function ID and arguments are in x0..x3.
     Hypercall { smc: bool },
     /// The guest wrote ICC_SGI1R_EL1 (GICv3): send SGIs to its VCPUs.

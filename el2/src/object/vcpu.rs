@@ -21,6 +21,7 @@ use super::signals::Signals;
 use super::trap::{TrapKind, TrapMap};
 use super::vmar::{Fault, GUEST_PHYSICAL_SIZE};
 use super::{Status, ZxResult};
+use crate::inject::GuestException;
 use crate::sync;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use alloc::collections::BTreeSet;
@@ -87,6 +88,8 @@ pub struct Vcpu {
     /// The guest did something Belfry cannot serve and was killed: every later `enter` is
     /// BAD_STATE.
     dead: AtomicBool,
+    /// An exception was delivered to the guest and logged: later ones are not.
+    warned: AtomicBool,
     context: spin::Mutex<Context>,
     pub(super) handles: AtomicUsize,
 }
@@ -136,6 +139,7 @@ impl Vcpu {
             bound: AtomicBool::new(true),
             signals: Signals::new(),
             dead: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
             running_on: AtomicUsize::new(0),
             context: spin::Mutex::new(context),
             handles: AtomicUsize::new(0),
@@ -268,13 +272,29 @@ impl Vcpu {
                         return Ok(packet);
                     }
                 }
-                Exit::AccessWithoutSyndrome { address, write, pc_address } => {
+                Exit::AccessWithoutSyndrome { address, write, aarch32: true, far, .. }
+                    if context.traps.find(address).is_some() || self.guest.trap_at(address).is_some() =>
+                {
+                    // Belfry decodes only A64: an A32/T32 access it would have to emulate
+                    // gets the external abort a device that cannot take it would give.
+                    self.deliver(
+                        context,
+                        GuestException::DataAbort { far, write },
+                        "an AArch32 access without syndrome to a trapped page",
+                        address,
+                    );
+                }
+                Exit::AccessWithoutSyndrome { address, write, pc_address, .. } => {
                     if let Some(packet) = self.on_unsyndromed_access(context, address, write, pc_address)? {
                         return Ok(packet);
                     }
                 }
-                Exit::InstructionFetch { address } => self.on_fetch(context, address, true)?,
-                Exit::TableWalk { address } => self.on_fetch(context, address, false)?,
+                Exit::InstructionFetch { address, far } => {
+                    self.on_fetch(context, address, GuestException::PrefetchAbort { far })?
+                }
+                Exit::TableWalk { address, far, write } => {
+                    self.on_fetch(context, address, GuestException::DataAbort { far, write })?
+                }
                 Exit::Hypercall { .. } => {
                     let machine = PsciMachine { guest: &self.guest, id: self.id };
                     match psci::handle(&mut context.state, &machine) {
@@ -332,8 +352,17 @@ impl Vcpu {
     }
 
     /// An instruction fetch (or a stage-1 table walk) that stage 2 did not satisfy: demand-page
-    /// guest memory, or kill.
-    fn on_fetch(&self, context: &Context, address: u64, execute: bool) -> ZxResult {
+    /// guest memory, or kill. A trapped page is never mapped (its accesses must keep reaching
+    /// the trap): a fetch from it, or a walk into it, is the external abort `abort` delivered to
+    /// the guest, as a device page that cannot be executed or walked would give.
+    fn on_fetch(&self, context: &mut Context, address: u64, abort: GuestException) -> ZxResult {
+        let execute = matches!(abort, GuestException::PrefetchAbort { .. });
+        if self.guest.trap_at(address).is_some() {
+            let what =
+                if execute { "an instruction fetch from a trapped page" } else { "a table walk into a trapped page" };
+            self.deliver(context, abort, what, address);
+            return Ok(());
+        }
         match self.guest.vmar().fault(address, false, execute) {
             Fault::Mapped => Ok(()),
             fault => {
@@ -347,6 +376,22 @@ impl Vcpu {
                 Err(self.kill())
             }
         }
+    }
+
+    /// Delivers `exception` to the guest's EL1 for `what` at IPA `address`; the first time
+    /// only, says so in the log (a guest repeating it cannot flood the log).
+    fn deliver(&self, context: &mut Context, exception: GuestException, what: &'static str, address: u64) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            crate::kernel_warn!(
+                "guest VCPU {=usize}: {=str} at IPA {=u64:#x}, PC {=u64:#x}: delivered to the guest as an external abort (logged once)",
+                self.id,
+                what,
+                address,
+                context.pc
+            );
+        }
+        context.pending_access = None;
+        crate::arch::inject(context, exception);
     }
 
     /// An access without an instruction syndrome: RAM is paged in and the instruction restarts;

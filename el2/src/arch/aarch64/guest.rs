@@ -13,6 +13,7 @@
 use super::cpu;
 use super::vgic::Vgic;
 use super::world::{self, El1State, FpState};
+use crate::inject::GuestException;
 use crate::machine::MAX_CPUS;
 use crate::object::exit::{Access, Exit};
 use crate::object::signals::Signals;
@@ -28,6 +29,8 @@ use crate::traps::{system_action, SystemAccess, SystemAction, GUEST_HCR, GUEST_M
 /// registers are live.
 const CPTR_BASE: u64 = super::boot::CPTR_EL2_VALUE;
 const CPTR_TFP: u64 = 1 << 10;
+/// PSTATE.nRW (SPSR_EL2 bit 4): the guest was executing AArch32 code.
+const AARCH32_STATE: u64 = 1 << 4;
 /// The guest starts at EL1h with DAIF masked.
 const INITIAL_PSTATE: u64 = 0x3c5;
 
@@ -194,13 +197,15 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                 return unhandled;
             }
             if abort.stage1_walk {
-                return Exit::TableWalk { address: ipa };
+                return Exit::TableWalk { address: ipa, far: FAR_EL2.get(), write: abort.write };
             }
             if !abort.syndrome_valid {
                 return Exit::AccessWithoutSyndrome {
                     address: ipa,
                     write: abort.write,
                     pc_address: guest_pc_address(&context.arch.el1, context.pc),
+                    aarch32: context.arch.pstate & AARCH32_STATE != 0,
+                    far: FAR_EL2.get(),
                 };
             }
             let value = if abort.write { context.state.register(abort.register) } else { 0 };
@@ -217,7 +222,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             Exit::Access { address: ipa, access }
         }
         ExceptionClass::InstructionAbortLowerEl => match esr.instruction_abort_status() {
-            Some(status) if is_stage2_fault(status) => Exit::InstructionFetch { address: ipa },
+            Some(status) if is_stage2_fault(status) => Exit::InstructionFetch { address: ipa, far: FAR_EL2.get() },
             _ => unhandled,
         },
         ExceptionClass::HvcAarch64 => Exit::Hypercall { smc: false },
@@ -228,12 +233,24 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
         }
         ExceptionClass::WfiWfe => {
             context.skip_instruction = true;
-            if esr.iss() & 1 == 1 {
+            // ISS.TI: 0b00 WFI, 0b01 WFE, 0b10 WFIT, 0b11 WFET. WFE and WFET only yield.
+            let ti = esr.iss() & 0b11;
+            if ti & 1 == 1 {
                 return Exit::Interrupted;
             }
             // An armed timer ends the sleep at its deadline (an expired one was raised above).
             let timer = context.arch.el1;
-            let deadline = (timer.cntv_ctl & 0b11 == 0b01).then(|| counter_to_ns(timer.cntv_cval));
+            let mut deadline = (timer.cntv_ctl & 0b11 == 0b01).then(|| counter_to_ns(timer.cntv_cval));
+            if ti == 0b10 {
+                // WFIT: the register holds a timeout on the virtual count (CNTVOFF_EL2 is 0);
+                // one already past ends the wait at once.
+                let timeout = context.state.register(((esr.iss() >> 5) & 0x1f) as u8);
+                if super::timer::ticks() >= timeout {
+                    return Exit::Interrupted;
+                }
+                let timeout = counter_to_ns(timeout);
+                deadline = Some(deadline.map_or(timeout, |d| d.min(timeout)));
+            }
             Exit::WaitForInterrupt { pending: context.arch.vgic.has_pending() || signals.any_pending(), deadline }
         }
         ExceptionClass::SystemRegister => {
@@ -276,6 +293,26 @@ fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
 
 fn is_stage2_fault(status: FaultStatus) -> bool {
     matches!(status, FaultStatus::Translation { .. } | FaultStatus::AccessFlag { .. } | FaultStatus::Permission { .. })
+}
+
+/// Delivers `exception` to the guest's own EL1: the next entry starts in its vector, with its
+/// ESR_EL1, FAR_EL1, ELR_EL1 and SPSR_EL1 as the hardware would have set them.
+pub fn inject(context: &mut Context, exception: GuestException) {
+    let pstate =
+        (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
+    let el1 = &mut context.arch.el1;
+    let entry = crate::inject::entry(exception, context.pc, pstate, el1.vbar, context.arch.instruction_len == 2);
+    el1.esr = entry.esr;
+    if let Some(far) = entry.far {
+        el1.far = far;
+    }
+    el1.elr = entry.elr;
+    el1.spsr = entry.spsr;
+    context.pc = entry.pc;
+    context.arch.pstate = entry.pstate;
+    context.state.cpsr = (entry.pstate as u32) & crate::object::packet::CPSR_USER_MASK;
+    context.skip_instruction = false;
+    context.writeback = None;
 }
 
 /// The guest touched FP/SIMD while another VCPU's registers were live: swap them.
