@@ -7,8 +7,9 @@
 //!
 //! Nothing before `mmu::enable` takes a lock or touches data another CPU writes.
 
-use crate::arch::aarch64::{boot as entry, cpu, mmu, semihosting, timer};
-use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
+use crate::arch::aarch64::power::{self, PowerOff};
+use crate::arch::aarch64::{boot as entry, cpu, mmu, timer};
+use crate::machine::{CommandLine, DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
 use crate::object::process::Process;
 use crate::object::resource::{RSRC_KIND_HYPERVISOR, RSRC_KIND_MMIO};
 use crate::object::Status;
@@ -43,6 +44,9 @@ pub struct Board {
     /// An interrupt controller fixed by the SoC, preferred over the device tree's.
     pub fixed_gic: Option<GicDescription>,
     pub cpu_start: CpuStart,
+    /// The BCM2835-family power manager (watchdog) that resets the board, when it has one;
+    /// otherwise a run ends with PSCI SYSTEM_OFF.
+    pub watchdog: Option<u64>,
     /// Runs a guest scenario by name with the VMM's process and hypervisor resource; `None`
     /// when the board has no VMM.
     pub guest_scenario: Option<fn(&str, &'static Process, u32) -> bool>,
@@ -53,7 +57,8 @@ static ONLINE: AtomicU64 = AtomicU64::new(0);
 
 enum Described {
     Tree(Machine),
-    BuiltIn(Machine),
+    /// The board's own description; the error when a tree was passed but refused.
+    BuiltIn(Machine, Option<DescriptionError>),
     Failed(DescriptionError),
 }
 
@@ -62,17 +67,24 @@ fn describe(board: &Board, dtb: usize) -> Described {
         // SAFETY: the loader put a device tree at `dtb`; its first 8 bytes hold magic and size.
         let header = unsafe { &*(dtb as *const [u8; 8]) };
         let size = crate::machine::device_tree_size(header).ok_or(DescriptionError::NotADeviceTree)?;
-        // SAFETY: the header announces `size` bytes at `dtb`, which the loader placed in RAM.
-        let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, size) };
+        if size > crate::fdt_check::MAX_SIZE {
+            return Err(DescriptionError::Malformed(crate::fdt_check::FdtError::BadHeader));
+        }
+        // SAFETY: the header announces `size` bytes at `dtb`, which the loader placed in RAM
+        // for Belfry; nothing else reads or writes it while boot describes the machine.
+        let blob = unsafe { core::slice::from_raw_parts_mut(dtb as *mut u8, size) };
+        // Untrusted input: checked, and its NOP tokens removed, before `fdt` reads it.
+        crate::fdt_check::sanitize(blob).map_err(DescriptionError::Malformed)?;
         Machine::from_device_tree(blob, PhysAddr::new(dtb as u64))
     });
     let mut described = match (from_tree, board.builtin) {
         (Some(Ok(machine)), _) => Described::Tree(machine),
         (Some(Err(error)), None) => Described::Failed(error),
-        (Some(Err(_)), Some(builtin)) | (None, Some(builtin)) => Described::BuiltIn(builtin()),
+        (Some(Err(error)), Some(builtin)) => Described::BuiltIn(builtin(), Some(error)),
+        (None, Some(builtin)) => Described::BuiltIn(builtin(), None),
         (None, None) => Described::Failed(DescriptionError::NotADeviceTree),
     };
-    if let (Described::Tree(machine) | Described::BuiltIn(machine), Some(gic)) = (&mut described, board.fixed_gic) {
+    if let (Described::Tree(machine) | Described::BuiltIn(machine, _), Some(gic)) = (&mut described, board.fixed_gic) {
         machine.gic = Some(gic);
     }
     described
@@ -82,7 +94,7 @@ fn describe(board: &Board, dtb: usize) -> Described {
 pub fn primary(board: &'static Board, dtb: usize) -> ! {
     let described = describe(board, dtb);
     let machine = match &described {
-        Described::Tree(machine) | Described::BuiltIn(machine) => Some(machine),
+        Described::Tree(machine) | Described::BuiltIn(machine, _) => Some(machine),
         Described::Failed(_) => None,
     };
     let ram = machine.into_iter().flat_map(|m| m.ram.as_slice().iter().map(|r| (r.start.raw(), r.end.raw())));
@@ -95,10 +107,7 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
             tables
         }
         // Without translation there is no log either; all that is left is the exit code.
-        Err(_) => {
-            semihosting::exit(exit_code::BOOT_FAILED);
-            cpu::park()
-        }
+        Err(_) => cpu::park(),
     };
     // SAFETY: boot CPU, MMU on, the UART lies in a Device window of the map.
     unsafe { logger::init(board.uart, board.uart_clock_hz) };
@@ -122,9 +131,16 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
             }
             machine
         }
-        Described::BuiltIn(machine) => {
+        Described::BuiltIn(machine, error) => {
             if dtb == 0 {
                 defmt::warn!("no device tree from the loader: using the built-in description of {=str}", board.name);
+            } else if let Some(DescriptionError::Malformed(reason)) = error {
+                defmt::warn!(
+                    "device tree at {=usize:#x} refused ({}): using the built-in description of {=str}",
+                    dtb,
+                    reason,
+                    board.name
+                );
             } else {
                 defmt::warn!(
                     "no device tree at {=usize:#x} (x0 holds no valid FDT): using the built-in description of {=str}",
@@ -139,6 +155,17 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
             report::stop(0, exit_code::BOOT_FAILED)
         }
     };
+    if machine.command_line.has_word("belfry.exit=poweroff") {
+        let how = match (board.watchdog, machine.psci) {
+            (Some(base), _) => Some(PowerOff::Bcm2835Watchdog(base)),
+            (None, Some(PsciConduit::Smc)) => Some(PowerOff::PsciSmc),
+            (None, Some(PsciConduit::Hvc)) => Some(PowerOff::PsciHvc),
+            (None, None) => None,
+        };
+        if let Some(how) = how {
+            power::arm(how);
+        }
+    }
     defmt::info!("EL2 identity map: {=usize} translation tables, W^X", tables);
     report_memory(&machine);
     report_gic(&machine);
@@ -157,7 +184,7 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     if online != machine.cpus().len() {
         report::stop(0, exit_code::BOOT_FAILED);
     }
-    run_scenario(board)
+    run_scenario(board, &machine.command_line)
 }
 
 fn report_memory(machine: &Machine) {
@@ -381,15 +408,8 @@ fn fault() -> ! {
     panic!("a load from {:#x} returned {:#x} instead of faulting", UNMAPPED_ADDRESS, value)
 }
 
-fn run_scenario(board: &Board) -> ! {
-    let mut buffer = [0u8; 256];
-    let scenario = match semihosting::command_line(&mut buffer) {
-        Some(length) => {
-            let text = core::str::from_utf8(&buffer[..length]).unwrap_or("");
-            scenario::parse(text.trim_end_matches('\0'))
-        }
-        None => Ok(Scenario::Boot),
-    };
+fn run_scenario(board: &Board, command_line: &CommandLine) -> ! {
+    let scenario = scenario::parse(command_line.as_str());
     let scenario = match scenario {
         Ok(scenario) => scenario,
         Err(error) => {
@@ -426,11 +446,7 @@ fn run_scenario(board: &Board) -> ! {
         }
     }
     defmt::info!("boot complete");
-    logger::drain();
-    semihosting::exit(exit_code::SUCCESS);
-    // Real hardware: nothing to run yet.
-    defmt::info!("no semihosting host: idling");
-    cpu::park()
+    power::exit(exit_code::SUCCESS)
 }
 
 fn port_stress() {

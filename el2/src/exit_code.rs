@@ -1,4 +1,4 @@
-//! Exit statuses Belfry hands to the semihosting host (QEMU's process exit code). Shared with
+//! Exit statuses Belfry reports at the end of a run (its `belfry: run ended, exit status N` line). Shared with
 //! xtask and the system tests, which assert on them.
 
 /// Everything the run was asked to do succeeded.

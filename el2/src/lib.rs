@@ -55,6 +55,7 @@ macro_rules! kernel_warn {
 pub mod api;
 pub mod arch;
 pub mod exit_code;
+pub mod fdt_check;
 pub mod inject;
 pub mod machine;
 pub mod memory;

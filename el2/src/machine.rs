@@ -88,6 +88,41 @@ impl Name {
     }
 }
 
+/// The command line the loader passed (`/chosen/bootargs`), owned and cut at 256 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandLine {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl CommandLine {
+    /// An empty command line.
+    pub const fn empty() -> Self {
+        Self { bytes: [0; 256], len: 0 }
+    }
+
+    /// `text`, cut at 256 bytes on a character boundary.
+    pub fn new(text: &str) -> Self {
+        let mut len = text.len().min(256);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; 256];
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        Self { bytes, len }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+
+    /// Whether the command line has `word` as one of its space-separated words.
+    pub fn has_word(&self, word: &str) -> bool {
+        self.as_str().split_ascii_whitespace().any(|w| w == word)
+    }
+}
+
 /// Everything boot needs to know about the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Machine {
@@ -101,6 +136,8 @@ pub struct Machine {
     cpu_count: usize,
     pub gic: Option<GicDescription>,
     pub psci: Option<PsciConduit>,
+    /// `/chosen/bootargs`.
+    pub command_line: CommandLine,
 }
 
 /// Why a device tree could not be turned into a description.
@@ -113,6 +150,8 @@ pub enum DescriptionError {
     NoMemory,
     /// More regions than [`MAX_REGIONS`].
     TooManyRegions,
+    /// A device tree that [`crate::fdt_check::sanitize`] refused.
+    Malformed(crate::fdt_check::FdtError),
 }
 
 impl From<ListFull> for DescriptionError {
@@ -140,6 +179,7 @@ impl Machine {
             cpu_count: 0,
             gic: None,
             psci: None,
+            command_line: CommandLine::empty(),
         }
     }
 
@@ -214,6 +254,10 @@ impl Machine {
                 "hvc" => Some(PsciConduit::Hvc),
                 _ => None,
             });
+        if let Some(bootargs) = tree.find_node("/chosen").and_then(|c| c.property("bootargs")) {
+            let text = bootargs.value.split(|&b| b == 0).next().unwrap_or(&[]);
+            machine.command_line = CommandLine::new(core::str::from_utf8(text).unwrap_or(""));
+        }
         if machine.ram.is_empty() {
             return Err(DescriptionError::NoMemory);
         }

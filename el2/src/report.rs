@@ -4,7 +4,6 @@
 //! park. A fatal report never hangs the run that produced it.
 
 use crate::arch::aarch64::cpu;
-use crate::arch::aarch64::semihosting;
 use crate::arch::aarch64::vectors::{ExceptionFrame, ExceptionState, Kind, Origin};
 use crate::exit_code;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -70,8 +69,7 @@ pub fn unexpected_exception(
 pub fn stop(cpu_index: usize, code: u32) -> ! {
     defmt::error!("cpu{=usize} stopped", cpu_index);
     if !STOPPING.swap(true, Ordering::AcqRel) {
-        crate::logger::drain();
-        semihosting::exit(code);
+        crate::arch::aarch64::power::exit(code);
     }
     cpu::park()
 }

@@ -1,7 +1,7 @@
-//! What a run is asked to do, read from the semihosting command line (`scenario=NAME`).
+//! What a run is asked to do, read from the command line (`/chosen/bootargs`: `scenario=NAME`).
 //!
 //! The system tests use this to drive one image through several scenarios; a board booted
-//! without a semihosting host (real hardware) always runs [`Scenario::Boot`].
+//! without one (a board whose firmware passes none) always runs [`Scenario::Boot`].
 
 /// One run's job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

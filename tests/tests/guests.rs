@@ -374,3 +374,14 @@ fn an_aarch32_access_without_syndrome_is_an_abort() {
         &["aarch32-stm: STM at AArch32 EL0 into the trapped page: ESR_EL1 0x92000050, FAR_EL1 0xffe000, r0 7"],
     );
 }
+
+/// F5: the run's end and status are Belfry's alone: a guest's semihosting SYS_WRITE0 and
+/// SYS_EXIT are undefined instructions at its own EL1 (QEMU runs without semihosting), nothing
+/// reaches the host, and the run ends with Belfry's exit line.
+#[test]
+fn a_guest_cannot_use_semihosting() {
+    run_guest_everywhere(
+        "semihosting",
+        &["semihosting: the guest's SYS_WRITE0 and SYS_EXIT were 2 undefined instructions at its EL1 (ESR_EL1 0x2000000)"],
+    );
+}

@@ -2169,3 +2169,47 @@ guest!(
     .word   0xeafffffe
 "#
 );
+
+// F5: the guest makes the semihosting calls SYS_WRITE0 and SYS_EXIT (`HLT #0xF000`, x0 the
+// operation, x1 its parameter block). Belfry's QEMU has no semihosting, so each is an
+// undefined instruction at the guest's own EL1: its handler counts them in x21, keeps ESR_EL1
+// in x22 and skips the instruction. Then the guest exits normally.
+guest!(
+    semihosting,
+    guest_semihosting_start,
+    guest_semihosting_end,
+    r#"
+    adr     x1, 90f
+    msr     vbar_el1, x1
+    isb
+    mov     x21, #0
+    mov     x0, #0x04
+    adr     x1, 80f
+    hlt     #0xf000
+    mov     x0, #0x18
+    adr     x1, 81f
+    hlt     #0xf000
+    mov     x9, #0xfff000
+    str     xzr, [x9]
+    b       .
+80: .asciz  "a guest writes on the host console\n"
+    .balign 8
+81: .quad   0x20026
+    .quad   0
+    .balign 2048
+90: b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    add     x21, x21, #1
+    mrs     x22, esr_el1
+    mrs     x10, elr_el1
+    add     x10, x10, #4
+    msr     elr_el1, x10
+    eret
+"#
+);

@@ -178,6 +178,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "residue" => residue(process, resource),
         "trap-fetch" => trap_fetch(process, resource),
         "wfit" => wfit(process, resource),
+        "semihosting" => semihosting(process, resource),
         "aarch32-stm" => aarch32_stm(process, resource),
         _ => Err(Failure::Unknown),
     }
@@ -1308,4 +1309,19 @@ fn aarch32_stm(process: &Process, resource: u32) -> Outcome {
         x[0]
     );
     check("a data abort from a lower EL, r0 intact", (x[21], x[22], x[0] & 0xffff_ffff) == (0x9200_0050, TRAP_ADDR, 7))
+}
+
+/// F5: a guest's semihosting calls reach nothing: each `HLT #0xF000` is an undefined
+/// instruction at the guest's EL1, and the run goes on to end with Belfry's own status.
+fn semihosting(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::semihosting())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    let x = call("read_state", vcpu.read_state())?.x;
+    defmt::info!(
+        "semihosting: the guest's SYS_WRITE0 and SYS_EXIT were {=u64} undefined instructions at its EL1 (ESR_EL1 {=u64:#x})",
+        x[21],
+        x[22]
+    );
+    check("both UNDEF", x[21] == 2 && x[22] >> 26 == 0)
 }

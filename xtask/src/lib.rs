@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod board;
 pub mod build;
+pub mod debian;
 pub mod decode;
 pub mod qemu;
 pub mod tools;

@@ -105,12 +105,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let firmware = build::build(&[board])?.remove(0);
             // Without a scenario, `run` shows the demo guest (at EL1 there are no guests).
             let scenario = scenario.or_else(|| (!el1).then(|| "guest:demo".to_string()));
-            let options =
-                RunOptions { board, virtualization: !el1, scenario, icount, timeout: Duration::from_secs(24 * 3600) };
+            let options = RunOptions {
+                board,
+                virtualization: !el1,
+                scenario,
+                icount,
+                timeout: Duration::from_secs(24 * 3600),
+                ..RunOptions::new(board)
+            };
             let outcome = qemu::run(&firmware, &options, |line| println!("{line}"))?;
             eprint!("{}", outcome.qemu_stderr);
             let code = outcome.exit_code.unwrap_or(1);
-            println!("xtask: QEMU exited with status {code}");
+            match outcome.exit_code {
+                Some(code) => println!("xtask: Belfry ended the run with status {code}"),
+                None => println!("xtask: QEMU ended (status {:?}) without Belfry's exit line", outcome.qemu_status),
+            }
             Ok(ExitCode::from(code.clamp(0, 255) as u8))
         }
         Task::Test => test(),
@@ -288,7 +297,7 @@ fn flash(board: Board, out: &Path, firmware_dir: &Path) -> Result<ExitCode> {
 fn gdb(board: Board) -> Result<ExitCode> {
     tools::ensure_qemu()?;
     let firmware = build::build(&[board])?.remove(0);
-    let mut command = qemu::command(&firmware, &RunOptions::new(board));
+    let mut command = qemu::command(&firmware, &RunOptions::new(board))?;
     command.args(["-S", "-gdb", "tcp::1234"]);
     let mut qemu = command.spawn().context("starting QEMU")?;
     // The host's plain `gdb` usually knows only the host architecture; gdb-multiarch knows AArch64.

@@ -15,27 +15,60 @@ pub struct RunOptions {
     pub board: Board,
     /// `false` boots QEMU `virt` without EL2 (`virtualization=off`).
     pub virtualization: bool,
-    /// The semihosting `scenario=` word, if any.
+    /// The `scenario=` word of Belfry's command line, if any.
     pub scenario: Option<String>,
     /// Deterministic time: one counter tick per instruction.
     pub icount: bool,
     /// Kill QEMU after this long.
     pub timeout: Duration,
+    /// Give the board a device tree with the command line (`virt`: QEMU's own; `rpi4`: the Pi
+    /// 4's, from Debian's kernel package). `false` on `rpi4` boots it with none, on its built-in
+    /// description and without a command line: such a run never ends by itself (see `stop_on`).
+    pub device_tree: bool,
+    /// End the run (successfully) once a line with exactly this message is logged.
+    pub stop_on: Option<String>,
 }
 
 impl RunOptions {
     /// A plain boot of `board` with a generous limit.
     pub fn new(board: Board) -> Self {
-        Self { board, virtualization: true, scenario: None, icount: false, timeout: Duration::from_secs(120) }
+        Self {
+            board,
+            virtualization: true,
+            scenario: None,
+            icount: false,
+            timeout: Duration::from_secs(120),
+            device_tree: true,
+            stop_on: None,
+        }
+    }
+
+    /// Belfry's command line: power off at the end of the run, and the scenario.
+    pub fn command_line(&self) -> String {
+        let mut line = String::from("belfry.exit=poweroff");
+        if let Some(scenario) = &self.scenario {
+            line.push_str(&format!(" scenario={scenario}"));
+        }
+        line
     }
 }
+
+/// Belfry's structured last line: the run's exit status. Only Belfry's own code logs it (a
+/// guest's console lines are prefixed with its name), and a run has no other way to end with
+/// a status: QEMU runs without semihosting.
+pub const EXIT_LINE_PREFIX: &str = "belfry: run ended, exit status ";
 
 /// How a run ended.
 #[derive(Clone, Debug)]
 pub struct Outcome {
-    /// QEMU's exit code (Belfry's semihosting exit status); `None` when killed at the limit.
+    /// The exit status Belfry reported on its last line, when the run then ended cleanly (a
+    /// power-off, QEMU's status 0, or `stop_on`); `None` otherwise.
     pub exit_code: Option<i32>,
+    /// QEMU's own process exit code; `None` when killed.
+    pub qemu_status: Option<i32>,
     pub timed_out: bool,
+    /// The run was ended on `stop_on`.
+    pub stopped: bool,
     pub lines: Vec<LogLine>,
     /// What QEMU itself printed on stderr.
     pub qemu_stderr: String,
@@ -64,23 +97,25 @@ impl Outcome {
 }
 
 /// The QEMU command for a run.
-pub fn command(firmware: &Firmware, options: &RunOptions) -> Command {
+pub fn command(firmware: &Firmware, options: &RunOptions) -> Result<Command> {
     let mut command = Command::new("qemu-system-aarch64");
     command.args(options.board.machine_args(options.virtualization));
     // No network device: `virt` would otherwise add a virtio NIC whose option ROM comes from a
-    // package (ipxe-qemu) that a minimal QEMU install lacks.
-    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none"]);
-    let mut semihosting = String::from("enable=on,target=native,arg=belfry");
-    if let Some(scenario) = &options.scenario {
-        semihosting.push_str(&format!(",arg=scenario={scenario}"));
-    }
-    command.args(["-semihosting-config", &semihosting]);
+    // package (ipxe-qemu) that a minimal QEMU install lacks. No semihosting: a guest could use
+    // it to reach the host (see `el2::arch::aarch64::power`). A reset ends QEMU.
+    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot"]);
     if options.icount {
         command.args(["-icount", "shift=0,sleep=off"]);
     }
+    if options.device_tree {
+        if options.board == Board::Rpi4 {
+            command.arg("-dtb").arg(crate::debian::pi4_device_tree()?);
+        }
+        command.arg("-append").arg(options.command_line());
+    }
     command.arg("-kernel").arg(&firmware.image);
     die_with_parent(&mut command);
-    command
+    Ok(command)
 }
 
 /// QEMU ends when the process that started it ends (xtask killed by a time limit, a test
@@ -105,7 +140,7 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
     let elf = std::fs::read(&firmware.elf).with_context(|| format!("reading {}", firmware.elf.display()))?;
     let decoder = Decoder::new(&elf)?;
     let mut stream = decoder.stream();
-    let mut child = command(firmware, options)
+    let mut child = command(firmware, options)?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -131,12 +166,14 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
     let deadline = Instant::now() + options.timeout;
     let mut lines = Vec::new();
     let mut timed_out = false;
+    let mut stopped = false;
     let mut take = |bytes: Vec<u8>, lines: &mut Vec<LogLine>| {
         for line in stream.feed(&bytes) {
             on_line(&line);
             lines.push(line);
         }
     };
+    let stop_seen = |lines: &[LogLine]| options.stop_on.as_ref().is_some_and(|m| lines.iter().any(|l| &l.message == m));
     let status = loop {
         match receiver.recv_timeout(Duration::from_millis(20)) {
             Ok(bytes) => take(bytes, &mut lines),
@@ -145,6 +182,11 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
         }
         if let Some(status) = child.try_wait()? {
             break status;
+        }
+        if stop_seen(&lines) {
+            stopped = true;
+            let _ = child.kill();
+            break child.wait()?;
         }
         if Instant::now() >= deadline {
             timed_out = true;
@@ -157,5 +199,17 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
         take(bytes, &mut lines);
     }
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
-    Ok(Outcome { exit_code: if timed_out { None } else { status.code() }, timed_out, lines, qemu_stderr })
+    let qemu_status = if timed_out || stopped { None } else { status.code() };
+    let clean = qemu_status == Some(0) || stopped;
+    Ok(Outcome { exit_code: exit_status(&lines, clean), qemu_status, timed_out, stopped, lines, qemu_stderr })
+}
+
+/// Belfry's reported exit status: its last line's, when the run then ended cleanly (QEMU exited
+/// with 0 after the power-off, or the harness stopped it on a line).
+pub fn exit_status(lines: &[LogLine], clean: bool) -> Option<i32> {
+    if !clean {
+        return None;
+    }
+    let last = lines.iter().rev().find(|l| l.message.starts_with(EXIT_LINE_PREFIX))?;
+    last.message[EXIT_LINE_PREFIX.len()..].parse().ok()
 }

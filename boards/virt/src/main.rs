@@ -41,6 +41,7 @@ static BOARD: Board = Board {
     builtin: None,
     fixed_gic: None,
     guest_scenario: Some(vmm::suite::run_reported),
+    watchdog: None,
     cpu_start: CpuStart::Psci,
 };
 

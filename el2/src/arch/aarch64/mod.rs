@@ -1,5 +1,5 @@
 //! AArch64 at EL2 (or EL1, when the loader gives no EL2): boot, exception vectors, MMU,
-//! generic timer, semihosting and the CPU's own registers.
+//! generic timer, power-off and the CPU's own registers.
 
 pub mod boot;
 pub mod cpu;
@@ -7,7 +7,7 @@ pub mod gic_cpu;
 pub mod guest;
 pub mod mmu;
 pub mod pmu;
-pub mod semihosting;
+pub mod power;
 pub mod switch;
 pub mod timer;
 pub mod vectors;

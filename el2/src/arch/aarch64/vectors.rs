@@ -1,16 +1,14 @@
 //! EL2's exception vector table (also used at EL1 when there is no EL2).
 //!
 //! The current-EL entries save x0..x30 into an [`ExceptionFrame`] on the current stack and call
-//! [`belfry_exception`] with the entry's index. No exception is expected there except one: the
-//! semihosting probe's `HLT #0xF000` on hardware without a debugger, which is skipped. Anything
-//! else is reported with its decoded syndrome and stops the machine (see [`crate::report`]).
+//! [`belfry_exception`] with the entry's index. No exception is expected there: any is reported
+//! with its decoded syndrome and stops the machine (see [`crate::report`]).
 //! The lower-EL entries are guest exits: they go back to the world switch (`world.rs`).
 
-use super::semihosting::{self, HLT_SEMIHOSTING};
 use super::{cpu, vectors_regs};
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
-use stage2::syndrome::{Esr, ExceptionClass};
+use stage2::syndrome::Esr;
 
 /// General registers at the time of the exception.
 #[repr(C)]
@@ -134,17 +132,5 @@ pub struct ExceptionState {
 extern "C" fn belfry_exception(frame: &mut ExceptionFrame, index: u64) {
     let (origin, kind) = decode_entry(index);
     let state = vectors_regs::read();
-    let own_code = matches!(origin, Origin::CurrentElSp0 | Origin::CurrentElSpx);
-    if own_code && kind == Kind::Synchronous && state.esr.class() == ExceptionClass::Unknown {
-        // SAFETY: ELR points at the instruction of Belfry's own text that raised the exception
-        // (own_code), and text is mapped readable (or the MMU is off).
-        let instruction = unsafe { (state.elr as *const u32).read_volatile() };
-        if instruction == HLT_SEMIHOSTING {
-            semihosting::mark_absent();
-            frame.x[0] = u64::MAX;
-            vectors_regs::set_return_address(state.elr + 4);
-            return;
-        }
-    }
     crate::report::unexpected_exception(cpu::index(), origin, kind, &state, frame)
 }

@@ -2,9 +2,7 @@
 
 use super::cpu;
 use super::vectors::ExceptionState;
-use aarch64_cpu::registers::{
-    Readable, Writeable, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, SPSR_EL1, SPSR_EL2,
-};
+use aarch64_cpu::registers::{Readable, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, SPSR_EL1, SPSR_EL2};
 use stage2::syndrome::Esr;
 
 /// ESR, ELR, FAR and SPSR of the current exception level.
@@ -13,14 +11,5 @@ pub fn read() -> ExceptionState {
         ExceptionState { esr: Esr(ESR_EL2.get()), elr: ELR_EL2.get(), far: FAR_EL2.get(), spsr: SPSR_EL2.get() }
     } else {
         ExceptionState { esr: Esr(ESR_EL1.get()), elr: ELR_EL1.get(), far: FAR_EL1.get(), spsr: SPSR_EL1.get() }
-    }
-}
-
-/// Sets where `eret` returns to.
-pub fn set_return_address(address: u64) {
-    if cpu::at_el2() {
-        ELR_EL2.set(address);
-    } else {
-        ELR_EL1.set(address);
     }
 }
