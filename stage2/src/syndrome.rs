@@ -177,8 +177,39 @@ impl ExceptionClass {
             Self::WatchpointLowerEl => "watchpoint from a lower EL",
             Self::WatchpointSameEl => "watchpoint, same EL",
             Self::Brk => "BRK instruction",
-            Self::Other(_) => "unrecognised exception class",
+            Self::Other(bits) => other_class_name(bits),
         }
+    }
+}
+
+/// The name of every other exception class the architecture defines (Arm ARM D24.2.41,
+/// ESR_ELx.EC), so no syndrome is ever logged without one.
+const fn other_class_name(bits: u8) -> &'static str {
+    match bits {
+        0x03 => "MCR/MRC (coprocessor 0b1111, AArch32)",
+        0x04 => "MCRR/MRRC (coprocessor 0b1111, AArch32)",
+        0x05 => "MCR/MRC (coprocessor 0b1110, AArch32)",
+        0x06 => "LDC/STC (AArch32)",
+        0x08 => "VMRS (ID group trap, AArch32)",
+        0x09 => "pointer authentication instruction",
+        0x0a => "LD64B/ST64B",
+        0x0c => "MRRC (coprocessor 0b1110, AArch32)",
+        0x0d => "branch target exception",
+        0x14 => "MSRR/MRRS/SYSP (128-bit system register)",
+        0x19 => "SVE access",
+        0x1a => "ERET/ERETAA/ERETAB (nested virtualization)",
+        0x1b => "TSTART (transactional memory)",
+        0x1c => "pointer authentication failure",
+        0x1d => "SME access",
+        0x1e => "granule protection check",
+        0x1f => "implementation defined (to EL3)",
+        0x27 => "memory operation (MOPS)",
+        0x28 => "FP exception (AArch32)",
+        0x2d => "guarded control stack",
+        0x38 => "BKPT (AArch32)",
+        0x3a => "vector catch (AArch32)",
+        0x3d => "profiling exception",
+        _ => "reserved exception class",
     }
 }
 
@@ -347,5 +378,23 @@ mod tests {
             assert_eq!(ExceptionClass::from_bits(ec).bits(), ec);
         }
         assert_eq!(FaultStatus::from_bits(0x22), FaultStatus::Other(0x22));
+    }
+}
+
+#[cfg(test)]
+mod class_name_tests {
+    use super::*;
+
+    /// F10: every exception class has a name; those the issue found unnamed are named.
+    #[test]
+    fn every_class_is_named() {
+        assert_eq!(ExceptionClass::from_bits(0x09).name(), "pointer authentication instruction");
+        assert_eq!(ExceptionClass::from_bits(0x19).name(), "SVE access");
+        assert_eq!(ExceptionClass::from_bits(0x1c).name(), "pointer authentication failure");
+        assert_eq!(ExceptionClass::from_bits(0x1d).name(), "SME access");
+        for bits in 0..64u8 {
+            let name = ExceptionClass::from_bits(bits).name();
+            assert!(!name.is_empty() && name != "unrecognised exception class", "{bits:#x}");
+        }
     }
 }

@@ -20,6 +20,7 @@ pub struct Firmware {
 
 /// Builds the firmware crates of `boards` (release profile) and writes their flat images.
 pub fn build(boards: &[Board]) -> Result<Vec<Firmware>> {
+    crate::tools::ensure_rust_targets()?;
     let root = workspace_root();
     let mut crates: Vec<&str> = boards.iter().map(|b| b.firmware_crate()).collect();
     crates.dedup();

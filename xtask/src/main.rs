@@ -135,6 +135,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Gdb { board } => gdb(board),
         Task::Decode { board, input } => decode(board, &input),
         Task::Setup => {
+            tools::ensure_rust_targets()?;
+            tools::ensure_miri()?;
             tools::ensure_qemu()?;
             println!("xtask: QEMU {} is installed", tools::qemu_major_version().unwrap_or(0));
             Ok(ExitCode::SUCCESS)
@@ -152,8 +154,7 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The nightly Miri runs on (pinned, so a Miri release cannot break CI by surprise).
-const MIRI_TOOLCHAIN: &str = "nightly-2026-05-20";
+use tools::MIRI_TOOLCHAIN;
 
 fn cargo_with(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     println!(
@@ -180,6 +181,7 @@ fn model_checks() -> Result<()> {
         &["test", "-p", "el2", "--lib", "--release", "loom"],
         &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
     )?;
+    tools::ensure_miri()?;
     let toolchain = format!("+{MIRI_TOOLCHAIN}");
     cargo_with(
         &[&toolchain, "miri", "test", "-p", "el2", "-p", "gic", "-p", "stage2", "--lib"],
@@ -189,6 +191,7 @@ fn model_checks() -> Result<()> {
 
 fn test() -> Result<ExitCode> {
     tools::ensure_qemu()?;
+    tools::ensure_rust_targets()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",
