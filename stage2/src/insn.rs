@@ -24,6 +24,9 @@ pub struct MemoryInstruction {
     pub base: u8,
     /// Written back to the base register after the access, in bytes.
     pub writeback: Option<i64>,
+    /// Added to the base register to form the first access's address (0 for post-indexed
+    /// forms, the offset for pre-indexed and offset forms).
+    pub address_offset: i64,
 }
 
 fn bits(value: u32, low: u32, count: u32) -> u32 {
@@ -66,6 +69,7 @@ pub fn decode(instruction: u32) -> Option<MemoryInstruction> {
             sixty_four_bit,
             base: rn,
             writeback,
+            address_offset: if form == 0b01 { 0 } else { offset },
         });
     }
     // Load/store register, immediate pre- or post-indexed: size 111 V 00 opc 0 imm9 (01|11) Rn Rt.
@@ -87,6 +91,7 @@ pub fn decode(instruction: u32) -> Option<MemoryInstruction> {
             _ => return None,
         };
         let offset = signed(bits(instruction, 12, 9), 9);
+        let pre_indexed = bits(instruction, 11, 1) == 1;
         return Some(MemoryInstruction {
             size: 1 << size_log2,
             registers: [rt, rt],
@@ -96,6 +101,7 @@ pub fn decode(instruction: u32) -> Option<MemoryInstruction> {
             sixty_four_bit,
             base: rn,
             writeback: Some(offset),
+            address_offset: if pre_indexed { offset } else { 0 },
         });
     }
     None
@@ -119,7 +125,8 @@ mod tests {
                 sign_extend: false,
                 sixty_four_bit: true,
                 base: 0,
-                writeback: None
+                writeback: None,
+                address_offset: 0,
             })
         );
         // ldp w3, w4, [x0, #8]
@@ -130,10 +137,14 @@ mod tests {
         );
         // ldp x5, x6, [x0], #16 (post-index)
         let post = decode(0xa8c1_1805).unwrap();
-        assert_eq!((post.registers, post.load, post.writeback), ([5, 6], true, Some(16)));
+        assert_eq!((post.registers, post.load, post.writeback, post.address_offset), ([5, 6], true, Some(16), 0));
         // stp x7, x8, [sp, #-16]! (pre-index)
         let pre = decode(0xa9bf_23e7).unwrap();
-        assert_eq!((pre.registers, pre.base, pre.load, pre.writeback), ([7, 8], 31, false, Some(-16)));
+        assert_eq!(
+            (pre.registers, pre.base, pre.load, pre.writeback, pre.address_offset),
+            ([7, 8], 31, false, Some(-16), -16)
+        );
+        assert_eq!(ldp.address_offset, 8);
         // ldpsw x1, x2, [x0]
         let ldpsw = decode(0x6940_0801).unwrap();
         assert_eq!((ldpsw.size, ldpsw.sign_extend, ldpsw.sixty_four_bit), (4, true, true));
@@ -147,6 +158,7 @@ mod tests {
         // str w2, [x0, #4]!
         let str_pre = decode(0xb800_4c02).unwrap();
         assert_eq!((str_pre.size, str_pre.load, str_pre.sixty_four_bit, str_pre.writeback), (4, false, false, Some(4)));
+        assert_eq!((ldr.address_offset, str_pre.address_offset), (0, 4));
         // ldrsb x3, [x0], #-1
         let ldrsb = decode(0x389f_f403).unwrap();
         assert_eq!((ldrsb.size, ldrsb.sign_extend, ldrsb.sixty_four_bit, ldrsb.writeback), (1, true, true, Some(-1)));

@@ -2213,3 +2213,23 @@ guest!(
     eret
 "#
 );
+
+// F8: pairs that start in RAM and end in the MEM trap at 0xffe000: STP of x9, x10 at
+// 0xffdff8 (x9 to RAM, x10 to the device), LDP back into x1, x2, and a pre-indexed LDP of x3,
+// x4 at [x7, #-8]! with x7 = 0xffe000.
+guest!(
+    mmio_straddle,
+    guest_mmio_straddle_start,
+    guest_mmio_straddle_end,
+    r#"
+    mov     x6, #0xffe000
+    sub     x6, x6, #8
+    stp     x9, x10, [x6]
+    ldp     x1, x2, [x6]
+    mov     x7, #0xffe000
+    ldp     x3, x4, [x7, #-8]!
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

@@ -179,6 +179,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "trap-fetch" => trap_fetch(process, resource),
         "wfit" => wfit(process, resource),
         "semihosting" => semihosting(process, resource),
+        "mmio-straddle" => mmio_straddle(process, resource),
         "aarch32-stm" => aarch32_stm(process, resource),
         _ => Err(Failure::Unknown),
     }
@@ -686,8 +687,9 @@ fn isolation(process: &'static Process, resource: u32) -> Outcome {
     let Some((frame, _)) = victim_vmar.stage2_lookup(0x20000) else {
         return Err(Failure::Mismatch("the victim's counter page is mapped"));
     };
-    // Attackers store to the victim's frame address and to Belfry's image on `virt`, as IPAs
-    // (both beyond their own 16 MiB).
+    // Attackers store to the victim's frame address and to Belfry's image on `virt`, as IPAs.
+    // Beyond their own 16 MiB the store kills them; within it (a low frame on the Pi 4, whose
+    // RAM starts at 0) it lands in their own memory, never in the victim's frame.
     for target in [frame.raw(), 0x4020_0000] {
         let attacker = fixture(process, resource, guests::store_x1())?;
         let vcpu = call("vcpu_create", Vcpu::create(&attacker.guest, 0))?;
@@ -695,7 +697,14 @@ fn isolation(process: &'static Process, resource: u32) -> Outcome {
         state.x[1] = target;
         call("write_state", vcpu.write_state(&state))?;
         let result = vcpu.enter();
-        check("the stray store kills its guest", result.err() == Some(Status::NOT_SUPPORTED))?;
+        if target >= GUEST_MEMORY {
+            check("the stray store kills its guest", result.err() == Some(Status::NOT_SUPPORTED))?;
+        } else {
+            check("the store within its memory completes", result.as_ref().is_ok_and(is_exit))?;
+            let mut word = [0u8; 8];
+            call("vmo_read", attacker.memory.read(target, &mut word))?;
+            check("the store landed in the attacker's own memory", u64::from_le_bytes(word) == 0x6666)?;
+        }
     }
     // Attacker 2 takes an exit Belfry does not serve.
     let attacker = fixture(process, resource, guests::unhandled())?;
@@ -715,7 +724,7 @@ fn isolation(process: &'static Process, resource: u32) -> Outcome {
     call("vcpu_kick", process.vcpu_kick(vcpu_slot.load(core::sync::atomic::Ordering::Acquire)))?;
     join(&runner);
     defmt::info!(
-        "isolation: two stray stores and an unhandled exit killed their guests; the counting guest went on ({=bool}) with its memory intact ({=bool})",
+        "isolation: stray stores and an unhandled exit stayed in or killed their guests; the counting guest went on ({=bool}) with its memory intact ({=bool})",
         after > before,
         u64::from_le_bytes(pattern) == PATTERN
     );
@@ -1324,4 +1333,40 @@ fn semihosting(process: &Process, resource: u32) -> Outcome {
         x[22]
     );
     check("both UNDEF", x[21] == 2 && x[22] >> 26 == 0)
+}
+
+/// F8: a load/store pair without syndrome that starts in RAM and ends in a trap: the RAM
+/// element is performed by Belfry on guest memory, the trapped one is the MEM packet, at the
+/// right addresses, and the writeback still applies.
+fn mmio_straddle(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::mmio_straddle())?;
+    let vcpu = device_vcpu(&f)?;
+    let mut writes: [(u64, u8, u64); 4] = [(0, 0, 0); 4];
+    let mut write_count = 0;
+    let reads = serve_device(&vcpu, &mut writes, &mut write_count)?;
+    let x = call("read_state", vcpu.read_state())?.x;
+    let mut word = [0u8; 8];
+    call("vmo_read", f.memory.read(TRAP_ADDR - 8, &mut word))?;
+    let ram = u64::from_le_bytes(word);
+    defmt::info!(
+        "mmio-straddle: RAM word {=u64:#x}; device writes {=usize} (+{=u64}: {=u64:#x}), reads {=usize}; x1 {=u64:#x} x2 {=u64:#x} x3 {=u64:#x} x4 {=u64:#x} x7 {=u64:#x}",
+        ram,
+        write_count,
+        writes[0].0,
+        writes[0].2,
+        reads,
+        x[1],
+        x[2],
+        x[3],
+        x[4],
+        x[7]
+    );
+    let (x9, x10, device) = (0x1122_3344_5566_7788, 0x99aa_bbcc_ddee_ff00, 0x8786_8584_8382_8180);
+    check(
+        "each element at its own address",
+        ram == x9
+            && writes[..write_count] == [(0, 8, x10)]
+            && reads == 2
+            && [x[1], x[2], x[3], x[4], x[7]] == [x9, device, x9, device, TRAP_ADDR - 8],
+    )
 }

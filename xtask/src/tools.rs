@@ -64,7 +64,6 @@ pub fn ensure_qemu() -> Result<()> {
     }
 }
 
-
 /// The nightly Miri (and `cargo fuzz`) run on: pinned, so a Miri release cannot break CI by
 /// surprise.
 pub const MIRI_TOOLCHAIN: &str = "nightly-2026-05-20";

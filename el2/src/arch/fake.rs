@@ -53,6 +53,16 @@ pub fn inject(context: &mut Context, exception: crate::inject::GuestException) {
     context.arch.injected.push(exception);
 }
 
+/// The scripted guest's stack pointer (it runs at EL1h).
+pub fn stack_pointer(context: &Context) -> u64 {
+    context.state.sp
+}
+
+/// The scripted guest runs with its MMU off: virtual addresses are guest-physical.
+pub fn translate_data(_context: &Context, address: u64) -> Option<u64> {
+    Some(address)
+}
+
 /// Host builds have no TLB to invalidate.
 pub fn invalidate_guest_page(_vttbr: u64, _ipa: u64) {}
 

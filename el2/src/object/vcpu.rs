@@ -284,8 +284,8 @@ impl Vcpu {
                         address,
                     );
                 }
-                Exit::AccessWithoutSyndrome { address, write, pc_address, .. } => {
-                    if let Some(packet) = self.on_unsyndromed_access(context, address, write, pc_address)? {
+                Exit::AccessWithoutSyndrome { address, write, pc_address, far, .. } => {
+                    if let Some(packet) = self.on_unsyndromed_access(context, address, write, pc_address, far)? {
                         return Ok(packet);
                     }
                 }
@@ -404,6 +404,7 @@ impl Vcpu {
         address: u64,
         write: bool,
         pc_address: Option<u64>,
+        far: u64,
     ) -> ZxResult<Option<PortPacket>> {
         if context.traps_generation != self.guest.trap_generation() {
             (context.traps_generation, context.traps) = self.guest.traps();
@@ -440,23 +441,116 @@ impl Vcpu {
                 value,
             }
         };
-        let first = access(0);
-        if decoded.count == 2 {
-            context.pending_access = Some((address + u64::from(decoded.size), access(1)));
+        let accesses = [access(0), access(1)];
+        // Which element faulted: the instruction's own address (base register and addressing
+        // mode) against the fault's virtual address. The fault need not be in the first
+        // element: a pair may start in RAM and end in the trap.
+        let base = match decoded.base {
+            31 => crate::arch::stack_pointer(context),
+            register => context.state.register(register),
+        };
+        let start = base.wrapping_add_signed(decoded.address_offset);
+        let size = u64::from(decoded.size);
+        let into = far.wrapping_sub(start);
+        if into >= size * u64::from(decoded.count) || into % size != 0 {
+            crate::kernel_error!(
+                "guest killed: access without syndrome at VA {=u64:#x} (IPA {=u64:#x}) is not an element of instruction {=u32:#010x} at PC {=u64:#x} (it straddles a page into a trap)",
+                far,
+                address,
+                instruction,
+                context.pc
+            );
+            return Err(self.kill());
         }
         context.writeback = decoded.writeback.map(|delta| (decoded.base, delta));
-        let packet = self.on_access(context, address, first)?;
-        if packet.is_none() {
-            // A doorbell took the first half: the second follows at once.
-            if let Some((second_address, second)) = context.pending_access.take() {
+        if into == 0 {
+            let first = accesses[0];
+            if decoded.count == 2 {
+                // On the same page it follows the first; on the next one, stage 1 says where.
+                let second = if (address & 0xfff) + size < 0x1000 {
+                    address + size
+                } else {
+                    crate::arch::translate_data(context, start.wrapping_add(size)).unwrap_or(address + size)
+                };
+                context.pending_access = Some((second, accesses[1]));
+            }
+            let packet = self.on_access(context, address, first)?;
+            if packet.is_none() {
+                // A doorbell took the first half: the second follows at once.
+                if let Some((second_address, second)) = context.pending_access.take() {
+                    return self.on_access(context, second_address, second);
+                }
+            } else if context.pending_access.is_some() {
+                // The VMM emulates the first half now and the second on the next `enter`; the
+                // instruction is skipped after the second.
+                context.skip_instruction = false;
+            }
+            return Ok(packet);
+        }
+        // The second element faulted: the first lies before the trap, in RAM or in another
+        // trap. In RAM, Belfry performs it itself; in a trap, it is the first packet.
+        let Some(first_address) = crate::arch::translate_data(context, start) else {
+            crate::kernel_error!(
+                "guest killed: the first element of a split access at VA {=u64:#x} does not translate",
+                start
+            );
+            return Err(self.kill());
+        };
+        let first = accesses[0];
+        if context.traps.find(first_address).is_some() {
+            context.pending_access = Some((address, accesses[1]));
+            let packet = self.on_access(context, first_address, first)?;
+            if packet.is_some() {
+                context.skip_instruction = false;
+            } else if let Some((second_address, second)) = context.pending_access.take() {
                 return self.on_access(context, second_address, second);
             }
-        } else if context.pending_access.is_some() {
-            // The VMM emulates the first half now and the second on the next `enter`; the
-            // instruction is skipped after the second.
-            context.skip_instruction = false;
+            return Ok(packet);
         }
-        Ok(packet)
+        if !self.access_ram(context, first_address, first) {
+            crate::kernel_error!(
+                "guest killed: the first element of a split access at IPA {=u64:#x} is outside guest memory, PC {=u64:#x}",
+                first_address,
+                context.pc
+            );
+            return Err(self.kill());
+        }
+        self.on_access(context, address, accesses[1])
+    }
+
+    /// Performs one element of an emulated instruction on guest RAM: a store writes the
+    /// register's bytes, a load reads them into the register (extended as the access says).
+    fn access_ram(&self, context: &mut Context, address: u64, access: Access) -> bool {
+        let Some((vmo, offset, perms)) = self.guest.vmar().translate(address) else { return false };
+        let size = usize::from(access.size);
+        if (address & 0xfff) as usize + size > 0x1000 {
+            return false;
+        }
+        if access.write {
+            if perms & super::vmar::VM_PERM_WRITE == 0 {
+                return false;
+            }
+            vmo.write(offset, &access.value.to_le_bytes()[..size]).is_ok()
+        } else {
+            if perms & super::vmar::VM_PERM_READ == 0 {
+                return false;
+            }
+            let mut bytes = [0u8; 8];
+            if vmo.read(offset, &mut bytes[..size]).is_err() {
+                return false;
+            }
+            let raw = u64::from_le_bytes(bytes);
+            let bits = 8 * u32::from(access.size);
+            let mut value =
+                if access.sign_extend && bits < 64 { ((raw << (64 - bits)) as i64 >> (64 - bits)) as u64 } else { raw };
+            if !access.sixty_four_bit {
+                value &= 0xffff_ffff;
+            }
+            if let Some(register) = context.state.x.get_mut(usize::from(access.register)) {
+                *register = value;
+            }
+            true
+        }
     }
 
     /// Handles an access stage 2 did not satisfy; `Some(packet)` leaves `enter`.

@@ -280,6 +280,22 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
     }
 }
 
+/// The guest's current stack pointer (register 31 as a base): SP_EL1 in EL1h, else SP_EL0.
+pub fn stack_pointer(context: &Context) -> u64 {
+    if context.arch.pstate & 0b1111 == 0b0101 {
+        context.state.sp
+    } else {
+        context.arch.el1.sp_el0
+    }
+}
+
+/// The guest-physical address of a data access at virtual `address`: the address itself with
+/// the guest's MMU off, otherwise through its stage 1 (`AT S1E1R`). Only right after an exit,
+/// while the guest's EL1 registers are still loaded on this CPU.
+pub fn translate_data(context: &Context, address: u64) -> Option<u64> {
+    guest_pc_address(&context.arch.el1, address)
+}
+
 /// The guest-physical address of the guest's PC: the PC itself with its MMU off, otherwise
 /// through its stage-1 tables (`AT S1E1R`; its EL1 registers are still loaded right after an
 /// exit).
