@@ -248,6 +248,11 @@ impl ListRegisters {
         self.lrs[..self.count].iter().any(|&lr| self.flavor.state(lr) == 0b01)
     }
 
+    /// Whether `vector` is in a list register (pending, active or both).
+    pub fn holds(&self, vector: u32) -> bool {
+        self.live(vector).is_some()
+    }
+
     /// The live registers as (vector, priority, state) triples, in register order.
     pub fn live_entries(&self) -> impl Iterator<Item = (u32, u8, u64)> + '_ {
         self.lrs[..self.count]

@@ -2233,3 +2233,58 @@ guest!(
     b       .
 "#
 );
+
+// F12: the virtual timer is level-triggered. The guest arms it 20 000 ticks ahead and waits;
+// its handler acknowledges PPI 27, counts it in x19, then calls PSCI_VERSION (an exit to EL2
+// while the interrupt is active and the timer condition still holds) before it disables the
+// timer and ends the interrupt. Then it spins 200 000 iterations with IRQs unmasked: a second
+// delivery of the same expiry would count again. x20 = 3 on GICv3.
+guest!(
+    timer_level,
+    guest_timer_level_start,
+    guest_timer_level_end,
+    r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+1:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    mov     x19, #0
+    mrs     x1, cntvct_el0
+    movz    x2, #20000
+    add     x1, x1, x2
+    msr     cntv_cval_el0, x1
+    mov     x1, #1
+    msr     cntv_ctl_el0, x1
+    isb
+    msr     daifclr, #2
+2:  cbz     x19, 2b
+    movz    x3, #0x0d40
+    movk    x3, #0x3, lsl #16
+3:  subs    x3, x3, #1
+    b.ne    3b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+"#,
+    ack_x12!(),
+    r#"
+    and     x15, x12, #0x3ff
+    cmp     x15, #27
+    b.ne    23f
+    add     x19, x19, #1
+    movz    x0, #0x8400, lsl #16
+    hvc     #0
+    msr     cntv_ctl_el0, xzr
+    isb
+23:
+"#,
+    eoi_x12!(),
+    r#"
+    eret
+"#
+);

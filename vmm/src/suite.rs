@@ -180,6 +180,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "wfit" => wfit(process, resource),
         "semihosting" => semihosting(process, resource),
         "mmio-straddle" => mmio_straddle(process, resource),
+        "timer-level" => timer_level(process, resource),
         "aarch32-stm" => aarch32_stm(process, resource),
         _ => Err(Failure::Unknown),
     }
@@ -1369,4 +1370,18 @@ fn mmio_straddle(process: &Process, resource: u32) -> Outcome {
             && reads == 2
             && [x[1], x[2], x[3], x[4], x[7]] == [x9, device, x9, device, TRAP_ADDR - 8],
     )
+}
+
+/// F12: one expiry of the level-triggered virtual timer is one interrupt, even when the guest
+/// exits to EL2 between acknowledging it and silencing the timer.
+fn timer_level(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::timer_level())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
+    call("write_state", vcpu.write_state(&state))?;
+    expect_exit(&vcpu)?;
+    let ticks = call("read_state", vcpu.read_state())?.x[19];
+    defmt::info!("timer-level: one expiry, an exit inside the handler: {=u64} interrupt(s) taken", ticks);
+    check("one interrupt", ticks == 1)
 }

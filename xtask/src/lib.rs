@@ -11,6 +11,7 @@ pub mod build;
 pub mod debian;
 pub mod decode;
 pub mod qemu;
+pub mod stress;
 pub mod tools;
 
 pub use board::Board;

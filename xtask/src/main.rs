@@ -68,6 +68,16 @@ enum Task {
     },
     /// Install what the host lacks (QEMU >= 9 from bookworm-backports).
     Setup,
+    /// Repeat the timing-sensitive scenarios (SMP guests, timer ticks, port stress) without
+    /// -icount on every board, and count failures and hangs.
+    Stress {
+        /// Rounds; each runs the next scenario on every board.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Only this board.
+        #[arg(long, value_enum)]
+        board: Option<Board>,
+    },
     /// Measure every exit path under -icount (EL2 instructions, guest nanoseconds) on every
     /// board; print a table, write target/bench/bench.json and bench.svg, and compare with
     /// bench/baseline.json (more than 2 % more EL2 instructions fails).
@@ -134,6 +144,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Flash { board, out, firmware_dir } => flash(board, &out, &firmware_dir),
         Task::Gdb { board } => gdb(board),
         Task::Decode { board, input } => decode(board, &input),
+        Task::Stress { runs, board } => {
+            tools::ensure_qemu()?;
+            let boards = board.map(|b| vec![b]).unwrap_or_else(|| Board::ALL.to_vec());
+            let firmware: Vec<_> = boards.iter().copied().zip(build::build(&boards)?).collect();
+            let counts = xtask::stress::stress(&firmware, runs, Duration::from_secs(60))?;
+            println!("{:<12} {:<20} {:>7} {:>7} {:>5}", "board", "scenario", "passed", "failed", "hung");
+            let mut bad = 0;
+            for ((board, scenario), [passed, failed, hung]) in &counts {
+                println!("{board:<12} {scenario:<20} {passed:>7} {failed:>7} {hung:>5}");
+                bad += failed + hung;
+            }
+            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Task::Setup => {
             tools::ensure_rust_targets()?;
             tools::ensure_miri()?;

@@ -137,8 +137,12 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     };
     // The guest's virtual timer: fired while it was out, it is an interrupt to inject (and its
     // level-triggered PPI must not exit the guest again); armed, its expiry exits the guest.
+    // Its interrupt is level-triggered: while it sits in a list register (pending or being
+    // handled) the same expiry is not raised again; the guest's EOI asks for maintenance, and
+    // the entry after it looks at the level afresh (F12: raising it while active made it
+    // active-and-pending, and a guest that exited inside its handler took one expiry twice).
     let fired = timer_fired(&context.arch.el1);
-    if fired {
+    if fired && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
         signals.raise(VIRTUAL_TIMER_INTID);
     }
     // (The guest may arm its timer while it runs, so the PPI stays enabled unless it fired.)
@@ -169,7 +173,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
 }
 
 fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
-    if timer_fired(&context.arch.el1) {
+    if timer_fired(&context.arch.el1) && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
         signals.raise(VIRTUAL_TIMER_INTID);
     }
     match kind & 3 {

@@ -69,6 +69,11 @@ impl Vgic {
         self.regs.fill(signals);
     }
 
+    /// Whether `vector` is in a list register.
+    pub fn holds(&self, vector: u32) -> bool {
+        self.regs.holds(vector)
+    }
+
     /// Whether a list register holds a pending interrupt (a WFI must not sleep).
     pub fn has_pending(&self) -> bool {
         self.regs.has_pending()
