@@ -68,6 +68,15 @@ enum Task {
     },
     /// Install what the host lacks (QEMU >= 9 from bookworm-backports).
     Setup,
+    /// Run the `cargo fuzz` targets (fuzz/) for a time each and report executions and crashes.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Repeat the timing-sensitive scenarios (SMP guests, timer ticks, port stress) without
     /// -icount on every board, and count failures and hangs.
     Stress {
@@ -144,6 +153,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Flash { board, out, firmware_dir } => flash(board, &out, &firmware_dir),
         Task::Gdb { board } => gdb(board),
         Task::Decode { board, input } => decode(board, &input),
+        Task::Fuzz { time, target } => {
+            let targets: Vec<&str> = match &target {
+                Some(t) => vec![t.as_str()],
+                None => xtask::fuzz::TARGETS.to_vec(),
+            };
+            let results = xtask::fuzz::fuzz(&targets, time)?;
+            println!("{:<14} {:>14} {:>8} {:>8}", "target", "executions", "seconds", "crashes");
+            for r in &results {
+                println!("{:<14} {:>14} {:>8} {:>8}", r.target, r.executions, r.seconds, u8::from(r.crashed));
+            }
+            Ok(if results.iter().any(|r| r.crashed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
         Task::Stress { runs, board } => {
             tools::ensure_qemu()?;
             let boards = board.map(|b| vec![b]).unwrap_or_else(|| Board::ALL.to_vec());
@@ -264,6 +285,19 @@ fn test() -> Result<ExitCode> {
         "2",
     ])?;
     model_checks()?;
+    // Fuzz smoke runs: a few seconds per target (`cargo xtask fuzz --time S` for long runs).
+    let fuzzed = xtask::fuzz::fuzz(&xtask::fuzz::TARGETS, 5)?;
+    for r in &fuzzed {
+        println!(
+            "xtask: fuzz {}: {} executions, {}",
+            r.target,
+            r.executions,
+            if r.crashed { "CRASHED" } else { "no crash" }
+        );
+    }
+    if fuzzed.iter().any(|r| r.crashed || r.executions == 0) {
+        bail!("a fuzz target crashed or did not run");
+    }
     // The exit-path figures against the committed baseline (deterministic under -icount).
     let found = xtask::bench::bench(false)?;
     if !found.is_empty() {
