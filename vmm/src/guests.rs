@@ -2288,3 +2288,130 @@ guest!(
     eret
 "#
 );
+
+// Attack suite: the system-register sweep. x0 = the first index; for each index i up to 32767
+// the guest writes `MRS x9, <op0 = 2 + i / 16384, op1:CRn:CRm:op2 = i % 16384>` into its code
+// slot at 0x8000 (followed by RET), records i at 0x30000 and calls the slot. Its EL1 vector
+// counts undefined instructions at 0x30008 and skips them. A read Belfry kills the guest for
+// ends it: the VMM starts the next guest after the recorded index.
+guest!(
+    sysreg_sweep,
+    guest_sysreg_sweep_start,
+    guest_sysreg_sweep_end,
+    r#"
+    adr     x2, 90f
+    msr     vbar_el1, x2
+    isb
+    mov     x19, x0
+    mov     x3, #0x30000
+    mov     x6, #0x8000
+    movz    x7, #0x03c0
+    movk    x7, #0xd65f, lsl #16
+    str     w7, [x6, #4]
+    movz    x8, #0xd530, lsl #16
+    movk    x8, #9
+1:  str     x19, [x3]
+    orr     x4, x8, x19, lsl #5
+    str     w4, [x6]
+    dsb     ish
+    ic      iallu
+    dsb     ish
+    isb
+    blr     x6
+    add     x19, x19, #1
+    cmp     x19, #0x8000
+    b.lo    1b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 2048
+90: b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    b       .
+    .balign 0x80
+    mov     x10, #0x30000
+    ldr     x11, [x10, #8]
+    add     x11, x11, #1
+    str     x11, [x10, #8]
+    mrs     x10, elr_el1
+    add     x10, x10, #4
+    msr     elr_el1, x10
+    eret
+"#
+);
+
+// Attack suite: the PSCI/SMCCC sweep. x0 = the number of function IDs in the table at 0x40000;
+// the guest calls each with garbage in x1..x3 (0xdead0000 + i...), through HVC for even i and
+// SMC for odd i, and stores x0 after each call at 0x50000 + 8 i.
+guest!(
+    psci_sweep,
+    guest_psci_sweep_start,
+    guest_psci_sweep_end,
+    r#"
+    mov     x19, x0
+    mov     x20, #0
+    mov     x21, #0x40000
+    mov     x22, #0x50000
+1:  cmp     x20, x19
+    b.hs    3f
+    ldr     x0, [x21, x20, lsl #3]
+    movz    x1, #0xdead, lsl #16
+    add     x1, x1, x20
+    mvn     x2, x1
+    eor     x3, x1, x2, lsl #7
+    tbnz    x20, #0, 2f
+    hvc     #0
+    b       4f
+2:  smc     #0
+4:  str     x0, [x22, x20, lsl #3]
+    add     x20, x20, #1
+    b       1b
+3:  mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Attack suite: the doorbell flood. x0 = how many times to ring the doorbell at 0xffe000.
+guest!(
+    doorbell_flood,
+    guest_doorbell_flood_start,
+    guest_doorbell_flood_end,
+    r#"
+    mov     x1, #0xffe000
+1:  str     x0, [x1]
+    subs    x0, x0, #1
+    b.ne    1b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Attack suite: random instruction words. The VMM fills 0x10000..0x20000 with random words;
+// the guest points its vectors at a handler that skips the faulting instruction (using only
+// x28), and jumps into them. Whatever the words do ends in an exit, a kill, or a kick.
+guest!(
+    random_words,
+    guest_random_words_start,
+    guest_random_words_end,
+    r#"
+    adr     x2, 90f
+    msr     vbar_el1, x2
+    isb
+    mov     x0, #0x10000
+    br      x0
+    .balign 2048
+90: .rept   16
+    mrs     x28, elr_el1
+    add     x28, x28, #4
+    msr     elr_el1, x28
+    eret
+    .balign 0x80
+    .endr
+"#
+);

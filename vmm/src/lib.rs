@@ -16,6 +16,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod attack;
+#[cfg(target_os = "none")]
 mod bench;
 pub mod distributor;
 pub mod fault;

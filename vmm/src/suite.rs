@@ -181,6 +181,10 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "semihosting" => semihosting(process, resource),
         "mmio-straddle" => mmio_straddle(process, resource),
         "timer-level" => timer_level(process, resource),
+        "sysreg-sweep" => crate::attack::sysreg_sweep(process, resource),
+        "psci-sweep" => crate::attack::psci_sweep(process, resource),
+        "doorbell-flood" => crate::attack::doorbell_flood(process, resource),
+        "random-words" => crate::attack::random_words(process, resource),
         "aarch32-stm" => aarch32_stm(process, resource),
         _ => Err(Failure::Unknown),
     }

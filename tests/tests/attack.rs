@@ -1,0 +1,65 @@
+//! The attack suite (issue 10): guests doing what a hostile guest would, on every board. Each
+//! scenario ends by running a clean guest to its exit (Belfry still serves guests) and passes
+//! on Belfry's own lines and exit status.
+
+use belfry_system_tests::*;
+
+/// MRS of all 32 768 op0 = 2 and op0 = 3 encodings: each is read (switched, emulated or
+/// RAZ/WI), undefined at the guest's own EL1, or kills the guest with a clear message (the
+/// pointer-authentication keys and ACTLR_EL1 today); EL2 never faults.
+#[test]
+fn system_register_sweep() {
+    for (board, read, undefined, killed) in
+        [(Board::Virt, 198, 32552, 18), (Board::VirtGicv2, 183, 32567, 18), (Board::Rpi4, 164, 32600, 4)]
+    {
+        let outcome = boot_scenario(board, "guest:sysreg-sweep");
+        expect_exit(&outcome, exit_code::SUCCESS);
+        expect_line(
+            &outcome,
+            Some(0),
+            &format!(
+                "sysreg-sweep: 32768 MRS encodings: {read} read, {undefined} undefined at the guest's EL1, {killed} killed the guest ({} guests)",
+                killed + 1
+            ),
+        );
+        expect_line(&outcome, Some(0), "guest scenario sysreg-sweep: passed");
+    }
+}
+
+/// 230 PSCI/SMCCC function IDs over HVC and SMC with garbage arguments: every answer is the
+/// DEN0022/DEN0028 one, and nothing starts a VCPU.
+#[test]
+fn psci_and_smccc_sweep() {
+    run_guest_everywhere(
+        "psci-sweep",
+        &["psci-sweep: 230 function IDs over HVC and SMC: 0 wrong answers; SYSTEM_OFF, SYSTEM_RESET and CPU_OFF ended enter 3 times"],
+    );
+}
+
+/// 50 000 doorbells to a slow consumer on another CPU: the producer pauses on a full ring and
+/// resumes, and every doorbell arrives.
+#[test]
+fn doorbell_flood() {
+    run_guest_everywhere(
+        "doorbell-flood",
+        &["doorbell-flood: 50000 doorbells rung, 50000 received by a slow consumer on cpu1, 0 other packets"],
+    );
+}
+
+/// 60 rounds of 16 384 random instruction words at the guest's EL1: each round ends in an
+/// exit, a kill or a watchdog's kick, and Belfry goes on.
+#[test]
+fn random_instruction_words() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "guest:random-words");
+        expect_exit(&outcome, exit_code::SUCCESS);
+        let line = outcome
+            .lines
+            .iter()
+            .find_map(|l| l.message.strip_prefix("random-words: 60 rounds of 16384 random words at EL1: "))
+            .unwrap_or_else(|| panic!("no random-words line:\n{}", outcome.transcript()));
+        let total: u32 = line.split(", ").filter_map(|part| part.split(' ').next()?.parse::<u32>().ok()).sum();
+        assert_eq!(total, 60, "{line}");
+        expect_line(&outcome, Some(0), "guest scenario random-words: passed");
+    }
+}
