@@ -171,7 +171,7 @@ pub fn doorbell_flood(process: &'static Process, resource: u32) -> Outcome {
                             }
                         }
                         // A slow consumer: let the producer fill its ring and pause.
-                        if count % 1000 == 0 {
+                        if count.is_multiple_of(1000) {
                             el2::thread::yield_now();
                         }
                     }
