@@ -3,8 +3,9 @@
 // Forgetting `-Tdefmt.x` links silently and decodes to nothing, which is why the system tests
 // assert on decoded text.
 
-/// Per-CPU stacks: 8 CPUs of 64 KiB (el2's MAX_CPUS and STACK_SIZE).
-const STACKS: &str = "8 * 65536";
+/// The `.stacks` section (el2's `mmu::STACKS_SIZE`, which checks it at boot): 8 boot stacks of
+/// 64 KiB, then 128 thread slots of 20 KiB. The lowest page of each is an unmapped guard page.
+const STACKS: &str = "8 * 65536 + 128 * 20480";
 
 fn link(base: &str) {
     use std::{env, fs, path::PathBuf};

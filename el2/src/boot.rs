@@ -408,6 +408,19 @@ fn fault() -> ! {
     panic!("a load from {:#x} returned {:#x} instead of faulting", UNMAPPED_ADDRESS, value)
 }
 
+/// Recurses with a 1 KiB frame until the stack runs into its guard page (`scenario=stack-overflow`).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    frame[0] = depth as u8;
+    let frame = core::hint::black_box(&mut frame);
+    if depth < 1 << 40 {
+        recurse(depth + 1) + u64::from(frame[0])
+    } else {
+        depth
+    }
+}
+
 fn run_scenario(board: &Board, command_line: &CommandLine) -> ! {
     let scenario = scenario::parse(command_line.as_str());
     let scenario = match scenario {
@@ -434,6 +447,17 @@ fn run_scenario(board: &Board, command_line: &CommandLine) -> ! {
             thread::serve_forever()
         }
         Scenario::Panic => panic!("deliberate panic (scenario=panic)"),
+        Scenario::StackOverflow => {
+            if let Err(status) = thread::spawn(1, "overflow", || {
+                let depth = recurse(0);
+                panic!("recursion returned at depth {} without overflowing", depth)
+            }) {
+                defmt::error!("cannot start a thread on cpu1: {}", status);
+                report::stop(0, exit_code::BOOT_FAILED)
+            }
+            // The overflowing CPU ends the run; wait for it.
+            thread::serve_forever()
+        }
         Scenario::PortStress => port_stress(),
         Scenario::Guest(guest) => {
             let (Some(run), Some(vmm)) = (board.guest_scenario, VMM.get()) else {

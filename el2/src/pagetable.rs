@@ -108,6 +108,8 @@ pub enum MapError {
     OutOfRange,
     /// The table pool is used up.
     OutOfTables,
+    /// The image's stack section does not have the size the stack layout expects.
+    StackLayout,
 }
 
 /// Builds an identity map into a pool of tables; `pool[0]` is the root (level 1).
@@ -159,6 +161,18 @@ impl<'a> IdentityMap<'a> {
         self.map_level(0, START_LEVEL, start, end, attributes)
     }
 
+    /// Removes the translation of `[start, end)` (page-aligned): accesses there fault. Used for
+    /// the guard page under every EL2 stack.
+    pub fn unmap(&mut self, start: u64, end: u64) -> Result<(), MapError> {
+        if !start.is_multiple_of(PAGE_SIZE) || !end.is_multiple_of(PAGE_SIZE) || end <= start {
+            return Err(MapError::Unaligned);
+        }
+        if end > 1 << VA_BITS {
+            return Err(MapError::OutOfRange);
+        }
+        self.map_level(0, START_LEVEL, start, end, 0)
+    }
+
     /// The descriptor that translates `address` and its level, for tests and diagnostics.
     pub fn lookup(&self, address: u64) -> Option<(u64, usize)> {
         let mut table = 0;
@@ -198,7 +212,8 @@ impl<'a> IdentityMap<'a> {
             let whole_block = address == block_start && chunk_end == block_end;
             if whole_block && !is_table {
                 let kind = if level == 3 { TABLE_OR_PAGE } else { 0 };
-                self.pool[table].0[index] = block_start | attributes | kind;
+                // Attributes 0 (no VALID bit) is `unmap`: an invalid descriptor.
+                self.pool[table].0[index] = if attributes == 0 { 0 } else { block_start | attributes | kind };
             } else {
                 let next = match is_table.then(|| self.table_index(entry)).flatten() {
                     Some(next) => next,
@@ -320,5 +335,19 @@ mod tests {
     #[test]
     fn mair_matches_the_indices() {
         assert_eq!(MAIR_VALUE, 0xff00);
+    }
+
+    #[test]
+    fn a_guard_page_is_unmapped_inside_a_block() {
+        let mut pool = [Table::EMPTY; 8];
+        let base = pool.as_ptr() as u64;
+        let mut map = IdentityMap::new(&mut pool, base, Regime::El2).unwrap();
+        map.map(0x4000_0000, 0x8000_0000, Memory::ReadWrite).unwrap();
+        map.unmap(0x4020_1000, 0x4020_2000).unwrap();
+        assert_eq!(map.lookup(0x4020_1000), None);
+        assert_eq!(map.lookup(0x4020_1fff), None);
+        assert!(map.lookup(0x4020_0000).is_some_and(|(_, level)| level == 3));
+        assert!(map.lookup(0x4020_2000).is_some_and(|(_, level)| level == 3));
+        assert!(map.lookup(0x4040_0000).is_some_and(|(_, level)| level == 2));
     }
 }

@@ -22,6 +22,17 @@ pub fn unexpected_exception(
     let esr = state.esr;
     let class = esr.class();
     defmt::error!("cpu{=usize}: unexpected {} exception ({})", cpu_index, kind, origin);
+    if esr.data_abort().is_some() {
+        match crate::arch::aarch64::mmu::guard_page_owner(state.far) {
+            Some((true, cpu)) => {
+                defmt::error!("  EL2 stack overflow: cpu{=usize}'s boot stack ran into its guard page", cpu)
+            }
+            Some((false, slot)) => {
+                defmt::error!("  EL2 stack overflow: thread stack slot {=usize} ran into its guard page", slot)
+            }
+            None => {}
+        }
+    }
     defmt::error!(
         "  EC {=u8:#04x} ({=str}), IL {=bool}, ISS {=u32:#09x}",
         esr.class_bits(),

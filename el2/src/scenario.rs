@@ -17,6 +17,8 @@ pub enum Scenario {
     Panic,
     /// After boot, threads on every CPU send packets through one port and drain it.
     PortStress,
+    /// After boot, a thread on cpu1 recurses until its stack overflows into its guard page.
+    StackOverflow,
     /// A guest scenario (`scenario=guest:NAME`), run by the board's VMM.
     Guest(GuestScenario),
 }
@@ -68,6 +70,7 @@ pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
         "fault" => Ok(Scenario::FaultOnBootCpu),
         "panic" => Ok(Scenario::Panic),
         "port-stress" => Ok(Scenario::PortStress),
+        "stack-overflow" => Ok(Scenario::StackOverflow),
         other if other.starts_with("guest:") => {
             let name = other.trim_start_matches("guest:");
             GuestScenario::new(name).map(Scenario::Guest).ok_or(ScenarioError::UnknownScenario)
@@ -100,6 +103,7 @@ mod tests {
         assert_eq!(parse("belfry scenario=fault"), Ok(Scenario::FaultOnBootCpu));
         assert_eq!(parse("x scenario=panic y"), Ok(Scenario::Panic));
         assert_eq!(parse("scenario=port-stress"), Ok(Scenario::PortStress));
+        assert_eq!(parse("scenario=stack-overflow"), Ok(Scenario::StackOverflow));
         let Ok(Scenario::Guest(guest)) = parse("scenario=guest:vcpu-enter") else { panic!() };
         assert_eq!(guest.name(), "vcpu-enter");
         assert_eq!(parse(&format!("scenario=guest:{}", "x".repeat(41))), Err(ScenarioError::UnknownScenario));

@@ -15,6 +15,7 @@
 //! it) are dropped when taken unless their thread is READY: a thread that blocked again waits
 //! for its next wake-up, and one that exited is never resumed.
 
+use crate::arch::aarch64::mmu::{stack_layout, GUARD_SIZE, THREAD_SLOTS, THREAD_SLOT_SIZE};
 use crate::arch::aarch64::switch::{initial_context, switch_context, SwitchContext};
 use crate::arch::aarch64::{cpu, timer};
 use crate::machine::MAX_CPUS;
@@ -26,15 +27,46 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use stage2::PhysAddr;
 
 const RUNNING: u8 = 0;
 const READY: u8 = 1;
 const BLOCKED: u8 = 2;
 const EXITED: u8 = 3;
 
-/// Pages of stack a spawned thread gets (16 KiB).
-const STACK_PAGES: usize = 4;
+/// Thread stack slots in use (`mmu::THREAD_SLOTS` bits): a slot is a guard page and 16 KiB of
+/// stack in the image's `.stacks` section. Their number bounds the EL2 threads that exist at
+/// once; `spawn` beyond it is NO_RESOURCES.
+static SLOTS: [AtomicU64; THREAD_SLOTS / 64] = [const { AtomicU64::new(0) }; THREAD_SLOTS / 64];
+
+fn allocate_slot() -> Option<usize> {
+    for (word_index, word) in SLOTS.iter().enumerate() {
+        let mut current = word.load(Ordering::Relaxed);
+        while current != u64::MAX {
+            let bit = (!current).trailing_zeros() as usize;
+            match word.compare_exchange_weak(current, current | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(word_index * 64 + bit),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+    None
+}
+
+fn free_slot(slot: usize) {
+    if let Some(word) = SLOTS.get(slot / 64) {
+        word.fetch_and(!(1 << (slot % 64)), Ordering::AcqRel);
+    }
+}
+
+/// The top of slot `slot`'s stack (it grows down to the guard page).
+fn slot_top(slot: usize) -> u64 {
+    stack_layout().threads + ((slot + 1) * THREAD_SLOT_SIZE) as u64
+}
+
+/// The lowest usable address of slot `slot`'s stack.
+pub fn slot_bottom(slot: usize) -> u64 {
+    stack_layout().threads + (slot * THREAD_SLOT_SIZE) as u64 + GUARD_SIZE
+}
 
 type Entry = Box<dyn FnOnce() + Send>;
 
@@ -46,7 +78,8 @@ pub struct Thread {
     state: AtomicU8,
     context: UnsafeCell<SwitchContext>,
     entry: spin::Mutex<Option<Entry>>,
-    stack: Option<PhysAddr>,
+    /// The stack slot (`None`: a CPU's boot thread, on its boot stack).
+    stack: Option<usize>,
 }
 
 // SAFETY: `context` is accessed only by the thread's own CPU while switching (module
@@ -74,8 +107,8 @@ impl Thread {
 
 impl Drop for Thread {
     fn drop(&mut self) {
-        if let Some(stack) = self.stack {
-            crate::memory::free_frames(stack, STACK_PAGES);
+        if let Some(slot) = self.stack {
+            free_slot(slot);
         }
     }
 }
@@ -142,7 +175,7 @@ pub fn current_thread() -> u64 {
 /// Starts a thread running `entry` on CPU `target`.
 pub fn spawn(target: usize, name: &'static str, entry: impl FnOnce() + Send + 'static) -> ZxResult<Arc<Thread>> {
     let queue = CPUS.get(target).and_then(|slot| slot.get()).ok_or(Status::INVALID_ARGS)?;
-    let stack = crate::memory::alloc_frames(STACK_PAGES).ok_or(Status::NO_MEMORY)?;
+    let stack = allocate_slot().ok_or(Status::NO_RESOURCES)?;
     let thread = Arc::new(Thread {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         cpu: target,
@@ -152,7 +185,7 @@ pub fn spawn(target: usize, name: &'static str, entry: impl FnOnce() + Send + 's
         entry: spin::Mutex::new(Some(Box::new(entry))),
         stack: Some(stack),
     });
-    let top = stack.raw() + (STACK_PAGES as u64) * 4096;
+    let top = slot_top(stack);
     // SAFETY: the thread is not running anywhere yet; nobody else sees its context.
     unsafe { *thread.context.get() = initial_context(top, Arc::as_ptr(&thread) as u64) };
     enqueue(queue, target, thread.clone());

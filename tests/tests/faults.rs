@@ -69,3 +69,19 @@ fn a_bad_command_line_is_refused() {
     expect_exit(&outcome, exit_code::BOOT_FAILED);
     expect_line(&outcome, Some(0), "bad command line: UnknownScenario");
 }
+
+/// EL2 stacks have guard pages: a thread that recurses without end faults on the unmapped page
+/// below its stack, and the report (on the CPU's emergency stack) names it, instead of the
+/// overflow silently corrupting whatever lay below.
+#[test]
+fn an_el2_stack_overflow_hits_its_guard_page() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "stack-overflow");
+        expect_exit(&outcome, exit_code::FAULT);
+        expect_line(&outcome, Some(1), "cpu1: unexpected Synchronous exception (CurrentElSpx)");
+        expect_line(&outcome, Some(1), "  EL2 stack overflow: thread stack slot 0 ran into its guard page");
+        let far = hex_field(&outcome, "  data abort: translation fault at level 3, write, FAR", "FAR");
+        assert!(far.is_some(), "no level-3 translation fault:\n{}", outcome.transcript());
+        expect_line(&outcome, Some(1), "cpu1 stopped");
+    }
+}

@@ -31,6 +31,44 @@ unsafe impl Sync for Pool {}
 
 static POOL: Pool = Pool(UnsafeCell::new([Table::EMPTY; POOL_TABLES]));
 
+/// A guard page: the lowest page of every EL2 stack is left unmapped, so an overflow faults
+/// (and is reported on the CPU's emergency stack) instead of overwriting what lies below.
+pub const GUARD_SIZE: u64 = PAGE_SIZE;
+/// Stack slots for EL2 threads (their number bounds how many threads exist at once).
+pub const THREAD_SLOTS: usize = 128;
+/// One thread's slot: a guard page and 16 KiB of stack.
+pub const THREAD_SLOT_SIZE: usize = 20 * 1024;
+/// The `.stacks` section: boot stacks, then thread slots (the linker script's `@STACKS@`,
+/// `boards/link.rs`).
+pub const STACKS_SIZE: usize = crate::machine::MAX_CPUS * STACK_SIZE + THREAD_SLOTS * THREAD_SLOT_SIZE;
+
+/// Where the stacks lie in the image.
+#[derive(Clone, Copy, Debug)]
+pub struct StackLayout {
+    pub boot: u64,
+    pub threads: u64,
+}
+
+/// The stack layout inside `.stacks`.
+pub fn stack_layout() -> StackLayout {
+    let boot = image_layout().stacks_start;
+    StackLayout { boot, threads: boot + (crate::machine::MAX_CPUS * STACK_SIZE) as u64 }
+}
+
+/// Whose guard page `address` lies in: `Some((true, cpu))` for a CPU's boot stack,
+/// `Some((false, slot))` for a thread slot.
+pub fn guard_page_owner(address: u64) -> Option<(bool, usize)> {
+    let layout = stack_layout();
+    let in_guard = |base: u64, size: u64, count: usize| {
+        let offset = address.checked_sub(base)?;
+        let index = usize::try_from(offset / size).ok().filter(|&i| i < count)?;
+        (offset % size < GUARD_SIZE).then_some(index)
+    };
+    in_guard(layout.boot, STACK_SIZE as u64, crate::machine::MAX_CPUS)
+        .map(|cpu| (true, cpu))
+        .or_else(|| in_guard(layout.threads, THREAD_SLOT_SIZE as u64, THREAD_SLOTS).map(|slot| (false, slot)))
+}
+
 /// The bounds of Belfry's image, from the linker script.
 #[derive(Clone, Copy, Debug)]
 pub struct ImageLayout {
@@ -38,6 +76,7 @@ pub struct ImageLayout {
     pub text_end: u64,
     pub rodata_end: u64,
     pub stacks_start: u64,
+    pub stacks_end: u64,
     pub end: u64,
 }
 
@@ -46,6 +85,7 @@ unsafe extern "C" {
     static __text_end: u8;
     static __rodata_end: u8;
     static __stacks_start: u8;
+    static __stacks_end: u8;
     static __image_end: u8;
 }
 
@@ -56,6 +96,7 @@ pub fn image_layout() -> ImageLayout {
         text_end: (&raw const __text_end) as u64,
         rodata_end: (&raw const __rodata_end) as u64,
         stacks_start: (&raw const __stacks_start) as u64,
+        stacks_end: (&raw const __stacks_end) as u64,
         end: (&raw const __image_end) as u64,
     }
 }
@@ -86,6 +127,18 @@ pub unsafe fn build(
     map.map(image.start, image.text_end, Memory::Executable)?;
     map.map(image.text_end, image.rodata_end, Memory::ReadOnly)?;
     map.map(image.rodata_end, image.end, Memory::ReadWrite)?;
+    if image.stacks_end - image.stacks_start != STACKS_SIZE as u64 {
+        return Err(MapError::StackLayout);
+    }
+    let stacks = stack_layout();
+    for cpu in 0..crate::machine::MAX_CPUS {
+        let guard = stacks.boot + (cpu * STACK_SIZE) as u64;
+        map.unmap(guard, guard + GUARD_SIZE)?;
+    }
+    for slot in 0..THREAD_SLOTS {
+        let guard = stacks.threads + (slot * THREAD_SLOT_SIZE) as u64;
+        map.unmap(guard, guard + GUARD_SIZE)?;
+    }
     let used = map.tables_used();
     // Everything so far was written with the caches off; drop any stale line that could hide
     // it once they are on. No CPU has dirty lines yet, so invalidation loses nothing.

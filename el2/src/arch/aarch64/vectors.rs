@@ -6,6 +6,19 @@
 //! The lower-EL entries are guest exits: they go back to the world switch (`world.rs`).
 
 use super::{cpu, vectors_regs};
+use crate::machine::MAX_CPUS;
+
+/// Bytes of each CPU's emergency stack: what a fatal report runs on (the stack that faulted
+/// may have overflowed into its guard page).
+const EMERGENCY_STACK_SIZE: usize = 8 * 1024;
+
+const _: () = assert!(MAX_CPUS.is_power_of_two(), "the vector masks the CPU index with MAX_CPUS - 1");
+
+#[repr(C, align(16))]
+struct EmergencyStacks([[u8; EMERGENCY_STACK_SIZE]; MAX_CPUS]);
+
+/// One emergency stack per CPU, in `.bss`; touched only by the vector code below.
+static mut EMERGENCY_STACKS: EmergencyStacks = EmergencyStacks([[0; EMERGENCY_STACK_SIZE]; MAX_CPUS]);
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
 use stage2::syndrome::Esr;
@@ -15,7 +28,8 @@ use stage2::syndrome::Esr;
 pub struct ExceptionFrame {
     /// x0..x30.
     pub x: [u64; 31],
-    _pad: u64,
+    /// The stack pointer when the exception was taken.
+    pub sp: u64,
 }
 
 const _: () = assert!(size_of::<ExceptionFrame>().is_multiple_of(16), "SP must stay 16-byte aligned");
@@ -26,9 +40,32 @@ global_asm!(
     .balign 0x800
     .global belfry_vectors
 belfry_vectors:
+    // Belfry's own level: every exception is fatal. The report runs on this CPU's emergency
+    // stack, since the current one may be the cause (an overflow into its guard page). x0 and
+    // x1 are parked in SP_EL0 and TPIDRRO_EL0, which hold no EL2 state (a guest's values there
+    // are saved in its VCPU whenever EL2 code runs, except in the world switch's few
+    // instructions, where a fault is fatal anyway).
     .irp kind, 0,1,2,3,4,5,6,7
     .balign 0x80
+    msr     sp_el0, x0
+    msr     tpidrro_el0, x1
+    mrs     x0, currentel
+    cmp     x0, #8
+    b.ne    1f
+    mrs     x0, tpidr_el2
+    b       2f
+1:  mrs     x0, tpidr_el1
+2:  and     x0, x0, #{cpu_mask}
+    add     x0, x0, #1
+    adrp    x1, {emergency}
+    add     x1, x1, :lo12:{emergency}
+    add     x0, x1, x0, lsl #{emergency_shift}
+    mov     x1, sp                  // the faulting SP, for the report
+    mov     sp, x0
     sub     sp, sp, #{frame_size}
+    str     x1, [sp, #{sp_offset}]
+    mrs     x0, sp_el0
+    mrs     x1, tpidrro_el0
     stp     x0, x1, [sp, #({x} + 0 * 8)]
     mov     x0, #\kind
     b       belfry_exception_save
@@ -59,28 +96,15 @@ belfry_exception_save:
     str     x30, [sp, #({x} + 30 * 8)]
     mov     x1, x0                  // entry index
     mov     x0, sp                  // &mut ExceptionFrame
-    bl      belfry_exception
-    ldp     x0, x1, [sp, #({x} + 0 * 8)]
-    ldp     x2, x3, [sp, #({x} + 2 * 8)]
-    ldp     x4, x5, [sp, #({x} + 4 * 8)]
-    ldp     x6, x7, [sp, #({x} + 6 * 8)]
-    ldp     x8, x9, [sp, #({x} + 8 * 8)]
-    ldp     x10, x11, [sp, #({x} + 10 * 8)]
-    ldp     x12, x13, [sp, #({x} + 12 * 8)]
-    ldp     x14, x15, [sp, #({x} + 14 * 8)]
-    ldp     x16, x17, [sp, #({x} + 16 * 8)]
-    ldp     x18, x19, [sp, #({x} + 18 * 8)]
-    ldp     x20, x21, [sp, #({x} + 20 * 8)]
-    ldp     x22, x23, [sp, #({x} + 22 * 8)]
-    ldp     x24, x25, [sp, #({x} + 24 * 8)]
-    ldp     x26, x27, [sp, #({x} + 26 * 8)]
-    ldp     x28, x29, [sp, #({x} + 28 * 8)]
-    ldr     x30, [sp, #({x} + 30 * 8)]
-    add     sp, sp, #{frame_size}
-    eret
+    bl      belfry_exception        // never returns: the report stops the machine
+    b       .
 "#,
     frame_size = const size_of::<ExceptionFrame>(),
     x = const offset_of!(ExceptionFrame, x),
+    sp_offset = const offset_of!(ExceptionFrame, sp),
+    emergency = sym EMERGENCY_STACKS,
+    emergency_shift = const EMERGENCY_STACK_SIZE.trailing_zeros(),
+    cpu_mask = const MAX_CPUS - 1,
 );
 
 /// Where an exception came from, by vector table quarter.
