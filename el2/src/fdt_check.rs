@@ -271,7 +271,9 @@ mod tests {
             state
         };
         let mut accepted = 0;
-        for _ in 0..20_000 {
+        // Miri runs every unit test too: a few rounds there, the fuzz target runs the rest.
+        let rounds = if cfg!(miri) { 40 } else { 20_000 };
+        for _ in 0..rounds {
             let mut blob = RESERVED.to_vec();
             for _ in 0..1 + next() % 4 {
                 let at = (next() % blob.len() as u64) as usize;
@@ -287,6 +289,6 @@ mod tests {
                 let _ = crate::machine::Machine::from_device_tree(&blob, stage2::PhysAddr::new(0));
             }
         }
-        assert!(accepted > 1000, "{accepted}");
+        assert!(accepted * 20 > rounds, "{accepted} of {rounds}");
     }
 }

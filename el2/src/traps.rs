@@ -154,7 +154,8 @@ mod tests {
 
     #[test]
     fn every_syndrome_decodes() {
-        for value in (0..1u32 << 25).step_by(7919) {
+        let step = if cfg!(miri) { 1_000_003 } else { 7919 };
+        for value in (0..1u32 << 25).step_by(step) {
             let access = SystemAccess::from_iss(value);
             let _ = system_action(access);
             assert_eq!(
