@@ -289,6 +289,6 @@ mod tests {
                 let _ = crate::machine::Machine::from_device_tree(&blob, stage2::PhysAddr::new(0));
             }
         }
-        assert!(accepted * 20 > rounds, "{accepted} of {rounds}");
+        assert!(cfg!(miri) || accepted > 1000, "{accepted} of {rounds}");
     }
 }
