@@ -92,7 +92,15 @@ fn describe(board: &Board, dtb: usize) -> Described {
 
 /// The boot CPU's path; `dtb` is what the loader left in x0.
 pub fn primary(board: &'static Board, dtb: usize) -> ! {
+    crate::early::set_uart(board.uart.raw());
     let described = describe(board, dtb);
+    // The end of the run may come before the log is up: arm the power-off now.
+    if let Described::Tree(machine) | Described::BuiltIn(machine, _) = &described {
+        arm_power_off(board, machine);
+        if scenario::parse(machine.command_line.as_str()) == Ok(Scenario::EarlyPanic) {
+            panic!("deliberate panic before the log (scenario=early-panic)");
+        }
+    }
     let machine = match &described {
         Described::Tree(machine) | Described::BuiltIn(machine, _) => Some(machine),
         Described::Failed(_) => None,
@@ -107,7 +115,12 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
             tables
         }
         // Without translation there is no log either; all that is left is the exit code.
-        Err(_) => cpu::park(),
+        Err(error) => {
+            crate::early::line(format_args!(
+                "boot failed before the log: the identity map could not be built ({error:?})"
+            ));
+            power::exit(exit_code::BOOT_FAILED)
+        }
     };
     // SAFETY: boot CPU, MMU on, the UART lies in a Device window of the map.
     unsafe { logger::init(board.uart, board.uart_clock_hz) };
@@ -155,17 +168,6 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
             report::stop(0, exit_code::BOOT_FAILED)
         }
     };
-    if machine.command_line.has_word("belfry.exit=poweroff") {
-        let how = match (board.watchdog, machine.psci) {
-            (Some(base), _) => Some(PowerOff::Bcm2835Watchdog(base)),
-            (None, Some(PsciConduit::Smc)) => Some(PowerOff::PsciSmc),
-            (None, Some(PsciConduit::Hvc)) => Some(PowerOff::PsciHvc),
-            (None, None) => None,
-        };
-        if let Some(how) = how {
-            power::arm(how);
-        }
-    }
     defmt::info!("EL2 identity map: {=usize} translation tables, W^X", tables);
     report_memory(&machine);
     report_gic(&machine);
@@ -408,6 +410,21 @@ fn fault() -> ! {
     panic!("a load from {:#x} returned {:#x} instead of faulting", UNMAPPED_ADDRESS, value)
 }
 
+/// Powers the machine off at the end of the run when the command line asks for it.
+fn arm_power_off(board: &Board, machine: &Machine) {
+    if machine.command_line.has_word("belfry.exit=poweroff") {
+        let how = match (board.watchdog, machine.psci) {
+            (Some(base), _) => Some(PowerOff::Bcm2835Watchdog(base)),
+            (None, Some(PsciConduit::Smc)) => Some(PowerOff::PsciSmc),
+            (None, Some(PsciConduit::Hvc)) => Some(PowerOff::PsciHvc),
+            (None, None) => None,
+        };
+        if let Some(how) = how {
+            power::arm(how);
+        }
+    }
+}
+
 /// Recurses with a 1 KiB frame until the stack runs into its guard page (`scenario=stack-overflow`).
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
@@ -446,7 +463,7 @@ fn run_scenario(board: &Board, command_line: &CommandLine) -> ! {
             // The faulting CPU ends the run; wait for it.
             thread::serve_forever()
         }
-        Scenario::Panic => panic!("deliberate panic (scenario=panic)"),
+        Scenario::Panic | Scenario::EarlyPanic => panic!("deliberate panic (scenario=panic)"),
         Scenario::StackOverflow => {
             if let Err(status) = thread::spawn(1, "overflow", || {
                 let depth = recurse(0);

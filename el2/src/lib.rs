@@ -72,6 +72,8 @@ pub mod vgic;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+pub mod early;
+#[cfg(target_os = "none")]
 pub mod irq;
 #[cfg(target_os = "none")]
 mod logger;

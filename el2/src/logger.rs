@@ -54,6 +54,7 @@ pub unsafe fn init(base: PhysAddr, clock_hz: u32) {
     unsafe { (*STATE.0.get()).uart = Some(uart) };
     OWNER.store(FREE, Ordering::Release);
     cpu::restore_interrupts(daif);
+    crate::early::logger_ready();
 }
 
 fn take_lock() -> bool {

@@ -21,6 +21,17 @@ pub fn unexpected_exception(
 ) -> ! {
     let esr = state.esr;
     let class = esr.class();
+    if !crate::early::is_logger_ready() {
+        crate::early::line(format_args!(
+            "cpu{cpu_index}: unexpected {kind:?} exception ({origin:?}) before the log: EC {:#04x} ({}), ISS {:#x}, ELR {:#x}, FAR {:#x}",
+            esr.class_bits(),
+            class.name(),
+            esr.iss(),
+            state.elr,
+            state.far
+        ));
+        stop(cpu_index, exit_code::FAULT)
+    }
     defmt::error!("cpu{=usize}: unexpected {} exception ({})", cpu_index, kind, origin);
     if esr.data_abort().is_some() {
         match crate::arch::aarch64::mmu::guard_page_owner(state.far) {
@@ -78,7 +89,11 @@ pub fn unexpected_exception(
 
 /// Logs that this CPU stopped and ends the run with `code` (or parks, without a host).
 pub fn stop(cpu_index: usize, code: u32) -> ! {
-    defmt::error!("cpu{=usize} stopped", cpu_index);
+    if crate::early::is_logger_ready() {
+        defmt::error!("cpu{=usize} stopped", cpu_index);
+    } else {
+        crate::early::line(format_args!("cpu{cpu_index} stopped"));
+    }
     if !STOPPING.swap(true, Ordering::AcqRel) {
         crate::arch::aarch64::power::exit(code);
     }
@@ -88,6 +103,10 @@ pub fn stop(cpu_index: usize, code: u32) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let cpu_index = cpu::index();
+    if !crate::early::is_logger_ready() {
+        crate::early::line(format_args!("cpu{cpu_index} panicked before the log: {info}"));
+        stop(cpu_index, exit_code::PANIC)
+    }
     defmt::error!("cpu{=usize} panicked: {}", cpu_index, defmt::Display2Format(info));
     stop(cpu_index, exit_code::PANIC)
 }

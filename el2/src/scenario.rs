@@ -19,6 +19,8 @@ pub enum Scenario {
     PortStress,
     /// After boot, a thread on cpu1 recurses until its stack overflows into its guard page.
     StackOverflow,
+    /// Before the MMU and the log, Belfry panics: the early console's path.
+    EarlyPanic,
     /// A guest scenario (`scenario=guest:NAME`), run by the board's VMM.
     Guest(GuestScenario),
 }
@@ -71,6 +73,7 @@ pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
         "panic" => Ok(Scenario::Panic),
         "port-stress" => Ok(Scenario::PortStress),
         "stack-overflow" => Ok(Scenario::StackOverflow),
+        "early-panic" => Ok(Scenario::EarlyPanic),
         other if other.starts_with("guest:") => {
             let name = other.trim_start_matches("guest:");
             GuestScenario::new(name).map(Scenario::Guest).ok_or(ScenarioError::UnknownScenario)

@@ -85,3 +85,22 @@ fn an_el2_stack_overflow_hits_its_guard_page() {
         expect_line(&outcome, Some(1), "cpu1 stopped");
     }
 }
+
+/// A fatal error before the logger is up still reaches the UART in words (the early console):
+/// `scenario=early-panic` panics right after the machine description, before the MMU and the
+/// log. The lines are plain text, told apart from defmt frames by their framing, and the run
+/// still ends with Belfry's exit line (as an early line).
+#[test]
+fn a_fatal_error_before_the_log_reaches_the_uart_in_words() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "early-panic");
+        expect_exit(&outcome, exit_code::PANIC);
+        let early: Vec<&str> =
+            outcome.lines.iter().filter(|l| l.level == "EARLY").map(|l| l.message.as_str()).collect();
+        assert_eq!(early.len(), 3, "{}", outcome.transcript());
+        assert!(early[0].starts_with("cpu0 panicked before the log: panicked at el2/src/boot.rs:"), "{}", early[0]);
+        assert!(early[0].ends_with("deliberate panic before the log (scenario=early-panic)"), "{}", early[0]);
+        assert_eq!(early[1..], ["cpu0 stopped", "belfry: run ended, exit status 4"]);
+        assert!(outcome.lines.iter().all(|l| l.level == "EARLY"), "{}", outcome.transcript());
+    }
+}

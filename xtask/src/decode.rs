@@ -42,7 +42,71 @@ impl Decoder {
 
     /// A decoder for one byte stream.
     pub fn stream(&self) -> Stream<'_> {
-        Stream { decoder: self.table.new_stream_decoder(), table: &self.table }
+        Stream { decoder: self.table.new_stream_decoder(), table: &self.table, early: EarlySplitter::default() }
+    }
+}
+
+/// What starts one of Belfry's early-console lines (`el2::early::MAGIC`): plain text written
+/// before the defmt logger is up, ended by a newline and a zero.
+pub const EARLY_MAGIC: &[u8] = b"\0\0\0BELFRY-EARLY ";
+
+/// Separates early-console lines from the defmt byte stream. The first zero of the magic is
+/// passed on (a frame terminator is harmless to the decoder); from the second on, bytes are
+/// held until they either complete the magic or prove not to be one (two zeros in a row never
+/// occur in a defmt stream, so nothing real is delayed).
+#[derive(Default)]
+pub struct EarlySplitter {
+    matched: usize,
+    line: Option<Vec<u8>>,
+    skip_zero: bool,
+}
+
+impl EarlySplitter {
+    /// Splits `bytes` into what goes to the defmt decoder and completed early lines.
+    pub fn split(&mut self, bytes: &[u8]) -> (Vec<u8>, Vec<String>) {
+        let (mut defmt, mut lines) = (Vec::with_capacity(bytes.len()), Vec::new());
+        for &byte in bytes {
+            if let Some(line) = &mut self.line {
+                if byte == b'\n' {
+                    lines.push(String::from_utf8_lossy(line).into_owned());
+                    self.line = None;
+                    self.skip_zero = true;
+                } else {
+                    line.push(byte);
+                }
+                continue;
+            }
+            if std::mem::take(&mut self.skip_zero) && byte == 0 {
+                continue;
+            }
+            loop {
+                if EARLY_MAGIC.get(self.matched) == Some(&byte) {
+                    if self.matched == 0 {
+                        defmt.push(byte);
+                    }
+                    self.matched += 1;
+                    if self.matched == EARLY_MAGIC.len() {
+                        self.matched = 0;
+                        self.line = Some(Vec::new());
+                    }
+                    break;
+                }
+                if self.matched == 0 {
+                    defmt.push(byte);
+                    break;
+                }
+                // A fourth zero after three: the magic may start one byte later (it begins with
+                // exactly three zeros); the oldest held zero goes to the decoder.
+                if byte == 0 && self.matched == 3 {
+                    defmt.push(0);
+                    break;
+                }
+                // Not the magic after all: what was held goes to the decoder; look at `byte` anew.
+                defmt.extend_from_slice(&EARLY_MAGIC[1..self.matched]);
+                self.matched = 0;
+            }
+        }
+        (defmt, lines)
     }
 }
 
@@ -50,14 +114,19 @@ impl Decoder {
 pub struct Stream<'t> {
     decoder: Box<dyn StreamDecoder + Send + Sync + 't>,
     table: &'t Table,
+    early: EarlySplitter,
 }
 
 impl Stream<'_> {
     /// Feeds received bytes and returns every line completed by them. A malformed frame is
     /// reported as a line of its own and decoding resynchronises at the next frame.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<LogLine> {
-        self.decoder.received(bytes);
-        let mut lines = Vec::new();
+        let (defmt, early) = self.early.split(bytes);
+        self.decoder.received(&defmt);
+        let mut lines: Vec<LogLine> = early
+            .into_iter()
+            .map(|message| LogLine { cpu: None, time: String::new(), level: "EARLY".into(), message })
+            .collect();
         loop {
             match self.decoder.decode() {
                 Ok(frame) => {
@@ -106,6 +175,27 @@ mod tests {
         assert_eq!(split_timestamp("0.5"), (None, "0.5".to_string()));
         let line = LogLine { cpu: Some(1), time: "0.000010".into(), level: "INFO".into(), message: "hi".into() };
         assert_eq!(line.to_string(), "[cpu1   0.000010] INFO  hi");
+    }
+
+    #[test]
+    fn early_lines_are_split_from_the_defmt_stream() {
+        let mut splitter = EarlySplitter::default();
+        let mut stream = vec![7, 8, 0, 9, 0];
+        stream.extend_from_slice(EARLY_MAGIC);
+        stream.extend_from_slice(b"boot failed before the log\n\0");
+        stream.extend_from_slice(&[5, 6, 0]);
+        // Fed in small pieces, as a serial line delivers it.
+        let (mut defmt, mut lines) = (Vec::new(), Vec::new());
+        for chunk in stream.chunks(3) {
+            let (d, l) = splitter.split(chunk);
+            defmt.extend(d);
+            lines.extend(l);
+        }
+        assert_eq!(lines, ["boot failed before the log"]);
+        assert_eq!(defmt, [7, 8, 0, 9, 0, 0, 5, 6, 0]);
+        // Zeros that are not the magic reach the decoder.
+        let (d, l) = EarlySplitter::default().split(&[1, 0, 0, 2, 0]);
+        assert_eq!((d, l.len()), (vec![1, 0, 0, 2, 0], 0));
     }
 
     #[test]

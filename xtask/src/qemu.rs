@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub device_tree: bool,
     /// End the run (successfully) once a line with exactly this message is logged.
     pub stop_on: Option<String>,
+    /// A device tree file to boot with instead of the board's own (`-dtb`).
+    pub dtb_file: Option<std::path::PathBuf>,
 }
 
 impl RunOptions {
@@ -40,6 +42,7 @@ impl RunOptions {
             timeout: Duration::from_secs(120),
             device_tree: true,
             stop_on: None,
+            dtb_file: None,
         }
     }
 
@@ -108,7 +111,9 @@ pub fn command(firmware: &Firmware, options: &RunOptions) -> Result<Command> {
         command.args(["-icount", "shift=0,sleep=off"]);
     }
     if options.device_tree {
-        if options.board == Board::Rpi4 {
+        if let Some(file) = &options.dtb_file {
+            command.arg("-dtb").arg(file);
+        } else if options.board == Board::Rpi4 {
             command.arg("-dtb").arg(crate::debian::pi4_device_tree()?);
         }
         command.arg("-append").arg(options.command_line());

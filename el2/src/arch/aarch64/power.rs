@@ -46,8 +46,12 @@ const PM_RSTC_WRCFG_FULL_RESET: u32 = 0x20;
 
 /// Logs the run's end with `code`, then powers off (when armed) or parks this CPU.
 pub fn exit(code: u32) -> ! {
-    defmt::info!("belfry: run ended, exit status {=u32}", code);
-    crate::logger::drain();
+    if crate::early::is_logger_ready() {
+        defmt::info!("belfry: run ended, exit status {=u32}", code);
+        crate::logger::drain();
+    } else {
+        crate::early::line(format_args!("belfry: run ended, exit status {code}"));
+    }
     match MODE.load(Ordering::Acquire) {
         0 => {}
         1 => {
