@@ -63,6 +63,7 @@ pub mod object;
 pub mod pagetable;
 pub mod regions;
 pub mod scenario;
+pub mod sched;
 pub mod sync;
 #[cfg(target_os = "none")]
 pub mod thread;

@@ -20,7 +20,7 @@ use crate::arch::aarch64::switch::{initial_context, switch_context, SwitchContex
 use crate::arch::aarch64::{cpu, timer};
 use crate::machine::MAX_CPUS;
 use crate::object::{Status, ZxResult};
-use crate::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use crate::sync::{Deadline, INFINITE};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -28,10 +28,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
-const RUNNING: u8 = 0;
-const READY: u8 = 1;
-const BLOCKED: u8 = 2;
-const EXITED: u8 = 3;
+use crate::sched::{pick, Pick, Sleepers, ThreadState, READY, RUNNING};
 
 /// Thread stack slots in use (`mmu::THREAD_SLOTS` bits): a slot is a guard page and 16 KiB of
 /// stack in the image's `.stacks` section. Their number bounds the EL2 threads that exist at
@@ -75,7 +72,7 @@ pub struct Thread {
     id: u64,
     cpu: usize,
     name: &'static str,
-    state: AtomicU8,
+    state: ThreadState,
     context: UnsafeCell<SwitchContext>,
     entry: spin::Mutex<Option<Entry>>,
     /// The stack slot (`None`: a CPU's boot thread, on its boot stack).
@@ -101,7 +98,7 @@ impl Thread {
 
     /// Whether the thread has finished.
     pub fn has_exited(&self) -> bool {
-        self.state.load(Ordering::Acquire) == EXITED
+        self.state.get() == crate::sched::EXITED
     }
 }
 
@@ -116,7 +113,7 @@ impl Drop for Thread {
 struct Cpu {
     run_queue: spin::Mutex<VecDeque<Arc<Thread>>>,
     /// Threads of this CPU blocked with a deadline, and the deadline.
-    sleepers: spin::Mutex<Vec<(Deadline, Arc<Thread>)>>,
+    sleepers: spin::Mutex<Sleepers<Arc<Thread>>>,
     /// When the running guest's time slice ends (`INFINITE`: no slice).
     slice_end: AtomicI64,
     current: UnsafeCell<Option<Arc<Thread>>>,
@@ -145,14 +142,14 @@ pub fn init_cpu(index: usize) {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 cpu: index,
                 name: "main",
-                state: AtomicU8::new(RUNNING),
+                state: ThreadState::new(RUNNING),
                 context: UnsafeCell::new(SwitchContext::default()),
                 entry: spin::Mutex::new(None),
                 stack: None,
             });
             Cpu {
                 run_queue: spin::Mutex::new(VecDeque::new()),
-                sleepers: spin::Mutex::new(Vec::new()),
+                sleepers: spin::Mutex::new(Sleepers::new()),
                 slice_end: AtomicI64::new(INFINITE),
                 current: UnsafeCell::new(Some(main)),
                 previous: UnsafeCell::new(None),
@@ -180,7 +177,7 @@ pub fn spawn(target: usize, name: &'static str, entry: impl FnOnce() + Send + 's
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         cpu: target,
         name,
-        state: AtomicU8::new(READY),
+        state: ThreadState::new(READY),
         context: UnsafeCell::new(SwitchContext::default()),
         entry: spin::Mutex::new(Some(Box::new(entry))),
         stack: Some(stack),
@@ -201,7 +198,7 @@ fn enqueue(queue: &Cpu, target: usize, thread: Arc<Thread>) {
 
 /// Makes a blocked thread runnable again.
 pub fn wake(thread: &Arc<Thread>) {
-    if thread.state.compare_exchange(BLOCKED, READY, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+    if thread.state.wake() {
         if let Some(queue) = CPUS.get(thread.cpu).and_then(|slot| slot.get()) {
             enqueue(queue, thread.cpu, thread.clone());
         }
@@ -214,13 +211,10 @@ pub fn yield_now() {
     if cpu_state.run_queue.lock().is_empty() {
         return;
     }
-    me.state.store(READY, Ordering::Release);
+    me.state.yield_ready();
     cpu_state.run_queue.lock().push_back(me);
     schedule(None);
 }
-
-/// How long a guest runs while other threads of its CPU are ready (1 ms).
-const TIME_SLICE: Deadline = 1_000_000;
 
 /// Wakes this CPU's sleepers whose deadline has passed, then sets the EL2 timer for the next
 /// deadline or the end of the guest's time slice, whichever comes first.
@@ -232,20 +226,7 @@ fn wake_expired_and_rearm(cpu_state: &Cpu) {
 /// Wakes this CPU's sleepers whose deadline has passed; returns whether it woke any, and the
 /// earliest deadline of those left.
 fn wake_expired(cpu_state: &Cpu) -> (bool, Deadline) {
-    let now = now();
-    let mut expired = Vec::new();
-    let next = {
-        let mut sleepers = cpu_state.sleepers.lock();
-        sleepers.retain(|(deadline, thread)| {
-            if *deadline <= now {
-                expired.push(thread.clone());
-                false
-            } else {
-                true
-            }
-        });
-        sleepers.iter().map(|(deadline, _)| *deadline).min().unwrap_or(INFINITE)
-    };
+    let (expired, next) = cpu_state.sleepers.lock().take_expired(now());
     for thread in &expired {
         wake(thread);
     }
@@ -276,8 +257,9 @@ pub fn before_guest() {
     // is a thread waiting for this CPU, and deciding on the queue as it was would leave it
     // behind a guest that never exits (the 4-VCPUs-on-2-CPUs guest hung so, 1 run in 4).
     let (woke, next) = wake_expired(cpu_state);
-    let end = if others_ready || woke { now().saturating_add(TIME_SLICE) } else { INFINITE };
-    cpu_state.slice_end.store(end, Ordering::Relaxed);
+    if let Some(end) = crate::sched::slice(sliced, others_ready, woke, now()) {
+        cpu_state.slice_end.store(end, Ordering::Relaxed);
+    }
     rearm(cpu_state, next);
 }
 
@@ -298,7 +280,7 @@ pub fn preempt_point() {
 /// Ends the calling thread.
 pub fn exit() -> ! {
     if let Some(me) = current() {
-        me.state.store(EXITED, Ordering::Release);
+        me.state.exit();
         drop(me);
         schedule(None);
     }
@@ -310,7 +292,7 @@ pub fn exit() -> ! {
 pub fn serve_forever() -> ! {
     loop {
         if let Some(me) = current() {
-            me.state.store(BLOCKED, Ordering::Release);
+            me.state.block();
         }
         schedule(None);
     }
@@ -329,23 +311,16 @@ fn schedule(deadline: Option<Deadline>) {
         // SAFETY: only this CPU touches its `current` slot.
         let Some(me) = (unsafe { (*cpu_state.current.get()).clone() }) else { return };
         let next = cpu_state.run_queue.lock().pop_front();
-        match next {
-            Some(next) if Arc::ptr_eq(&next, &me) => {
-                // A stale entry of a thread that is exiting must not bring it back: its `exit`
-                // would fall through to parking the whole CPU.
-                if me.state.load(Ordering::Acquire) == EXITED {
-                    continue;
-                }
-                me.state.store(RUNNING, Ordering::Release);
-                return;
-            }
-            Some(next) => {
-                // Only a READY thread runs. A waiter that saw itself woken (READY) before its
-                // waker pushed it leaves a stale entry behind; if that thread has since blocked
-                // again or exited, the entry is dropped (its next wake-up queues it anew).
-                if next.state.compare_exchange(READY, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                    continue;
-                }
+        let popped = next.as_ref().map(|next| (Arc::ptr_eq(next, &me), &next.state));
+        let deadline_passed = deadline.is_some_and(|deadline| now() >= deadline);
+        // The policy (`sched::pick`): a stale entry of an exiting thread must not bring it back
+        // (its `exit` would fall through to parking the CPU); only a READY thread runs (an entry
+        // of a thread that blocked again or exited since it was queued is dropped).
+        match pick(&me.state, popped, deadline_passed) {
+            Pick::Resume | Pick::Return => return,
+            Pick::Skip => continue,
+            Pick::SwitchTo => {
+                let Some(next) = next else { return };
                 let to = next.context.get();
                 let from = me.context.get();
                 // SAFETY: only this CPU touches these slots; `previous` keeps the thread we leave
@@ -360,16 +335,7 @@ fn schedule(deadline: Option<Deadline>) {
                 finish_switch();
                 return;
             }
-            None => {
-                let state = me.state.load(Ordering::Acquire);
-                if state == READY || state == RUNNING {
-                    me.state.store(RUNNING, Ordering::Release);
-                    return;
-                }
-                if deadline.is_some_and(|deadline| now() >= deadline) {
-                    me.state.store(RUNNING, Ordering::Release);
-                    return;
-                }
+            Pick::Idle => {
                 if deadline.is_some() && !cpu::at_el2() {
                     // Entered at EL1 (no hypervisor): no EL2 timer, so a finite wait polls.
                     core::hint::spin_loop();
@@ -450,18 +416,18 @@ impl WaitQueue {
                 if self.generation.load(Ordering::Acquire) != ticket {
                     return true;
                 }
-                me.state.store(BLOCKED, Ordering::Release);
+                me.state.block();
                 waiters.push(me.clone());
             }
             let sleeping = deadline != INFINITE;
             let cpu_state = this_cpu();
             if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
-                cpu_state.sleepers.lock().push((deadline, me.clone()));
+                cpu_state.sleepers.lock().push(deadline, me.clone());
             }
             schedule(sleeping.then_some(deadline));
             self.waiters.lock().retain(|waiter| !Arc::ptr_eq(waiter, &me));
             if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
-                cpu_state.sleepers.lock().retain(|(_, sleeper)| !Arc::ptr_eq(sleeper, &me));
+                cpu_state.sleepers.lock().remove(|sleeper| Arc::ptr_eq(sleeper, &me));
             }
         }
     }
