@@ -139,19 +139,22 @@ impl<T> Sleepers<T> {
     }
 
     /// Takes the sleepers whose deadline is `now` or earlier; returns them and the earliest
-    /// deadline of those left ([`INFINITE`] when none).
-    pub fn take_expired(&mut self, now: Deadline) -> (Vec<T>, Deadline) {
+    /// deadline of those left ([`INFINITE`] when none). Allocates only when some expired.
+    pub fn take_expired(&mut self, now: Deadline) -> (Vec<T>, Deadline)
+    where
+        T: Clone,
+    {
         let mut expired = Vec::new();
-        let mut kept = Vec::with_capacity(self.list.len());
-        for (deadline, thread) in self.list.drain(..) {
-            if deadline <= now {
-                expired.push(thread);
+        let mut next = INFINITE;
+        self.list.retain(|(deadline, thread)| {
+            if *deadline <= now {
+                expired.push(thread.clone());
+                false
             } else {
-                kept.push((deadline, thread));
+                next = next.min(*deadline);
+                true
             }
-        }
-        self.list = kept;
-        let next = self.list.iter().map(|(deadline, _)| *deadline).min().unwrap_or(INFINITE);
+        });
         (expired, next)
     }
 
