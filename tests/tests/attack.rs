@@ -63,3 +63,20 @@ fn random_instruction_words() {
         expect_line(&outcome, Some(0), "guest scenario random-words: passed");
     }
 }
+
+/// 20 000 random accesses (offsets, widths, values, reads and writes) to the guest's emulated
+/// distributor and redistributors: the VMM's model serves them all, the guest exits.
+#[test]
+fn emulated_gic_fuzz() {
+    run_guest_everywhere("gic-fuzz", &["gic-fuzz: 20000 random accesses to the emulated GIC served; the guest exited"]);
+}
+
+/// 100 000 `vcpu_interrupt` calls from another CPU into a guest that takes what arrives: every
+/// call is accepted, the guest takes interrupts and exits when told.
+#[test]
+fn interrupt_flood() {
+    run_guest_everywhere(
+        "interrupt-flood",
+        &["interrupt-flood: 100000 vcpu_interrupt calls from cpu1 (0 failed); the guest took true interrupts and exited"],
+    );
+}

@@ -10,6 +10,8 @@
 //!   that takes them slowly: every one arrives, in order, none lost.
 //! - `random-words`: rounds of 16 384 random instruction words run at the guest's EL1, each
 //!   round ended by the guest's exit, a kill, or a watchdog's kick.
+//! - `gic-fuzz`: 20 000 random accesses to the emulated distributor and redistributors.
+//! - `interrupt-flood`: 100 000 `vcpu_interrupt` calls from another CPU into a running guest.
 
 use crate::guests;
 use crate::suite::{call, check, fixture, is_exit, Failure, Outcome};
@@ -280,5 +282,60 @@ pub fn random_words(process: &'static Process, resource: u32) -> Outcome {
         kicked,
         other
     );
+    still_serving(process, resource)
+}
+
+/// Random accesses to the emulated distributor and redistributors, served by the VMM's model.
+pub fn gic_fuzz(process: &'static Process, resource: u32) -> Outcome {
+    const ACCESSES: u64 = 20_000;
+    let f = fixture(process, resource, guests::gic_fuzz())?;
+    let machine = crate::machine::Machine::new(process, &f.guest, 2, |index| index)?;
+    let vcpu = machine.create_vcpu(0, 0, ACCESSES)?;
+    machine.serve(0, &vcpu, |_, _, _, _| Err(Failure::Mismatch("only GIC packets and the exit")))?;
+    defmt::info!("gic-fuzz: {=u64} random accesses to the emulated GIC served; the guest exited", ACCESSES);
+    drop(vcpu);
+    still_serving(process, resource)
+}
+
+/// 100 000 `vcpu_interrupt` calls from cpu1 into a guest taking them on cpu0.
+pub fn interrupt_flood(process: &'static Process, resource: u32) -> Outcome {
+    const CALLS: u32 = 100_000;
+    let f = fixture(process, resource, guests::interrupt_flood())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
+    call("write_state", vcpu.write_state(&state))?;
+    let handle = vcpu.0.raw();
+    let (failed, sent) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (fail, count) = (failed.clone(), sent.clone());
+    let memory_handle = f.memory.0.raw();
+    let flooder = call(
+        "spawn",
+        el2::thread::spawn(1, "flood", move || {
+            for i in 0..CALLS {
+                if process.vcpu_interrupt(handle, 32 + i % 16).is_err() {
+                    fail.fetch_add(1, Ordering::Relaxed);
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = process.vmo_write(memory_handle, &1u64.to_le_bytes(), 0x30000);
+        }),
+    )?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    crate::suite::join(&flooder);
+    check("the guest exited", is_exit(&packet))?;
+    let taken = word(&f.memory, 0x30008)?;
+    let (failed, sent) = (failed.load(Ordering::Relaxed), sent.load(Ordering::Relaxed));
+    defmt::info!(
+        "interrupt-flood: {=u32} vcpu_interrupt calls from cpu1 ({=u32} failed); the guest took {=bool} interrupts and exited",
+        sent,
+        failed,
+        taken > 0
+    );
+    check(
+        "every call accepted, interrupts taken",
+        failed == 0 && sent == CALLS && taken > 0 && taken <= u64::from(CALLS),
+    )?;
+    drop(vcpu);
     still_serving(process, resource)
 }

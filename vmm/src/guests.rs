@@ -2415,3 +2415,107 @@ guest!(
     .endr
 "#
 );
+
+// Attack suite: the emulated-GIC fuzz. x0 = how many accesses; with IRQs masked, the guest
+// makes pseudo-random accesses (xorshift in x5) to its distributor (64 KiB at 0x0800_0000 on
+// GICv3, 4 KiB on GICv2) and, on GICv3, its redistributors at 0x080A_0000: random offsets,
+// widths of 1, 2, 4 or 8 bytes, reads and writes of random values. Then it exits.
+guest!(
+    gic_fuzz,
+    guest_gic_fuzz_start,
+    guest_gic_fuzz_end,
+    r#"
+    mov     x19, x0
+    movz    x5, #0x7f4a
+    movk    x5, #0x9e37, lsl #16
+    movk    x5, #0x1234, lsl #32
+1:  eor     x5, x5, x5, lsl #13
+    eor     x5, x5, x5, lsr #7
+    eor     x5, x5, x5, lsl #17
+    movz    x1, #0x0800, lsl #16
+    cmp     x20, #3
+    b.ne    2f
+    tbz     x5, #40, 3f
+    movz    x1, #0x080a, lsl #16
+    and     x2, x5, #0x1fff8
+    b       4f
+3:  and     x2, x5, #0xfff8
+    b       4f
+2:  and     x2, x5, #0xff8
+4:  add     x1, x1, x2
+    lsr     x6, x5, #20
+    and     x6, x6, #7
+    cmp     x6, #0
+    b.eq    10f
+    cmp     x6, #1
+    b.eq    11f
+    cmp     x6, #2
+    b.eq    12f
+    cmp     x6, #3
+    b.eq    13f
+    cmp     x6, #4
+    b.eq    14f
+    cmp     x6, #5
+    b.eq    15f
+    cmp     x6, #6
+    b.eq    16f
+    ldrb    w7, [x1]
+    b       20f
+10: str     x5, [x1]
+    b       20f
+11: str     w5, [x1]
+    b       20f
+12: strh    w5, [x1]
+    b       20f
+13: strb    w5, [x1]
+    b       20f
+14: ldr     x7, [x1]
+    b       20f
+15: ldr     w7, [x1]
+    b       20f
+16: ldrh    w7, [x1]
+20: subs    x19, x19, #1
+    b.ne    1b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
+// Attack suite: the interrupt flood. With IRQs unmasked, the guest takes whatever arrives
+// (acknowledge, count in x21, end) until the VMM sets the word at 0x30000, then masks IRQs,
+// stores its count at 0x30008 and exits.
+guest!(
+    interrupt_flood,
+    guest_interrupt_flood_start,
+    guest_interrupt_flood_end,
+    r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+1:  adr     x0, 90f
+    msr     vbar_el1, x0
+    isb
+    mov     x21, #0
+    mov     x3, #0x30000
+    msr     daifclr, #2
+2:  ldr     x4, [x3]
+    cbz     x4, 2b
+    msr     daifset, #2
+    str     x21, [x3, #8]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+90: .skip   0x280
+"#,
+    ack_x12!(),
+    r#"
+    add     x21, x21, #1
+"#,
+    eoi_x12!(),
+    r#"
+    eret
+"#
+);

@@ -185,6 +185,8 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "psci-sweep" => crate::attack::psci_sweep(process, resource),
         "doorbell-flood" => crate::attack::doorbell_flood(process, resource),
         "random-words" => crate::attack::random_words(process, resource),
+        "gic-fuzz" => crate::attack::gic_fuzz(process, resource),
+        "interrupt-flood" => crate::attack::interrupt_flood(process, resource),
         "aarch32-stm" => aarch32_stm(process, resource),
         _ => Err(Failure::Unknown),
     }
