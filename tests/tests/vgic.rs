@@ -144,3 +144,22 @@ fn smp_guest_of_four_vcpus_on_two_cpus() {
 fn one_timer_expiry_is_one_interrupt() {
     run_guest_everywhere("timer-level", &["timer-level: one expiry, an exit inside the handler: 1 interrupt(s) taken"]);
 }
+
+/// F6: every list register active-and-pending and another interrupt waiting: no register is
+/// pending alone, so NPIE must not be requested (the guest would exit before each of its
+/// instructions). Under -icount the guest's 100 000-iteration loop must take under a million
+/// ticks (about 300 000 natively; the livelock made it hundreds of millions).
+#[test]
+fn every_register_active_and_pending_does_not_livelock() {
+    for board in Board::ALL {
+        let options =
+            RunOptions { scenario: Some("guest:active-pending".into()), icount: true, ..RunOptions::new(board) };
+        let outcome = boot(options);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        expect_line(
+            &outcome,
+            Some(0),
+            "active-pending: four list registers active and pending, one waiting: the 100000-iteration loop ran at full speed: true",
+        );
+    }
+}

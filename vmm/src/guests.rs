@@ -2519,3 +2519,50 @@ guest!(
     eret
 "#
 );
+
+// F6: every list register active-and-pending, and more waiting. With IRQs masked the guest,
+// in EOImode 1 (priority drop apart from deactivation), acknowledges and drops four interrupts
+// without deactivating them (32..35: all four list registers active), stores to the trap
+// page (the VMM raises 32..36 again: four active-and-pending, one waiting), then spins 100 000
+// iterations and stores the virtual-count ticks they took at 0x30000. A self-livelock (NPIE
+// while no register is pending alone) would exit the guest before each of its instructions.
+guest!(
+    active_pending,
+    guest_active_pending_start,
+    guest_active_pending_end,
+    r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+    isb
+    mov     x0, #2
+    msr     icc_ctlr_el1, x0
+    b       8f
+1:  movz    x13, #0x0801, lsl #16
+    mov     w0, #0x201
+    str     w0, [x13]
+8:  mov     x22, #4
+2:
+"#,
+    ack_x12!(),
+    eoi_x12!(),
+    r#"
+    subs    x22, x22, #1
+    b.ne    2b
+    mov     x1, #0xffe000
+    str     xzr, [x1]
+    mrs     x2, cntvct_el0
+    movz    x3, #0x86a0
+    movk    x3, #0x1, lsl #16
+3:  subs    x3, x3, #1
+    b.ne    3b
+    mrs     x4, cntvct_el0
+    sub     x4, x4, x2
+    mov     x5, #0x30000
+    str     x4, [x5]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);

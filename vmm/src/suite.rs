@@ -181,6 +181,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "semihosting" => semihosting(process, resource),
         "mmio-straddle" => mmio_straddle(process, resource),
         "timer-level" => timer_level(process, resource),
+        "active-pending" => active_pending(process, resource),
         "sysreg-sweep" => crate::attack::sysreg_sweep(process, resource),
         "psci-sweep" => crate::attack::psci_sweep(process, resource),
         "doorbell-flood" => crate::attack::doorbell_flood(process, resource),
@@ -1390,4 +1391,40 @@ fn timer_level(process: &Process, resource: u32) -> Outcome {
     let ticks = call("read_state", vcpu.read_state())?.x[19];
     defmt::info!("timer-level: one expiry, an exit inside the handler: {=u64} interrupt(s) taken", ticks);
     check("one interrupt", ticks == 1)
+}
+
+/// F6: with every list register active-and-pending and another interrupt waiting, the guest
+/// still runs at full speed (no NPIE self-livelock): its 100 000-iteration loop takes the
+/// ticks it takes natively, under -icount one per instruction.
+fn active_pending(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::active_pending())?;
+    call("set_trap", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
+    call("write_state", vcpu.write_state(&state))?;
+    for vector in 32..36 {
+        call("vcpu_interrupt", vcpu.interrupt(vector))?;
+    }
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    check("the guest's signal", matches!(packet, Packet::Mem { key: TRAP_KEY, .. }))?;
+    for vector in 32..37 {
+        call("vcpu_interrupt", vcpu.interrupt(vector))?;
+    }
+    let mut control = call("read_control", vcpu.read_control())?;
+    control.flags = 1;
+    call("write_control", vcpu.write_control(&control))?;
+    expect_exit(&vcpu)?;
+    let mut word = [0u8; 8];
+    call("vmo_read", f.memory.read(0x30000, &mut word))?;
+    let ticks = u64::from_le_bytes(word);
+    let full_speed = ticks < 1_000_000;
+    defmt::info!(
+        "active-pending: four list registers active and pending, one waiting: the 100000-iteration loop ran at full speed: {=bool}",
+        full_speed
+    );
+    if !full_speed {
+        defmt::error!("active-pending: the loop took {=u64} ticks", ticks);
+    }
+    check("no self-livelock", full_speed)
 }
