@@ -14,7 +14,7 @@
 //! - `interrupt-flood`: 100 000 `vcpu_interrupt` calls from another CPU into a running guest.
 
 use crate::guests;
-use crate::suite::{call, check, fixture, is_exit, Failure, Outcome};
+use crate::suite::{call, check, fixture, gic_vcpu, is_exit, Failure, Outcome};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use el2::api::Vcpu;
@@ -301,10 +301,7 @@ pub fn gic_fuzz(process: &'static Process, resource: u32) -> Outcome {
 pub fn interrupt_flood(process: &'static Process, resource: u32) -> Outcome {
     const CALLS: u32 = 100_000;
     let f = fixture(process, resource, guests::interrupt_flood())?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
-    call("write_state", vcpu.write_state(&state))?;
+    let vcpu = gic_vcpu(&f.guest)?;
     let handle = vcpu.0.raw();
     let (failed, sent) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let (fail, count) = (failed.clone(), sent.clone());

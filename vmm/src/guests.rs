@@ -63,6 +63,18 @@ macro_rules! eoi_x12 {
     };
 }
 
+/// Guest assembly: a 2 KiB-aligned vector table at local label 90 whose only live entry is the
+/// synchronous exception from the current EL with SP_ELx (at +0x200, where the code after this
+/// macro lands); the other entries before it spin.
+macro_rules! spx_sync_vector {
+    () => {
+        concat!(
+            "    .balign 2048\n90: b       .\n    .balign 0x80\n    b       .\n",
+            "    .balign 0x80\n    b       .\n    .balign 0x80\n    b       .\n    .balign 0x80\n",
+        )
+    };
+}
+
 // 1. VcpuEnter: store to the exit address.
 guest!(
     vcpu_enter,
@@ -1972,15 +1984,9 @@ guest!(
 70: mov     x0, #0xfff000
     str     xzr, [x0]
     b       .
-    .balign 2048
-90: b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
+"#,
+    spx_sync_vector!(),
+    r#"
     mrs     x10, elr_el1
     add     x10, x10, #4
     msr     elr_el1, x10
@@ -2094,15 +2100,9 @@ guest!(
     mov     x0, #0xfff000
     str     xzr, [x0]
     b       .
-    .balign 2048
-90: b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
+"#,
+    spx_sync_vector!(),
+    r#"
     mrs     x21, esr_el1
     mrs     x22, far_el1
     mrs     x23, elr_el1
@@ -2196,15 +2196,9 @@ guest!(
     .balign 8
 81: .quad   0x20026
     .quad   0
-    .balign 2048
-90: b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
+"#,
+    spx_sync_vector!(),
+    r#"
     add     x21, x21, #1
     mrs     x22, esr_el1
     mrs     x10, elr_el1
@@ -2324,15 +2318,9 @@ guest!(
     mov     x0, #0xfff000
     str     xzr, [x0]
     b       .
-    .balign 2048
-90: b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
-    b       .
-    .balign 0x80
+"#,
+    spx_sync_vector!(),
+    r#"
     mov     x10, #0x30000
     ldr     x11, [x10, #8]
     add     x11, x11, #1

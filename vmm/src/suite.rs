@@ -71,6 +71,16 @@ pub(crate) fn fixture<'p>(process: &'p Process, resource: u32, code: &[u8]) -> R
     Ok(Fixture { guest, memory })
 }
 
+/// A VCPU at guest-physical 0 with the host's GIC generation in x20 (3 or 2), the test
+/// guests' convention for how to reach their interrupt controller.
+pub(crate) fn gic_vcpu<'p>(guest: &Guest<'p>) -> Result<Vcpu<'p>, Failure> {
+    let vcpu = call("vcpu_create", Vcpu::create(guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
+    call("write_state", vcpu.write_state(&state))?;
+    Ok(vcpu)
+}
+
 pub(crate) fn is_exit(packet: &Packet) -> bool {
     matches!(packet, Packet::Mem { key: 0, mem } if mem.addr == EXIT_TEST_ADDR && !mem.read)
 }
@@ -549,10 +559,7 @@ fn demo(process: &'static Process, resource: u32) -> Outcome {
     call("set_trap(status)", f.guest.set_mem_trap(DEMO_DOORBELL + PAGE, PAGE, STATUS_KEY))?;
     let port = call("port_create", Port::create(process))?;
     call("set_trap(doorbell)", f.guest.set_bell_trap(DEMO_DOORBELL, PAGE, &port, DEMO_DOORBELL_KEY))?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
-    call("write_state", vcpu.write_state(&state))?;
+    let vcpu = gic_vcpu(&f.guest)?;
     // A VMM thread on another CPU serves the doorbell: it answers with an interrupt.
     let port_handle = call("duplicate", port.0.duplicate(el2::object::Rights::SAME_RIGHTS))?;
     let port_value = port_handle.raw();
@@ -884,10 +891,7 @@ fn interrupt_running(process: &'static Process, resource: u32) -> Outcome {
 
 fn many_interrupts(process: &Process, resource: u32) -> Outcome {
     let f = fixture(process, resource, guests::many_interrupts())?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
-    call("write_state", vcpu.write_state(&state))?;
+    let vcpu = gic_vcpu(&f.guest)?;
     // Eight interrupts, more than the four list registers, raised out of order.
     for vector in [39, 34, 36, 32, 38, 33, 37, 35] {
         call("vcpu_interrupt", vcpu.interrupt(vector))?;
@@ -1049,10 +1053,7 @@ fn ping_pong(process: &'static Process, resource: u32) -> Outcome {
 
 fn timer_ticks(process: &Process, resource: u32) -> Outcome {
     let f = fixture(process, resource, guests::timer_ticks())?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
-    call("write_state", vcpu.write_state(&state))?;
+    let vcpu = gic_vcpu(&f.guest)?;
     expect_exit(&vcpu)?;
     let state = call("read_state", vcpu.read_state())?;
     defmt::info!(
@@ -1064,10 +1065,7 @@ fn timer_ticks(process: &Process, resource: u32) -> Outcome {
 
 fn all_active(process: &Process, resource: u32) -> Outcome {
     let f = fixture(process, resource, guests::all_active())?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
-    call("write_state", vcpu.write_state(&state))?;
+    let vcpu = gic_vcpu(&f.guest)?;
     for vector in 32..40 {
         call("vcpu_interrupt", vcpu.interrupt(vector))?;
     }
@@ -1383,10 +1381,7 @@ fn mmio_straddle(process: &Process, resource: u32) -> Outcome {
 /// exits to EL2 between acknowledging it and silencing the timer.
 fn timer_level(process: &Process, resource: u32) -> Outcome {
     let f = fixture(process, resource, guests::timer_level())?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
-    call("write_state", vcpu.write_state(&state))?;
+    let vcpu = gic_vcpu(&f.guest)?;
     expect_exit(&vcpu)?;
     let ticks = call("read_state", vcpu.read_state())?.x[19];
     defmt::info!("timer-level: one expiry, an exit inside the handler: {=u64} interrupt(s) taken", ticks);
@@ -1399,10 +1394,7 @@ fn timer_level(process: &Process, resource: u32) -> Outcome {
 fn active_pending(process: &Process, resource: u32) -> Outcome {
     let f = fixture(process, resource, guests::active_pending())?;
     call("set_trap", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    let mut state = call("read_state", vcpu.read_state())?;
-    state.x[20] = if el2::irq::is_gicv3() { 3 } else { 2 };
-    call("write_state", vcpu.write_state(&state))?;
+    let vcpu = gic_vcpu(&f.guest)?;
     for vector in 32..36 {
         call("vcpu_interrupt", vcpu.interrupt(vector))?;
     }
