@@ -63,51 +63,27 @@ pub enum DescriptionSource {
     BuiltIn,
 }
 
-/// A short, owned, printable name (the device tree `model`, truncated).
+/// Owned text of at most `N` bytes, cut on a character boundary: the device tree's `model`
+/// ([`Name`]) and `/chosen/bootargs` ([`CommandLine`]) outlive the blob they were read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Name {
-    bytes: [u8; 48],
+pub struct FixedText<const N: usize> {
+    bytes: [u8; N],
     len: usize,
 }
 
-impl Name {
-    /// The name, cut at `48` bytes on a character boundary.
-    pub fn new(text: &str) -> Self {
-        let mut len = text.len().min(48);
-        while !text.is_char_boundary(len) {
-            len -= 1;
-        }
-        let mut bytes = [0; 48];
-        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
-        Self { bytes, len }
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("?")
-    }
-}
-
-/// The command line the loader passed (`/chosen/bootargs`), owned and cut at 256 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommandLine {
-    bytes: [u8; 256],
-    len: usize,
-}
-
-impl CommandLine {
-    /// An empty command line.
+impl<const N: usize> FixedText<N> {
+    /// No text.
     pub const fn empty() -> Self {
-        Self { bytes: [0; 256], len: 0 }
+        Self { bytes: [0; N], len: 0 }
     }
 
-    /// `text`, cut at 256 bytes on a character boundary.
+    /// `text`, cut at `N` bytes on a character boundary.
     pub fn new(text: &str) -> Self {
-        let mut len = text.len().min(256);
+        let mut len = text.len().min(N);
         while !text.is_char_boundary(len) {
             len -= 1;
         }
-        let mut bytes = [0; 256];
+        let mut bytes = [0; N];
         bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
         Self { bytes, len }
     }
@@ -117,11 +93,17 @@ impl CommandLine {
         core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }
 
-    /// Whether the command line has `word` as one of its space-separated words.
+    /// Whether `word` is one of the text's space-separated words.
     pub fn has_word(&self, word: &str) -> bool {
         self.as_str().split_ascii_whitespace().any(|w| w == word)
     }
 }
+
+/// A short printable name (the device tree `model`).
+pub type Name = FixedText<48>;
+
+/// The command line the loader passed (`/chosen/bootargs`).
+pub type CommandLine = FixedText<256>;
 
 /// Everything boot needs to know about the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,5 +368,9 @@ mod tests {
         let long = "é".repeat(30);
         assert_eq!(Name::new(&long).as_str().len(), 48);
         assert_eq!(Name::new("virt").as_str(), "virt");
+        let line = CommandLine::new("belfry.exit=poweroff  scenario=boot");
+        assert!(line.has_word("scenario=boot") && line.has_word("belfry.exit=poweroff"));
+        assert!(!line.has_word("scenario") && !CommandLine::empty().has_word(""));
+        assert_eq!(CommandLine::new(&"x".repeat(300)).as_str().len(), 256);
     }
 }
