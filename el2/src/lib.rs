@@ -25,13 +25,14 @@
 
 extern crate alloc;
 
-/// Logs an error on the board (defmt); on the host the arguments are only evaluated. Used where
-/// the same code runs in both worlds and the host tests assert on statuses instead.
+/// Logs at `level` (`error`, `warn`, ...) on the board (defmt); on the host the arguments are
+/// only evaluated. Used where the same code runs in both worlds and the host tests assert on
+/// statuses instead.
 #[macro_export]
-macro_rules! kernel_error {
-    ($format:literal $(, $argument:expr)* $(,)?) => {{
+macro_rules! kernel_log {
+    ($level:ident, $format:literal $(, $argument:expr)* $(,)?) => {{
         #[cfg(target_os = "none")]
-        defmt::error!($format $(, $argument)*);
+        defmt::$level!($format $(, $argument)*);
         #[cfg(not(target_os = "none"))]
         {
             $(let _ = &$argument;)*
@@ -39,17 +40,16 @@ macro_rules! kernel_error {
     }};
 }
 
-/// Logs a warning on the board (defmt); on the host the arguments are only evaluated.
+/// [`kernel_log!`] at error level.
+#[macro_export]
+macro_rules! kernel_error {
+    ($($tokens:tt)*) => { $crate::kernel_log!(error, $($tokens)*) };
+}
+
+/// [`kernel_log!`] at warning level.
 #[macro_export]
 macro_rules! kernel_warn {
-    ($format:literal $(, $argument:expr)* $(,)?) => {{
-        #[cfg(target_os = "none")]
-        defmt::warn!($format $(, $argument)*);
-        #[cfg(not(target_os = "none"))]
-        {
-            $(let _ = &$argument;)*
-        }
-    }};
+    ($($tokens:tt)*) => { $crate::kernel_log!(warn, $($tokens)*) };
 }
 
 pub mod api;

@@ -85,6 +85,14 @@ pub(crate) fn is_exit(packet: &Packet) -> bool {
     matches!(packet, Packet::Mem { key: 0, mem } if mem.addr == EXIT_TEST_ADDR && !mem.read)
 }
 
+/// Runs `code` in the Zircon fixture on a VCPU at 0 until its exit; returns its registers.
+fn run_to_exit(process: &Process, resource: u32, code: &[u8]) -> Result<[u64; 31], Failure> {
+    let f = fixture(process, resource, code)?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    expect_exit(&vcpu)?;
+    Ok(call("read_state", vcpu.read_state())?.x)
+}
+
 fn expect_exit(vcpu: &Vcpu<'_>) -> Outcome {
     let packet = call("vcpu_enter", vcpu.enter())?;
     check("the guest's store to the exit address", is_exit(&packet))
@@ -1300,10 +1308,7 @@ fn trap_fetch(process: &Process, resource: u32) -> Outcome {
 
 /// F7: WFIT's timeout ends the wait (it used to be a WFI without one: asleep forever).
 fn wfit(process: &Process, resource: u32) -> Outcome {
-    let f = fixture(process, resource, guests::wfit())?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    expect_exit(&vcpu)?;
-    let x = call("read_state", vcpu.read_state())?.x;
+    let x = run_to_exit(process, resource, guests::wfit())?;
     let woke_at_timeout = x[2] >= x[1] && x[4] >= 1;
     defmt::info!("wfit: WFIT with a timeout 200000 ticks ahead returned by it: {=bool}", woke_at_timeout);
     check("woke at the timeout", woke_at_timeout)
@@ -1329,10 +1334,7 @@ fn aarch32_stm(process: &Process, resource: u32) -> Outcome {
 /// F5: a guest's semihosting calls reach nothing: each `HLT #0xF000` is an undefined
 /// instruction at the guest's EL1, and the run goes on to end with Belfry's own status.
 fn semihosting(process: &Process, resource: u32) -> Outcome {
-    let f = fixture(process, resource, guests::semihosting())?;
-    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
-    expect_exit(&vcpu)?;
-    let x = call("read_state", vcpu.read_state())?.x;
+    let x = run_to_exit(process, resource, guests::semihosting())?;
     defmt::info!(
         "semihosting: the guest's SYS_WRITE0 and SYS_EXIT were {=u64} undefined instructions at its EL1 (ESR_EL1 {=u64:#x})",
         x[21],
