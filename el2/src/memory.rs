@@ -67,6 +67,7 @@ mod allocators {
             let end = (region.end.raw() / PAGE_SIZE) as usize;
             frames.add_frame(first, end);
         }
+        crate::object::frames::set_capacity(plan.frames.total_size() / PAGE_SIZE);
     }
 
     /// Allocates `count` contiguous physical pages, aligned to `count` rounded up to a power

@@ -12,17 +12,19 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod attack;
 #[cfg(target_os = "none")]
 mod bench;
+pub mod devicetree;
 pub mod distributor;
 pub mod fault;
 #[cfg(target_os = "none")]
 mod guests;
+pub mod layout;
+pub mod loader;
 #[cfg(target_os = "none")]
 pub mod machine;
 pub mod pl011;

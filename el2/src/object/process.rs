@@ -37,6 +37,10 @@ macro_rules! typed {
     };
 }
 
+/// Belfry's `zx_vmo_create` option: charge every page at creation (`NO_MEMORY` if the frames
+/// are not there), so the VMO never fails a commit later. Guest RAM is created this way.
+pub const BELFRY_VMO_CHARGED: u32 = 1 << 31;
+
 impl Process {
     /// A process with an empty handle table.
     pub fn new(virtualization: bool) -> Self {
@@ -63,12 +67,14 @@ impl Process {
         self.handles.duplicate(handle, rights)
     }
 
-    /// `zx_vmo_create`: options other than 0 are not supported (INVALID_ARGS).
+    /// `zx_vmo_create`: the only option is Belfry's [`BELFRY_VMO_CHARGED`] (others:
+    /// INVALID_ARGS).
     pub fn vmo_create(&self, size: u64, options: u32) -> ZxResult<u32> {
-        if options != 0 {
-            return Err(Status::INVALID_ARGS);
-        }
-        let vmo = Vmo::new(size)?;
+        let vmo = match options {
+            0 => Vmo::new(size)?,
+            BELFRY_VMO_CHARGED => Vmo::new_charged(size)?,
+            _ => return Err(Status::INVALID_ARGS),
+        };
         self.handles.add(Object::Vmo(Arc::new(vmo)), Rights::DEFAULT_VMO)
     }
 

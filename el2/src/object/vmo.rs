@@ -14,6 +14,8 @@ pub const MAX_VMO_SIZE: u64 = super::vmar::GUEST_PHYSICAL_SIZE;
 pub struct Vmo {
     size: u64,
     pages: spin::Mutex<BTreeMap<u64, PhysAddr>>,
+    /// Every page was promised at creation ([`Vmo::new_charged`]).
+    charged: bool,
 }
 
 impl Vmo {
@@ -23,7 +25,17 @@ impl Vmo {
         if size > MAX_VMO_SIZE {
             return Err(Status::OUT_OF_RANGE);
         }
-        Ok(Self { size, pages: spin::Mutex::new(BTreeMap::new()) })
+        Ok(Self { size, pages: spin::Mutex::new(BTreeMap::new()), charged: false })
+    }
+
+    /// A VMO whose every page is charged now (Belfry's `BELFRY_VMO_CHARGED`): `NO_MEMORY` when
+    /// the frames are not there, and once created its commits never fail for want of frames.
+    /// Pages are still committed (and zeroed) on first touch.
+    pub fn new_charged(size: u64) -> ZxResult<Self> {
+        let mut vmo = Self::new(size)?;
+        frames::reserve(vmo.size / PAGE_SIZE)?;
+        vmo.charged = true;
+        Ok(vmo)
     }
 
     /// Size in bytes (a whole number of pages).
@@ -46,7 +58,7 @@ impl Vmo {
         if let Some(page) = pages.get(&index) {
             return Ok(*page);
         }
-        let page = frames::alloc_zeroed().ok_or(Status::NO_MEMORY)?;
+        let page = frames::alloc_zeroed_for(self.charged).ok_or(Status::NO_MEMORY)?;
         pages.insert(index, page);
         Ok(page)
     }
@@ -108,7 +120,11 @@ impl Vmo {
 
 impl Drop for Vmo {
     fn drop(&mut self) {
-        for page in self.pages.get_mut().values() {
+        let pages = self.pages.get_mut();
+        if self.charged {
+            frames::release(self.size / PAGE_SIZE - pages.len() as u64);
+        }
+        for page in pages.values() {
             frames::free(*page);
         }
     }
@@ -133,6 +149,16 @@ mod tests {
         assert_eq!(buffer, [0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0]);
         assert_eq!(vmo.commit(0).unwrap(), vmo.commit(8).unwrap());
         assert_eq!(vmo.lookup(2 * PAGE_SIZE), None);
+    }
+
+    #[test]
+    fn a_charged_vmo_holds_its_pages() {
+        // Other tests allocate concurrently: the exact accounting is `Ledger`'s unit test.
+        let vmo = Vmo::new_charged(8 * PAGE_SIZE).unwrap();
+        vmo.write(0, &[1]).unwrap();
+        assert_eq!(vmo.committed_pages(), 1);
+        assert_eq!(Vmo::new_charged(MAX_VMO_SIZE).err(), Some(Status::NO_MEMORY), "more than the host's 4 GiB");
+        drop(vmo);
     }
 
     #[test]
