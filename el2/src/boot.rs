@@ -9,7 +9,7 @@
 
 use crate::arch::aarch64::power::{self, PowerOff};
 use crate::arch::aarch64::{boot as entry, cpu, mmu, timer};
-use crate::machine::{CommandLine, DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
+use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machine, PsciConduit};
 use crate::object::process::Process;
 use crate::object::resource::{RSRC_KIND_HYPERVISOR, RSRC_KIND_MMIO};
 use crate::object::Status;
@@ -50,7 +50,13 @@ pub struct Board {
     /// Runs a guest scenario by name with the VMM's process and hypervisor resource; `None`
     /// when the board has no VMM.
     pub guest_scenario: Option<fn(&str, &'static Process, u32) -> bool>,
+    /// Runs the VMs of a guest bundle until every one has stopped (the VMM's process, its
+    /// hypervisor resource, the CPUs online); `true` when all were started and powered off.
+    pub run_bundle: Option<BundleRunner>,
 }
+
+/// Runs a bundle: its bytes, the VMM's process, its hypervisor resource, the CPUs online.
+pub type BundleRunner = fn(&'static [u8], &'static Process, u32, usize) -> bool;
 
 /// Bit `n` is set once logical CPU `n` runs with its MMU on.
 static ONLINE: AtomicU64 = AtomicU64::new(0);
@@ -186,7 +192,37 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     if online != machine.cpus().len() {
         report::stop(0, exit_code::BOOT_FAILED);
     }
-    run_scenario(board, &machine.command_line)
+    run_scenario(board, &machine)
+}
+
+/// How many CPUs are online.
+pub fn online_cpus() -> usize {
+    ONLINE.load(Ordering::Acquire).count_ones() as usize
+}
+
+/// Runs the bundle the loader passed, if there is one; the run's exit status.
+fn run_bundle(board: &Board, machine: &Machine) -> u32 {
+    let Some(initrd) = machine.initrd else {
+        defmt::info!("no guest bundle (/chosen has no linux,initrd-start): nothing to run");
+        return exit_code::SUCCESS;
+    };
+    let Some(region) = machine.bundle() else {
+        defmt::error!("bundle refused: {=u64:#x}..{=u64:#x} is not inside RAM", initrd.start.raw(), initrd.end.raw());
+        return exit_code::TEST_FAILED;
+    };
+    let (Some(run), Some(vmm)) = (board.run_bundle, VMM.get()) else {
+        defmt::error!("this board has no VMM to run a bundle");
+        return exit_code::BOOT_FAILED;
+    };
+    defmt::info!("bundle at {=u64:#x} ({=u64} bytes)", region.start.raw(), region.size());
+    // SAFETY: the region lies inside RAM, which the identity map maps, and it is reserved: no
+    // allocator hands it out and nothing in Belfry writes it, for the rest of the run.
+    let blob = unsafe { core::slice::from_raw_parts(region.start.raw() as *const u8, region.size() as usize) };
+    if run(blob, &vmm.process, vmm.hypervisor_resource, online_cpus()) {
+        exit_code::SUCCESS
+    } else {
+        exit_code::TEST_FAILED
+    }
 }
 
 fn report_memory(machine: &Machine) {
@@ -438,8 +474,8 @@ fn recurse(depth: u64) -> u64 {
     }
 }
 
-fn run_scenario(board: &Board, command_line: &CommandLine) -> ! {
-    let scenario = scenario::parse(command_line.as_str());
+fn run_scenario(board: &Board, machine: &Machine) -> ! {
+    let scenario = scenario::parse(machine.command_line.as_str());
     let scenario = match scenario {
         Ok(scenario) => scenario,
         Err(error) => {
@@ -449,7 +485,12 @@ fn run_scenario(board: &Board, command_line: &CommandLine) -> ! {
     };
     defmt::info!("scenario: {}", scenario);
     match scenario {
-        Scenario::Boot => {}
+        Scenario::Boot => {
+            let status = run_bundle(board, machine);
+            if status != exit_code::SUCCESS {
+                power::exit(status)
+            }
+        }
         Scenario::FaultOnBootCpu => fault(),
         Scenario::FaultOnCpu(target) => {
             if ONLINE.load(Ordering::Acquire) & (1 << target) == 0 {

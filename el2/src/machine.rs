@@ -120,6 +120,8 @@ pub struct Machine {
     pub psci: Option<PsciConduit>,
     /// `/chosen/bootargs`.
     pub command_line: CommandLine,
+    /// `/chosen linux,initrd-start/end`: where the loader put the guest bundle (reserved).
+    pub initrd: Option<Region>,
 }
 
 /// Why a device tree could not be turned into a description.
@@ -162,6 +164,7 @@ impl Machine {
             gic: None,
             psci: None,
             command_line: CommandLine::empty(),
+            initrd: None,
         }
     }
 
@@ -240,10 +243,26 @@ impl Machine {
             let text = bootargs.value.split(|&b| b == 0).next().unwrap_or(&[]);
             machine.command_line = CommandLine::new(core::str::from_utf8(text).unwrap_or(""));
         }
+        if let Some(chosen) = tree.find_node("/chosen") {
+            let cell = |name| chosen.property(name).and_then(|p| be_cells(p.value));
+            if let (Some(start), Some(end)) = (cell("linux,initrd-start"), cell("linux,initrd-end")) {
+                if let Some(region) = Region::new(start, end) {
+                    machine.initrd = Some(region);
+                    machine.reserved.add(region)?;
+                }
+            }
+        }
         if machine.ram.is_empty() {
             return Err(DescriptionError::NoMemory);
         }
         Ok(machine)
+    }
+
+    /// The bundle's region when it lies wholly inside one RAM region (so it is mapped and no
+    /// allocator hands it out); `None` without a bundle or for one that points elsewhere.
+    pub fn bundle(&self) -> Option<Region> {
+        let bundle = self.initrd?;
+        self.ram.as_slice().iter().any(|ram| ram.start <= bundle.start && bundle.end <= ram.end).then_some(bundle)
     }
 
     /// RAM that is free for Belfry's allocators: RAM minus the reserved regions and `image`.
@@ -290,6 +309,36 @@ mod tests {
 
     const VIRT_GICV3: &[u8] = include_bytes!("../tests/fixtures/virt-gicv3.dtb");
     const VIRT_GICV2: &[u8] = include_bytes!("../tests/fixtures/virt-gicv2.dtb");
+    #[test]
+    fn the_bundle_is_found_and_reserved() {
+        let tree = |start: u64, end: u64| {
+            let mut fdt = vm_fdt::FdtWriter::new().unwrap();
+            let root = fdt.begin_node("").unwrap();
+            fdt.property_u32("#address-cells", 2).unwrap();
+            fdt.property_u32("#size-cells", 2).unwrap();
+            let memory = fdt.begin_node("memory@40000000").unwrap();
+            fdt.property_string("device_type", "memory").unwrap();
+            fdt.property_array_u64("reg", &[0x4000_0000, 0x1000_0000]).unwrap();
+            fdt.end_node(memory).unwrap();
+            let chosen = fdt.begin_node("chosen").unwrap();
+            fdt.property_u64("linux,initrd-start", start).unwrap();
+            fdt.property_u32("linux,initrd-end", end as u32).unwrap();
+            fdt.end_node(chosen).unwrap();
+            fdt.end_node(root).unwrap();
+            fdt.finish().unwrap()
+        };
+        let blob = tree(0x4800_0000, 0x4800_1234);
+        let m = Machine::from_device_tree(&blob, PhysAddr::new(0x4400_0000)).unwrap();
+        assert_eq!(m.initrd, Some(r(0x4800_0000, 0x4800_1234)));
+        assert!(m.reserved.as_slice().contains(&r(0x4800_0000, 0x4800_1234)));
+        assert_eq!(m.bundle(), m.initrd);
+        let outside = tree(0x3000_0000, 0x4000_1000);
+        let m = Machine::from_device_tree(&outside, PhysAddr::new(0x4400_0000)).unwrap();
+        assert_eq!(m.bundle(), None, "a bundle not wholly in RAM is not read");
+        let empty = tree(0x4800_0000, 0x4800_0000);
+        assert_eq!(Machine::from_device_tree(&empty, PhysAddr::new(0x4400_0000)).unwrap().initrd, None);
+    }
+
     const RESERVED: &[u8] = include_bytes!("../tests/fixtures/reserved.dtb");
 
     fn r(start: u64, end: u64) -> Region {

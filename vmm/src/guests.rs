@@ -12,6 +12,8 @@ macro_rules! guest {
             ", \"a\"\n",
             // 2 KiB: vector tables inside a program keep their alignment in the guest.
             ".balign 2048\n",
+            // Some programs use FP/SIMD; the directive must not depend on assembly order.
+            ".arch_extension fp\n.arch_extension simd\n",
             ".global ",
             stringify!($start),
             "\n",

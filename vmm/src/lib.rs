@@ -18,6 +18,7 @@ extern crate alloc;
 mod attack;
 #[cfg(target_os = "none")]
 mod bench;
+pub mod bus;
 pub mod devicetree;
 pub mod distributor;
 pub mod fault;
@@ -30,3 +31,5 @@ pub mod machine;
 pub mod pl011;
 #[cfg(target_os = "none")]
 pub mod suite;
+#[cfg(target_os = "none")]
+pub mod vm;

@@ -34,8 +34,9 @@ impl Board {
         }
     }
 
-    /// QEMU's machine arguments. `virtualization = false` boots `virt` at EL1.
-    pub fn machine_args(self, virtualization: bool) -> Vec<String> {
+    /// QEMU's machine arguments. `virtualization = false` boots `virt` at EL1; `virt` gets
+    /// `ram_mib` of RAM (the Pi 4 model's RAM is fixed at 2 GiB).
+    pub fn machine_args(self, virtualization: bool, ram_mib: u64) -> Vec<String> {
         let virt = |gic: u8| {
             let mode = if virtualization { "on" } else { "off" };
             vec![
@@ -46,7 +47,7 @@ impl Board {
                 "-smp".into(),
                 "4".into(),
                 "-m".into(),
-                format!("{}M", Self::VIRT_RAM_MIB),
+                format!("{ram_mib}M"),
             ]
         };
         match self {
@@ -56,7 +57,7 @@ impl Board {
         }
     }
 
-    /// RAM QEMU gives `virt` (MiB).
+    /// RAM QEMU gives `virt` (MiB) unless a bundle needs more.
     pub const VIRT_RAM_MIB: u64 = 1024;
 
     /// Whether the board can be started without EL2 (only `virt` can).

@@ -11,6 +11,8 @@ pub mod build;
 pub mod debian;
 pub mod decode;
 pub mod fuzz;
+pub mod guests;
+pub mod pack;
 pub mod qemu;
 pub mod stress;
 pub mod tools;

@@ -30,13 +30,30 @@ enum Task {
         /// Boot QEMU `virt` without EL2 (virtualization=off): Belfry says it cannot host guests.
         #[arg(long)]
         el1: bool,
-        /// A scenario for the firmware's command line (boot, fault, fault-cpu:N, panic,
-        /// port-stress, guest:NAME); the default is the demo guest, `guest:demo`.
+        /// A guest bundle (`cargo xtask pack`) to boot; without one (and without a scenario)
+        /// Belfry boots a bundle of the two test guests, `hello` and `smp`.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// A scenario for the test firmware's command line (boot, fault, fault-cpu:N, panic,
+        /// port-stress, guest:NAME).
         #[arg(long)]
         scenario: Option<String>,
         /// Deterministic time (`-icount shift=0,sleep=off`).
         #[arg(long)]
         icount: bool,
+        /// An extra QEMU argument (repeat for several).
+        #[arg(long = "qemu-arg", allow_hyphen_values = true)]
+        qemu_args: Vec<String>,
+    },
+    /// Write a guest bundle (a FIT image) from VM specifications.
+    Pack {
+        /// The bundle file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// One VM: name=N,kernel=PATH[,initrd=PATH][,dtb=PATH][,vcpus=N][,memory=SIZE]
+        /// [,cpus=A:B|A-B][,load=ADDR][,cmdline=STR] (cmdline takes the rest, commas included).
+        #[arg(long = "vm", required = true)]
+        vms: Vec<String>,
     },
     /// Run every check CI runs: fmt, clippy, host unit tests, the QEMU system tests, and the
     /// model checks (loom, Miri).
@@ -116,20 +133,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Task::Run { board, el1, scenario, icount } => {
+        Task::Pack { out, vms } => {
+            let vms = vms.iter().map(|spec| xtask::pack::spec(spec)).collect::<Result<Vec<_>>>()?;
+            for line in xtask::pack::pack(&vms, &out)? {
+                println!("xtask: {line}");
+            }
+            println!("xtask: wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Run { board, el1, bundle, scenario, icount, qemu_args } => {
             if el1 && !board.has_el1_mode() {
                 bail!("--el1 needs a QEMU virt board");
             }
             tools::ensure_qemu()?;
             let firmware = build::build(&[board])?.remove(0);
-            // Without a scenario, `run` shows the demo guest (at EL1 there are no guests).
-            let scenario = scenario.or_else(|| (!el1).then(|| "guest:demo".to_string()));
+            // Without a bundle or a scenario, `run` boots the test guests' bundle.
+            let bundle = match (bundle, &scenario) {
+                (Some(bundle), _) => Some(bundle),
+                (None, None) if !el1 => Some(xtask::guests::demo_bundle()?),
+                (None, _) => None,
+            };
             let options = RunOptions {
                 board,
                 virtualization: !el1,
                 scenario,
                 icount,
                 timeout: Duration::from_secs(24 * 3600),
+                bundle,
+                qemu_args,
                 ..RunOptions::new(board)
             };
             let outcome = qemu::run(&firmware, &options, |line| println!("{line}"))?;

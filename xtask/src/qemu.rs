@@ -29,6 +29,10 @@ pub struct RunOptions {
     pub stop_on: Option<String>,
     /// A device tree file to boot with instead of the board's own (`-dtb`).
     pub dtb_file: Option<std::path::PathBuf>,
+    /// A guest bundle, passed as the initrd; `virt` gets the RAM it needs.
+    pub bundle: Option<std::path::PathBuf>,
+    /// More QEMU arguments, appended last.
+    pub qemu_args: Vec<String>,
 }
 
 impl RunOptions {
@@ -43,6 +47,8 @@ impl RunOptions {
             device_tree: true,
             stop_on: None,
             dtb_file: None,
+            bundle: None,
+            qemu_args: Vec::new(),
         }
     }
 
@@ -102,7 +108,12 @@ impl Outcome {
 /// The QEMU command for a run.
 pub fn command(firmware: &Firmware, options: &RunOptions) -> Result<Command> {
     let mut command = Command::new("qemu-system-aarch64");
-    command.args(options.board.machine_args(options.virtualization));
+    let mut ram_mib = crate::Board::VIRT_RAM_MIB;
+    if let Some(bundle) = &options.bundle {
+        let blob = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+        ram_mib = ram_mib.max(crate::pack::ram_needed_mib(&blob));
+    }
+    command.args(options.board.machine_args(options.virtualization, ram_mib));
     // No network device: `virt` would otherwise add a virtio NIC whose option ROM comes from a
     // package (ipxe-qemu) that a minimal QEMU install lacks. No semihosting: a guest could use
     // it to reach the host (see `el2::arch::aarch64::power`). A reset ends QEMU.
@@ -119,6 +130,10 @@ pub fn command(firmware: &Firmware, options: &RunOptions) -> Result<Command> {
         command.arg("-append").arg(options.command_line());
     }
     command.arg("-kernel").arg(&firmware.image);
+    if let Some(bundle) = &options.bundle {
+        command.arg("-initrd").arg(bundle);
+    }
+    command.args(&options.qemu_args);
     die_with_parent(&mut command);
     Ok(command)
 }

@@ -55,6 +55,7 @@ static BOARD: Board = Board {
     builtin: Some(builtin),
     fixed_gic: Some(GIC),
     guest_scenario: Some(vmm::suite::run_reported),
+    run_bundle: Some(vmm::vm::run_bundle),
     watchdog: Some(0xfe10_0000),
     cpu_start: CpuStart::SpinTable(&[0xd8, 0xe0, 0xe8, 0xf0]),
 };

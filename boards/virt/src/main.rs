@@ -41,6 +41,7 @@ static BOARD: Board = Board {
     builtin: None,
     fixed_gic: None,
     guest_scenario: Some(vmm::suite::run_reported),
+    run_bundle: Some(vmm::vm::run_bundle),
     watchdog: None,
     cpu_start: CpuStart::Psci,
 };

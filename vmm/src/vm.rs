@@ -1,0 +1,502 @@
+//! A VM built from a bundle, and the serving loop of each of its VCPUs.
+//!
+//! [`Vm::start`] takes one VM of the bundle through the VMM's pipeline: the loader's plan, the
+//! host-CPU placement, guest memory charged in full (a VM that does not fit is refused with the
+//! numbers), the images copied in through the VMO's checked writes, the device tree (the
+//! bundle's, or one generated from [`crate::layout`]), the GIC and the bus trapped, and the
+//! boot VCPU started on its CPU with x0 = the device tree, x1..x3 = 0, at EL1h with the MMU
+//! off. Each VCPU has one thread and one serving loop; PSCI CPU_ON starts another.
+//!
+//! PSCI SYSTEM_OFF and SYSTEM_RESET are outcomes of the VM, not errors: the VCPU that asks
+//! records it, kicks every other VCPU, and each loop ends; the runner then reports the VM
+//! powered off, or builds it again from the bundle. CPU_OFF ends only its VCPU.
+
+use crate::bus::{Bus, Device, Trigger};
+use crate::devicetree::{self, Description};
+use crate::distributor::{Action, Distributor, Version};
+use crate::fault::FaultView;
+use crate::layout::*;
+use crate::loader::{self, LoadError};
+use crate::pl011::Pl011;
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use bundle::VmSpec;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use el2::api::{Guest, OwnedHandle, Vcpu, Vmo};
+use el2::object::packet::Packet;
+use el2::object::process::{Process, BELFRY_VMO_CHARGED};
+use el2::object::psci::STOP;
+use el2::object::vmar::{VM_PERM_EXECUTE, VM_PERM_READ, VM_PERM_WRITE};
+use el2::object::{Status, ZxResult};
+use el2::thread::Thread;
+
+/// MEM trap keys.
+const GICD_KEY: u64 = 0x61cd;
+const GICR_KEY: u64 = 0x61c7;
+const BUS_KEY: u64 = 0xb05;
+/// The most VCPUs a VM has.
+const MAX_VCPUS: usize = bundle::fit::MAX_VCPUS as usize;
+
+/// Why a VM was not started.
+#[derive(Clone, Copy, Debug)]
+pub enum Refusal {
+    /// The bundle's configuration is refused.
+    Spec(bundle::VmError),
+    /// Its images do not fit its memory.
+    Load(LoadError),
+    /// Its placement names a CPU the board does not have.
+    Placement { cpu: u32, online: usize },
+    /// Its memory cannot be charged: what it asks and what is left, in bytes.
+    Memory { asked: u64, available: u64 },
+    /// A hypervisor call failed while building it.
+    Hypervisor(&'static str, Status),
+    /// Its device tree could not be generated.
+    DeviceTree,
+}
+
+impl defmt::Format for Refusal {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Refusal::Spec(error) => defmt::write!(f, "{}", defmt::Debug2Format(error)),
+            Refusal::Load(error) => defmt::write!(f, "{}", error),
+            Refusal::Placement { cpu, online } => {
+                defmt::write!(f, "its placement names cpu{=u32}, but {=usize} CPUs are online", cpu, online)
+            }
+            Refusal::Memory { asked, available } => {
+                defmt::write!(f, "it asks for {=u64} MiB of memory, {=u64} MiB are left", asked >> 20, available >> 20)
+            }
+            Refusal::Hypervisor(what, status) => defmt::write!(f, "{=str}: {}", what, status),
+            Refusal::DeviceTree => defmt::write!(f, "its device tree could not be generated"),
+        }
+    }
+}
+
+/// How a VM ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Ending {
+    Running = 0,
+    PoweredOff = 1,
+    Reset = 2,
+    Failed = 3,
+}
+
+impl Ending {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::PoweredOff,
+            2 => Self::Reset,
+            3 => Self::Failed,
+            _ => Self::Running,
+        }
+    }
+}
+
+/// The VM's console: a PL011 whose lines go to Belfry's log tagged with the VM's name.
+struct Console {
+    uart: Pl011,
+    vm: Arc<str>,
+}
+
+impl Device for Console {
+    fn read(&mut self, offset: u64, _: u8) -> u64 {
+        u64::from(self.uart.read(offset))
+    }
+
+    fn write(&mut self, offset: u64, _: u8, value: u64) {
+        if let Some(line) = self.uart.write(offset, value as u32) {
+            defmt::info!("console {=str}: {=str}", &*self.vm, core::str::from_utf8(line).unwrap_or("(not UTF-8)"));
+        }
+    }
+}
+
+/// A running VM.
+pub struct Vm {
+    pub name: Arc<str>,
+    process: &'static Process,
+    guest: Guest<'static>,
+    _memory: Vmo<'static>,
+    dtb: u64,
+    v3: bool,
+    distributor: spin::Mutex<Distributor>,
+    bus: Bus,
+    vcpus: [AtomicU32; MAX_VCPUS],
+    vcpu_count: usize,
+    placement: Vec<usize>,
+    ending: AtomicU8,
+    threads: spin::Mutex<Vec<Arc<Thread>>>,
+}
+
+fn hv<T>(what: &'static str, result: ZxResult<T>) -> Result<T, Refusal> {
+    result.map_err(|status| Refusal::Hypervisor(what, status))
+}
+
+impl Vm {
+    /// Builds the VM `spec` and starts its boot VCPU; `online` is how many host CPUs run.
+    pub fn start(
+        spec: &VmSpec<'_>,
+        process: &'static Process,
+        resource: u32,
+        online: usize,
+    ) -> Result<Arc<Self>, Refusal> {
+        let plan = loader::plan(spec).map_err(Refusal::Load)?;
+        let placement: Vec<usize> = match &spec.cpus {
+            Some(cpus) => {
+                if let Some(&cpu) = cpus.iter().find(|&&cpu| cpu as usize >= online) {
+                    return Err(Refusal::Placement { cpu, online });
+                }
+                cpus.iter().map(|&cpu| cpu as usize).collect()
+            }
+            None => (0..online).collect(),
+        };
+        let v3 = el2::irq::is_gicv3();
+        let guest = hv("guest_create", Guest::create(process, resource))?;
+        let memory = match process.vmo_create(spec.memory, BELFRY_VMO_CHARGED) {
+            Ok(handle) => Vmo(OwnedHandle::new(process, handle)),
+            Err(Status::NO_MEMORY) => {
+                let available = el2::object::frames::available_pages() * el2::object::frames::PAGE_SIZE;
+                return Err(Refusal::Memory { asked: spec.memory, available });
+            }
+            Err(status) => return Err(Refusal::Hypervisor("vmo_create", status)),
+        };
+        let rwx = VM_PERM_READ | VM_PERM_WRITE | VM_PERM_EXECUTE;
+        hv("vmar_map", guest.map(RAM_BASE, &memory, rwx, spec.memory))?;
+        hv("vmo_write(kernel)", memory.write(plan.kernel - RAM_BASE, spec.kernel))?;
+        let initrd = match (plan.initrd, spec.ramdisk) {
+            (Some(at), Some(data)) => {
+                hv("vmo_write(initrd)", memory.write(at - RAM_BASE, data))?;
+                Some((at, at + data.len() as u64))
+            }
+            _ => None,
+        };
+        let generated;
+        let tree = match spec.fdt {
+            Some(fdt) => fdt,
+            None => {
+                let description =
+                    Description { vcpus: spec.vcpus, memory: spec.memory, gic_v3: v3, cmdline: &spec.cmdline, initrd };
+                generated = devicetree::generate(&description).map_err(|_| Refusal::DeviceTree)?;
+                &generated
+            }
+        };
+        if tree.len() as u64 > DTB_SLOT {
+            return Err(Refusal::Load(LoadError::DeviceTreeTooLarge));
+        }
+        hv("vmo_write(dtb)", memory.write(plan.dtb - RAM_BASE, tree))?;
+
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let mut bus = Bus::new();
+        let console = Console { uart: Pl011::new(), vm: name.clone() };
+        // Cannot overlap: the bus is empty.
+        let _ = bus.add(UART, UART_SIZE, Some((UART_SPI, Trigger::Level)), Box::new(console));
+        for (base, size) in bus.windows() {
+            hv("set_trap(bus)", guest.set_mem_trap(base, size, BUS_KEY))?;
+        }
+        let vcpu_count = spec.vcpus as usize;
+        hv("set_trap(gicd)", guest.set_mem_trap(GICD, if v3 { GICD_SIZE_V3 } else { GICD_SIZE_V2 }, GICD_KEY))?;
+        if v3 {
+            hv("set_trap(gicr)", guest.set_mem_trap(GICR, GICR_STRIDE * vcpu_count as u64, GICR_KEY))?;
+        }
+        let version = if v3 { Version::V3 } else { Version::V2 };
+        let vm = Arc::new(Self {
+            name,
+            process,
+            guest,
+            _memory: memory,
+            dtb: plan.dtb,
+            v3,
+            distributor: spin::Mutex::new(Distributor::new(version, vcpu_count, SPIS)),
+            bus,
+            vcpus: [const { AtomicU32::new(0) }; MAX_VCPUS],
+            vcpu_count,
+            placement,
+            ending: AtomicU8::new(Ending::Running as u8),
+            threads: spin::Mutex::new(Vec::new()),
+        });
+        defmt::info!(
+            "vm {=str}: {=u32} VCPU(s), {=u64} MiB at {=u64:#x}, kernel at {=u64:#x}, device tree at {=u64:#x}",
+            &*vm.name,
+            spec.vcpus,
+            spec.memory >> 20,
+            RAM_BASE,
+            plan.kernel,
+            plan.dtb
+        );
+        vm.spawn(0, plan.entry, plan.dtb).map_err(|status| Refusal::Hypervisor("thread_spawn", status))?;
+        Ok(vm)
+    }
+
+    /// How the VM ended, or `Running`.
+    pub fn ending(&self) -> Ending {
+        Ending::from_u8(self.ending.load(Ordering::Acquire))
+    }
+
+    /// Whether every VCPU thread has ended.
+    pub fn stopped(&self) -> bool {
+        self.threads.lock().iter().all(|t| t.has_exited())
+    }
+
+    /// Records how the VM ends (the first outcome wins) and kicks every VCPU out of the guest.
+    fn end(&self, ending: Ending) {
+        let first = self
+            .ending
+            .compare_exchange(Ending::Running as u8, ending as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !first {
+            return;
+        }
+        for slot in &self.vcpus {
+            let handle = slot.load(Ordering::Acquire);
+            if handle != 0 {
+                // A VCPU whose thread already ended has closed its handle: nothing to kick.
+                let _ = self.process.vcpu_kick(handle);
+            }
+        }
+    }
+
+    /// Starts VCPU `index`'s thread on its CPU, entering at `entry` with `x0`.
+    fn spawn(self: &Arc<Self>, index: usize, entry: u64, x0: u64) -> ZxResult {
+        let cpu = self.placement[index % self.placement.len()];
+        let vm = self.clone();
+        let thread = el2::thread::spawn(cpu, "vcpu", move || vm.run_vcpu(index, entry, x0))?;
+        self.threads.lock().push(thread.clone());
+        // VCPU ids follow creation order: wait for this one before another is started.
+        while self.vcpus[index].load(Ordering::Acquire) == 0 && !thread.has_exited() {
+            el2::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    fn run_vcpu(self: Arc<Self>, index: usize, entry: u64, x0: u64) {
+        if let Err((what, status)) = Self::serve(&self, index, entry, x0) {
+            defmt::error!("vm {=str}: VCPU {=usize}: {=str}: {}", &*self.name, index, what, status);
+            self.end(Ending::Failed);
+        }
+    }
+
+    fn serve(self: &Arc<Self>, index: usize, entry: u64, x0: u64) -> Result<(), (&'static str, Status)> {
+        let call = |what: &'static str| move |status| (what, status);
+        let vcpu = Vcpu::create(&self.guest, entry).map_err(call("vcpu_create"))?;
+        let mut state = vcpu.read_state().map_err(call("read_state"))?;
+        state.x[..4].copy_from_slice(&[x0, 0, 0, 0]);
+        vcpu.write_state(&state).map_err(call("write_state"))?;
+        let priorities: Vec<(u32, u8)> = self.distributor.lock().priorities(index).collect();
+        for (vector, priority) in priorities {
+            vcpu.set_interrupt_priority(vector, priority).map_err(call("set_interrupt_priority"))?;
+        }
+        self.vcpus[index].store(vcpu.0.raw(), Ordering::Release);
+        let result = self.serve_loop(index, &vcpu);
+        self.vcpus[index].store(0, Ordering::Release);
+        result
+    }
+
+    fn serve_loop(self: &Arc<Self>, index: usize, vcpu: &Vcpu<'static>) -> Result<(), (&'static str, Status)> {
+        let call = |what: &'static str| move |status| (what, status);
+        loop {
+            if self.ending() != Ending::Running {
+                return Ok(());
+            }
+            let packet = match vcpu.enter() {
+                Ok(packet) => packet,
+                Err(status) if self.ending() != Ending::Running => {
+                    let _ = status;
+                    return Ok(());
+                }
+                Err(STOP) => {
+                    defmt::info!("vm {=str}: VCPU {=usize} off (PSCI CPU_OFF)", &*self.name, index);
+                    return Ok(());
+                }
+                Err(Status::UNAVAILABLE) => {
+                    defmt::info!("vm {=str}: powered off (PSCI SYSTEM_OFF from VCPU {=usize})", &*self.name, index);
+                    self.end(Ending::PoweredOff);
+                    return Ok(());
+                }
+                Err(Status::CANCELED) => {
+                    defmt::info!("vm {=str}: reset (PSCI SYSTEM_RESET from VCPU {=usize})", &*self.name, index);
+                    self.end(Ending::Reset);
+                    return Ok(());
+                }
+                Err(status) => return Err(("vcpu_enter", status)),
+            };
+            match packet {
+                Packet::Mem { key, mem } => {
+                    let mut control = vcpu.read_control().map_err(call("read_control"))?;
+                    let mut view = FaultView::new(mem, control.pc);
+                    self.serve_mem(index, key, &mut view)?;
+                    let mut state = vcpu.read_state().map_err(call("read_state"))?;
+                    view.complete(&mut state, &mut control);
+                    vcpu.write_state(&state).map_err(call("write_state"))?;
+                    vcpu.write_control(&control).map_err(call("write_control"))?;
+                }
+                Packet::VcpuInterrupt { mask, vector, .. } => {
+                    self.with_distributor(|d, out| d.send_sgi(mask, u32::from(vector), out))?
+                }
+                Packet::VcpuStartup { target, entry, context, .. } => self.start_secondary(target, entry, context),
+                _ => return Err(("an exit no device serves", Status::NOT_SUPPORTED)),
+            }
+        }
+    }
+
+    fn serve_mem(&self, index: usize, key: u64, view: &mut FaultView) -> Result<(), (&'static str, Status)> {
+        let (address, size, data, read) = (view.address(), view.size(), view.data(), view.is_read());
+        match key {
+            GICD_KEY | GICR_KEY => {
+                let mut actions = Vec::new();
+                {
+                    let mut d = self.distributor.lock();
+                    let mut out = |action| actions.push(action);
+                    match (key, read) {
+                        (GICD_KEY, true) => view.set_data(d.read_distributor(index, address - GICD, size)),
+                        (GICD_KEY, false) => d.write_distributor(index, address - GICD, size, data, &mut out),
+                        (_, true) => view.set_data(d.read_redistributor(address - GICR, size)),
+                        (_, false) => d.write_redistributor(address - GICR, size, data, &mut out),
+                    }
+                }
+                self.perform(&actions)
+            }
+            _ => {
+                let served = self.bus.access(address, size, (!read).then_some(data));
+                let Some(served) = served else { return Err(("an access outside every device", Status::NOT_FOUND)) };
+                if read {
+                    view.set_data(served.value);
+                }
+                if let Some(spi) = served.raise {
+                    self.with_distributor(|d, out| d.raise_spi(32 + spi, out))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn with_distributor(
+        &self,
+        operation: impl FnOnce(&mut Distributor, &mut dyn FnMut(Action)),
+    ) -> Result<(), (&'static str, Status)> {
+        let mut actions = Vec::new();
+        operation(&mut self.distributor.lock(), &mut |action| actions.push(action));
+        self.perform(&actions)
+    }
+
+    /// Carries out the model's actions; an interrupt for a VCPU not started is dropped, as a
+    /// GIC drops one for a CPU that is off.
+    fn perform(&self, actions: &[Action]) -> Result<(), (&'static str, Status)> {
+        for action in actions {
+            match *action {
+                Action::Interrupt { vcpu, vector } => {
+                    if let Some(handle) = self.vcpu(vcpu) {
+                        match self.process.vcpu_interrupt(handle, vector) {
+                            // The VCPU's thread ended between the lookup and the call.
+                            Ok(()) | Err(Status::BAD_HANDLE) => {}
+                            Err(status) => return Err(("vcpu_interrupt", status)),
+                        }
+                    }
+                }
+                Action::Priority { vcpu, vector, priority } => {
+                    if let Some(handle) = self.vcpu(vcpu) {
+                        match self.process.vcpu_set_interrupt_priority(handle, vector, priority) {
+                            Ok(()) | Err(Status::BAD_HANDLE) => {}
+                            Err(status) => return Err(("set_interrupt_priority", status)),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn vcpu(&self, index: usize) -> Option<u32> {
+        self.vcpus.get(index).map(|h| h.load(Ordering::Acquire)).filter(|&h| h != 0)
+    }
+
+    fn start_secondary(self: &Arc<Self>, target: u64, entry: u64, context: u64) {
+        let index = target as usize;
+        // Belfry's PSCI lets through a CPU_ON only for an affinity the guest's VCPUs can have,
+        // once per VCPU; the VM may have fewer than the hypervisor allows.
+        if index >= self.vcpu_count || self.vcpu(index).is_some() {
+            defmt::warn!("vm {=str}: CPU_ON for VCPU {=usize} ignored: the VM has no such VCPU", &*self.name, index);
+            return;
+        }
+        defmt::info!("vm {=str}: PSCI CPU_ON for VCPU {=usize} at {=u64:#x}", &*self.name, index, entry);
+        if let Err(status) = self.spawn(index, entry, context) {
+            defmt::error!("vm {=str}: VCPU {=usize} not started: {}", &*self.name, index, status);
+            self.end(Ending::Failed);
+        }
+    }
+
+    /// The guest-physical address of the device tree the boot VCPU got.
+    pub fn device_tree(&self) -> u64 {
+        self.dtb
+    }
+
+    /// Whether the VM's GIC is a GICv3.
+    pub fn is_v3(&self) -> bool {
+        self.v3
+    }
+}
+
+/// Runs every VM of the bundle `blob` until each has stopped; `true` when every VM was started
+/// and powered off.
+pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online: usize) -> bool {
+    let parsed = match bundle::parse(blob) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            defmt::error!("bundle refused: {}", defmt::Debug2Format(&error));
+            return false;
+        }
+    };
+    defmt::info!("bundle: {=usize} VM(s) in {=usize} bytes", parsed.entries.len(), blob.len());
+    let mut all_good = true;
+    let mut running: Vec<(usize, Arc<Vm>)> = Vec::new();
+    for (index, entry) in parsed.entries.iter().enumerate() {
+        let started = match &entry.vm {
+            Ok(spec) => Vm::start(spec, process, resource, online),
+            Err(error) => Err(Refusal::Spec(*error)),
+        };
+        match started {
+            Ok(vm) => running.push((index, vm)),
+            Err(refusal) => {
+                defmt::error!("vm {=str}: refused: {}", entry.name.as_str(), refusal);
+                all_good = false;
+            }
+        }
+    }
+    while !running.is_empty() {
+        let mut index = 0;
+        while index < running.len() {
+            let vm = &running[index].1;
+            if !vm.stopped() {
+                index += 1;
+                continue;
+            }
+            let (spec_index, vm) = running.swap_remove(index);
+            let ending = vm.ending();
+            let name = vm.name.clone();
+            drop(vm);
+            match ending {
+                Ending::PoweredOff => defmt::info!("vm {=str}: stopped: powered off", &*name),
+                Ending::Reset => {
+                    let Ok(spec) = &parsed.entries[spec_index].vm else { continue };
+                    match Vm::start(spec, process, resource, online) {
+                        Ok(vm) => running.push((spec_index, vm)),
+                        Err(refusal) => {
+                            defmt::error!("vm {=str}: not restarted: {}", spec.name.as_str(), refusal);
+                            all_good = false;
+                        }
+                    }
+                }
+                Ending::Failed => {
+                    defmt::error!("vm {=str}: stopped: failed", &*name);
+                    all_good = false;
+                }
+                Ending::Running => {
+                    defmt::warn!("vm {=str}: stopped: every VCPU is off", &*name);
+                    all_good = false;
+                }
+            }
+        }
+        el2::thread::yield_now();
+    }
+    defmt::info!("bundle: every VM has stopped");
+    all_good
+}
