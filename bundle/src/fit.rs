@@ -272,3 +272,38 @@ fn read_vm<'a>(
     let fdt = referenced(tree, blob, images, configuration, "fdt")?.map(|(_, d)| d);
     Ok(VmSpec { name: String::from(name), vcpus, memory, cpus, cmdline, kernel, kernel_kind, ramdisk, fdt })
 }
+
+impl core::fmt::Display for BundleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BundleError::NotAFit(error) => write!(f, "not a FIT image ({error:?} device tree)"),
+            BundleError::NoConfigurations => write!(f, "a FIT without /images or /configurations"),
+            BundleError::TooManyVms => write!(f, "more than {MAX_VMS} configurations"),
+        }
+    }
+}
+
+impl core::fmt::Display for VmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VmError::BadName => write!(f, "its name is not 1 to {MAX_NAME} characters of A-Z a-z 0-9 . _ -"),
+            VmError::DuplicateName => write!(f, "another VM has the same name"),
+            VmError::NoKernel => write!(f, "its configuration names no kernel"),
+            VmError::MissingImage(what) => write!(f, "its {what} image is missing from /images"),
+            VmError::BadData(what) => write!(f, "its {what} image has no data inside the bundle"),
+            VmError::Compressed(what) => write!(f, "its {what} image is compressed"),
+            VmError::NoHash(what) => write!(f, "its {what} image has no sha256 hash"),
+            VmError::HashMismatch(what) => write!(f, "the sha256 of its {what} image does not match"),
+            VmError::Kernel(KernelError::NotLoadable) => {
+                write!(f, "its kernel is not an arm64 Image and has no load address")
+            }
+            VmError::Kernel(KernelError::Header(error)) => {
+                write!(f, "its kernel's Image header is refused ({error:?})")
+            }
+            VmError::BadVcpus(n) => write!(f, "it asks for {n} VCPUs (1 to {MAX_VCPUS})"),
+            VmError::BadMemory(m) => write!(f, "its memory size {m:#x} is not a positive multiple of 2 MiB"),
+            VmError::BadCpus => write!(f, "its belfry,cpus placement is malformed or names a CPU past {MAX_HOST_CPUS}"),
+            VmError::BadCmdline => write!(f, "its command line is not a string of at most {MAX_CMDLINE} bytes"),
+        }
+    }
+}

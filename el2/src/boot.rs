@@ -221,7 +221,7 @@ fn run_bundle(board: &Board, machine: &Machine) -> u32 {
     if run(blob, &vmm.process, vmm.hypervisor_resource, online_cpus()) {
         exit_code::SUCCESS
     } else {
-        exit_code::TEST_FAILED
+        exit_code::VM_FAILED
     }
 }
 

@@ -11,3 +11,6 @@ pub const FAULT: u32 = 3;
 pub const PANIC: u32 = 4;
 /// A self-test scenario found a wrong result; the log says which.
 pub const TEST_FAILED: u32 = 5;
+/// A VM of the bundle was refused, failed, or stopped other than by powering off; the log
+/// names it and says why.
+pub const VM_FAILED: u32 = 6;

@@ -24,7 +24,6 @@ pub struct Plan {
 
 /// Why a VM's images do not fit its memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(target_os = "none", derive(defmt::Format))]
 pub enum LoadError {
     /// The memory size runs past Belfry's guest-physical space.
     MemoryTooLarge,
@@ -37,6 +36,18 @@ pub enum LoadError {
     InitrdDoesNotFit,
     /// The bundle's device tree is larger than its 2 MiB slot.
     DeviceTreeTooLarge,
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            LoadError::MemoryTooLarge => "its memory runs past the 64 GiB guest-physical space",
+            LoadError::KernelDoesNotFit => "its kernel and the 2 MiB device-tree slot do not fit its memory",
+            LoadError::BadLoadAddress => "its raw kernel's load or entry address is outside its RAM or unaligned",
+            LoadError::InitrdDoesNotFit => "its initrd does not fit between the kernel and the device tree",
+            LoadError::DeviceTreeTooLarge => "its device tree is larger than 2 MiB",
+        })
+    }
 }
 
 /// The plan for `vm`.

@@ -58,8 +58,8 @@ pub enum Refusal {
 impl defmt::Format for Refusal {
     fn format(&self, f: defmt::Formatter<'_>) {
         match self {
-            Refusal::Spec(error) => defmt::write!(f, "{}", defmt::Debug2Format(error)),
-            Refusal::Load(error) => defmt::write!(f, "{}", error),
+            Refusal::Spec(error) => defmt::write!(f, "{}", defmt::Display2Format(error)),
+            Refusal::Load(error) => defmt::write!(f, "{}", defmt::Display2Format(error)),
             Refusal::Placement { cpu, online } => {
                 defmt::write!(f, "its placement names cpu{=u32}, but {=usize} CPUs are online", cpu, online)
             }
@@ -441,7 +441,7 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
     let parsed = match bundle::parse(blob) {
         Ok(parsed) => parsed,
         Err(error) => {
-            defmt::error!("bundle refused: {}", defmt::Debug2Format(&error));
+            defmt::error!("bundle refused: {}", defmt::Display2Format(&error));
             return false;
         }
     };

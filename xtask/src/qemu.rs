@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub dtb_file: Option<std::path::PathBuf>,
     /// A guest bundle, passed as the initrd; `virt` gets the RAM it needs.
     pub bundle: Option<std::path::PathBuf>,
+    /// `virt`'s RAM in MiB, instead of what the bundle needs.
+    pub ram_mib: Option<u64>,
     /// More QEMU arguments, appended last.
     pub qemu_args: Vec<String>,
 }
@@ -48,6 +50,7 @@ impl RunOptions {
             stop_on: None,
             dtb_file: None,
             bundle: None,
+            ram_mib: None,
             qemu_args: Vec::new(),
         }
     }
@@ -113,7 +116,7 @@ pub fn command(firmware: &Firmware, options: &RunOptions) -> Result<Command> {
         let blob = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
         ram_mib = ram_mib.max(crate::pack::ram_needed_mib(&blob));
     }
-    command.args(options.board.machine_args(options.virtualization, ram_mib));
+    command.args(options.board.machine_args(options.virtualization, options.ram_mib.unwrap_or(ram_mib)));
     // No network device: `virt` would otherwise add a virtio NIC whose option ROM comes from a
     // package (ipxe-qemu) that a minimal QEMU install lacks. No semihosting: a guest could use
     // it to reach the host (see `el2::arch::aarch64::power`). A reset ends QEMU.
@@ -232,4 +235,32 @@ pub fn exit_status(lines: &[LogLine], clean: bool) -> Option<i32> {
     }
     let last = lines.iter().rev().find(|l| l.message.starts_with(EXIT_LINE_PREFIX))?;
     last.message[EXIT_LINE_PREFIX.len()..].parse().ok()
+}
+
+/// Boots `image` natively on QEMU `virt` at EL1 (no Belfry) with `cpus` CPUs and returns the
+/// lines it printed on its serial port; the guest must power the machine off within `timeout`.
+pub fn run_native(image: &std::path::Path, cpus: u32, timeout: Duration) -> Result<Vec<String>> {
+    let mut command = Command::new("qemu-system-aarch64");
+    command.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M", "-smp", &cpus.to_string()]);
+    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot"]);
+    command.arg("-kernel").arg(image);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    die_with_parent(&mut command);
+    let mut child = command.spawn().context("starting qemu-system-aarch64")?;
+    let started = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            anyhow::bail!("{} did not power off within {timeout:?}", image.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut output = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut output)?;
+    }
+    Ok(output.lines().map(|l| l.trim_end_matches('\r').to_string()).filter(|l| !l.is_empty()).collect())
 }

@@ -1,0 +1,145 @@
+//! Guest bundles, end to end: bundles made by `xtask pack` from the test guests (arm64 Images
+//! built apart from the firmware), passed as the initrd the way a user passes them, on every
+//! board. Each VM's console lines carry its name; a VM whose image is corrupted or that asks
+//! for too much memory is refused by name while the others run.
+
+use belfry_system_tests::*;
+use bundle::writer::VmInput;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn images() -> &'static [PathBuf] {
+    static IMAGES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    IMAGES.get_or_init(|| xtask::guests::build().expect("building the test guests"))
+}
+
+fn vm(name: &str, guest: usize, vcpus: u32, memory: u64) -> VmInput {
+    VmInput {
+        name: name.into(),
+        kernel: std::fs::read(&images()[guest]).unwrap(),
+        vcpus: Some(vcpus),
+        memory: Some(memory),
+        ..VmInput::default()
+    }
+}
+
+/// Packs `vms` into `target/test-bundles/NAME.itb`, then lets `edit` change the bytes.
+fn bundle(name: &str, vms: &[VmInput], edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let dir = xtask::workspace_root().join("target/test-bundles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.itb"));
+    let mut blob = bundle::writer::write(vms).unwrap();
+    edit(&mut blob);
+    std::fs::write(&path, blob).unwrap();
+    path
+}
+
+fn run(board: Board, bundle: &std::path::Path) -> Outcome {
+    boot(RunOptions { bundle: Some(bundle.to_path_buf()), ram_mib: Some(1024), ..RunOptions::new(board) })
+}
+
+/// The console lines Belfry logged for VM `name`, without the tag.
+fn console(outcome: &Outcome, name: &str) -> Vec<String> {
+    let tag = format!("console {name}: ");
+    outcome.lines.iter().filter_map(|l| l.message.strip_prefix(&tag)).map(String::from).collect()
+}
+
+const HELLO: [&str; 4] = [
+    "hello: an arm64 Image on QEMU virt's machine",
+    "hello: x0 holds a device tree",
+    "hello: running at EL1",
+    "hello: PSCI SYSTEM_OFF",
+];
+const SMP: [&str; 5] = [
+    "smp: cpu0 starts cpu1 with PSCI CPU_ON",
+    "smp: cpu1 is up",
+    "smp: CPU_ON succeeded",
+    "smp: cpu1 got context id 0x5a17",
+    "smp: PSCI SYSTEM_OFF",
+];
+
+/// The guests print the same lines natively on QEMU `virt` as under Belfry: they are plain
+/// QEMU `virt` programs.
+#[test]
+fn the_test_guests_boot_natively() {
+    tools_ready();
+    let hello = xtask::qemu::run_native(&images()[0], 1, Duration::from_secs(30)).unwrap();
+    assert_eq!(hello, HELLO);
+    let smp = xtask::qemu::run_native(&images()[1], 2, Duration::from_secs(30)).unwrap();
+    assert_eq!(smp, SMP);
+}
+
+fn tools_ready() {
+    xtask::tools::ensure_qemu().expect("QEMU");
+}
+
+#[test]
+fn two_vms_run_each_line_tagged_with_its_name() {
+    let path = bundle("two", &[vm("hello", 0, 1, 32 << 20), vm("smp", 1, 2, 32 << 20)], |_| {});
+    for board in Board::ALL {
+        let outcome = run(board, &path);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        assert_eq!(console(&outcome, "hello"), HELLO, "{}", outcome.transcript());
+        assert_eq!(console(&outcome, "smp"), SMP, "{}", outcome.transcript());
+        assert!(outcome.lines.iter().any(|l| l.message.starts_with("bundle: 2 VM(s) in ")));
+        for line in [
+            "vm smp: PSCI CPU_ON for VCPU 1 at 0x400000e4",
+            "vm smp: VCPU 1 off (PSCI CPU_OFF)",
+            "vm smp: powered off (PSCI SYSTEM_OFF from VCPU 0)",
+            "vm smp: stopped: powered off",
+            "vm hello: powered off (PSCI SYSTEM_OFF from VCPU 0)",
+            "vm hello: stopped: powered off",
+            "bundle: every VM has stopped",
+        ] {
+            expect_line(&outcome, None, line);
+        }
+        // Every console line Belfry logged is tagged with one of the two names.
+        let tagged = outcome.lines.iter().filter(|l| l.message.starts_with("console ")).count();
+        assert_eq!(tagged, HELLO.len() + SMP.len());
+    }
+}
+
+#[test]
+fn a_vm_whose_image_is_corrupted_is_refused_by_name_and_the_other_runs() {
+    let hello = vm("hello", 0, 1, 32 << 20);
+    let needle = b"hello: running at EL1".to_vec();
+    let path = bundle("corrupted", &[hello, vm("smp", 1, 2, 32 << 20)], |blob| {
+        let at = blob.windows(needle.len()).position(|w| w == needle).expect("the hello guest's text");
+        blob[at] ^= 0x20;
+    });
+    for board in Board::ALL {
+        let outcome = run(board, &path);
+        expect_exit(&outcome, exit_code::VM_FAILED);
+        expect_line(&outcome, Some(0), "vm hello: refused: the sha256 of its kernel image does not match");
+        assert_eq!(console(&outcome, "hello"), Vec::<String>::new());
+        assert_eq!(console(&outcome, "smp"), SMP, "{}", outcome.transcript());
+        expect_line(&outcome, None, "vm smp: stopped: powered off");
+    }
+}
+
+#[test]
+fn a_vm_that_asks_for_too_much_memory_is_refused_by_name() {
+    let path = bundle("too-big", &[vm("big", 0, 1, 4 << 30), vm("smp", 1, 2, 32 << 20)], |_| {});
+    for board in Board::ALL {
+        let outcome = run(board, &path);
+        expect_exit(&outcome, exit_code::VM_FAILED);
+        let refusal = outcome.lines.iter().find(|l| l.message.starts_with("vm big: refused: "));
+        let refusal = refusal.unwrap_or_else(|| panic!("no refusal in:\n{}", outcome.transcript()));
+        assert!(
+            refusal.message.starts_with("vm big: refused: it asks for 4096 MiB of memory, ")
+                && refusal.message.ends_with(" MiB are left"),
+            "{}",
+            refusal.message
+        );
+        assert_eq!(console(&outcome, "smp"), SMP, "{}", outcome.transcript());
+    }
+}
+
+#[test]
+fn a_bundle_that_is_not_a_fit_is_refused_and_belfry_ends_cleanly() {
+    let path = bundle("truncated", &[vm("hello", 0, 1, 32 << 20)], |blob| blob.truncate(blob.len() / 2));
+    let outcome = run(Board::Virt, &path);
+    expect_exit(&outcome, exit_code::VM_FAILED);
+    expect_line(&outcome, Some(0), "bundle refused: not a FIT image (BadHeader device tree)");
+}
