@@ -13,9 +13,7 @@ use crate::machine::{DescriptionError, DescriptionSource, GicDescription, Machin
 use crate::object::process::Process;
 use crate::object::resource::{RSRC_KIND_HYPERVISOR, RSRC_KIND_MMIO};
 use crate::object::Status;
-use crate::scenario::{self, Scenario, UNMAPPED_ADDRESS};
-use crate::{exit_code, logger, memory, report, selftest, thread};
-use alloc::sync::Arc;
+use crate::{exit_code, logger, memory, report, thread};
 use core::sync::atomic::{AtomicU64, Ordering};
 use embedded_hal::delay::DelayNs;
 use stage2::PhysAddr;
@@ -47,9 +45,8 @@ pub struct Board {
     /// The BCM2835-family power manager (watchdog) that resets the board, when it has one;
     /// otherwise a run ends with PSCI SYSTEM_OFF.
     pub watchdog: Option<u64>,
-    /// Runs a guest scenario by name with the VMM's process and hypervisor resource; `None`
-    /// when the board has no VMM.
-    pub guest_scenario: Option<fn(&str, &'static Process, u32) -> bool>,
+    /// The test kit, in test firmware only (DESIGN.md section 7: the product image has none).
+    pub test_kit: Option<&'static TestKit>,
     /// Runs the VMs of a guest bundle until every one has stopped (the VMM's process, its
     /// hypervisor resource, the CPUs online); `true` when all were started and powered off.
     pub run_bundle: Option<BundleRunner>,
@@ -57,6 +54,21 @@ pub struct Board {
 
 /// Runs a bundle: its bytes, the VMM's process, its hypervisor resource, the CPUs online.
 pub type BundleRunner = fn(&'static [u8], &'static Process, u32, usize) -> bool;
+
+/// What test firmware adds to the boot path (the `testkit` crate provides it).
+pub struct TestKit {
+    /// Called before the MMU and the log with the command line (the early-panic scenario).
+    pub early: fn(&str),
+    /// Called once every CPU is online: `Some(status)` ends the run with it (a test scenario
+    /// ran); `None` boots on as the product does.
+    pub run: fn(&Machine, &'static VmmProcess) -> Option<u32>,
+}
+
+impl core::fmt::Debug for TestKit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TestKit")
+    }
+}
 
 /// Bit `n` is set once logical CPU `n` runs with its MMU on.
 static ONLINE: AtomicU64 = AtomicU64::new(0);
@@ -103,8 +115,8 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     // The end of the run may come before the log is up: arm the power-off now.
     if let Described::Tree(machine) | Described::BuiltIn(machine, _) = &described {
         arm_power_off(board, machine);
-        if scenario::parse(machine.command_line.as_str()) == Ok(Scenario::EarlyPanic) {
-            panic!("deliberate panic before the log (scenario=early-panic)");
+        if let Some(kit) = board.test_kit {
+            (kit.early)(machine.command_line.as_str());
         }
     }
     let machine = match &described {
@@ -192,12 +204,17 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     if online != machine.cpus().len() {
         report::stop(0, exit_code::BOOT_FAILED);
     }
-    run_scenario(board, &machine)
+    run(board, &machine)
 }
 
 /// How many CPUs are online.
 pub fn online_cpus() -> usize {
     ONLINE.load(Ordering::Acquire).count_ones() as usize
+}
+
+/// Whether logical CPU `index` is online.
+pub fn is_online(index: usize) -> bool {
+    index < 64 && ONLINE.load(Ordering::Acquire) & (1 << index) != 0
 }
 
 /// Runs the bundle the loader passed, if there is one; the run's exit status.
@@ -439,13 +456,6 @@ pub fn secondary(cpu_index: usize) -> ! {
     thread::serve_forever()
 }
 
-fn fault() -> ! {
-    defmt::info!("loading from unmapped address {=u64:#x}", UNMAPPED_ADDRESS);
-    // SAFETY: deliberately not safe: the load faults, and the fault report never returns here.
-    let value = unsafe { (UNMAPPED_ADDRESS as *const u64).read_volatile() };
-    panic!("a load from {:#x} returned {:#x} instead of faulting", UNMAPPED_ADDRESS, value)
-}
-
 /// Powers the machine off at the end of the run when the command line asks for it.
 fn arm_power_off(board: &Board, machine: &Machine) {
     if machine.command_line.has_word("belfry.exit=poweroff") {
@@ -461,120 +471,29 @@ fn arm_power_off(board: &Board, machine: &Machine) {
     }
 }
 
-/// Recurses with a 1 KiB frame until the stack runs into its guard page (`scenario=stack-overflow`).
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let mut frame = [0u8; 1024];
-    frame[0] = depth as u8;
-    let frame = core::hint::black_box(&mut frame);
-    if depth < 1 << 40 {
-        recurse(depth + 1) + u64::from(frame[0])
-    } else {
-        depth
+fn run(board: &Board, machine: &Machine) -> ! {
+    let vmm = VMM.get();
+    match (board.test_kit, vmm) {
+        (Some(kit), Some(vmm)) => {
+            if let Some(status) = (kit.run)(machine, vmm) {
+                finish(status)
+            }
+        }
+        _ => {
+            if let Some(word) =
+                machine.command_line.as_str().split_ascii_whitespace().find(|w| w.starts_with("scenario="))
+            {
+                defmt::warn!("{=str} ignored: scenarios are in the test firmware, not the product image", word);
+            }
+        }
     }
+    finish(run_bundle(board, machine))
 }
 
-fn run_scenario(board: &Board, machine: &Machine) -> ! {
-    let scenario = scenario::parse(machine.command_line.as_str());
-    let scenario = match scenario {
-        Ok(scenario) => scenario,
-        Err(error) => {
-            defmt::error!("bad command line: {}", error);
-            report::stop(0, exit_code::BOOT_FAILED)
-        }
-    };
-    defmt::info!("scenario: {}", scenario);
-    match scenario {
-        Scenario::Boot => {
-            let status = run_bundle(board, machine);
-            if status != exit_code::SUCCESS {
-                power::exit(status)
-            }
-        }
-        Scenario::FaultOnBootCpu => fault(),
-        Scenario::FaultOnCpu(target) => {
-            if ONLINE.load(Ordering::Acquire) & (1 << target) == 0 {
-                defmt::error!("cpu{=usize} is not online", target);
-                report::stop(0, exit_code::BOOT_FAILED)
-            }
-            if let Err(status) = thread::spawn(target, "fault", || fault()) {
-                defmt::error!("cannot start a thread on cpu{=usize}: {}", target, status);
-                report::stop(0, exit_code::BOOT_FAILED)
-            }
-            // The faulting CPU ends the run; wait for it.
-            thread::serve_forever()
-        }
-        Scenario::Panic | Scenario::EarlyPanic => panic!("deliberate panic (scenario=panic)"),
-        Scenario::StackOverflow => {
-            if let Err(status) = thread::spawn(1, "overflow", || {
-                let depth = recurse(0);
-                panic!("recursion returned at depth {} without overflowing", depth)
-            }) {
-                defmt::error!("cannot start a thread on cpu1: {}", status);
-                report::stop(0, exit_code::BOOT_FAILED)
-            }
-            // The overflowing CPU ends the run; wait for it.
-            thread::serve_forever()
-        }
-        Scenario::PortStress => port_stress(),
-        Scenario::Guest(guest) => {
-            let (Some(run), Some(vmm)) = (board.guest_scenario, VMM.get()) else {
-                defmt::error!("this board has no VMM to run {}", guest);
-                report::stop(0, exit_code::BOOT_FAILED)
-            };
-            if !run(guest.name(), &vmm.process, vmm.hypervisor_resource) {
-                report::stop(0, exit_code::TEST_FAILED)
-            }
-        }
+/// Ends the run with `status`: a power-off where the command line armed one.
+fn finish(status: u32) -> ! {
+    if status == exit_code::SUCCESS {
+        defmt::info!("boot complete");
     }
-    defmt::info!("boot complete");
-    power::exit(exit_code::SUCCESS)
-}
-
-fn port_stress() {
-    if ONLINE.load(Ordering::Acquire) & 0b1111 != 0b1111 {
-        defmt::error!("port stress needs CPUs 0 to 3");
-        report::stop(0, exit_code::BOOT_FAILED)
-    }
-    let stress = match selftest::PortStress::new(cpu::at_el2()) {
-        Ok(stress) => Arc::new(stress),
-        Err(status) => {
-            defmt::error!("port stress setup failed: {}", status);
-            report::stop(0, exit_code::TEST_FAILED)
-        }
-    };
-    defmt::info!(
-        "port stress: {=usize} producer and {=usize} consumer threads on {=usize} CPUs, {=u64} packets per producer",
-        selftest::CPUS,
-        selftest::CPUS,
-        selftest::CPUS,
-        selftest::PACKETS_PER_PRODUCER
-    );
-    let mut threads = alloc::vec::Vec::new();
-    for cpu_index in 0..selftest::CPUS {
-        let (producer, consumer) = (stress.clone(), stress.clone());
-        let spawned = thread::spawn(cpu_index, "producer", move || producer.produce(cpu_index))
-            .and_then(|p| Ok((p, thread::spawn(cpu_index, "consumer", move || consumer.consume(cpu_index))?)));
-        match spawned {
-            Ok((producer, consumer)) => threads.extend([producer, consumer]),
-            Err(status) => {
-                defmt::error!("cannot start threads on cpu{=usize}: {}", cpu_index, status);
-                report::stop(0, exit_code::TEST_FAILED)
-            }
-        }
-    }
-    stress.wait_and_stop();
-    while !threads.iter().all(|t| t.has_exited()) {
-        thread::yield_now();
-        core::hint::spin_loop();
-    }
-    if stress.verify() {
-        defmt::info!(
-            "port stress: all {=u64} packets accounted for; {=usize} threads finished",
-            selftest::PACKETS_PER_PRODUCER * selftest::CPUS as u64,
-            threads.len()
-        );
-    } else {
-        report::stop(0, exit_code::TEST_FAILED)
-    }
+    power::exit(status)
 }

@@ -62,7 +62,6 @@ pub mod memory;
 pub mod object;
 pub mod pagetable;
 pub mod regions;
-pub mod scenario;
 pub mod sched;
 pub mod sync;
 #[cfg(target_os = "none")]
@@ -79,6 +78,4 @@ pub mod irq;
 #[cfg(target_os = "none")]
 mod logger;
 #[cfg(target_os = "none")]
-mod report;
-#[cfg(target_os = "none")]
-mod selftest;
+pub mod report;

@@ -25,13 +25,21 @@ fn built() -> &'static Result<(), String> {
     })
 }
 
+/// Builds the firmware of every board once per test process; panics if that fails.
+pub fn build_firmware() {
+    if let Err(error) = built() {
+        panic!("building the firmware failed: {error}");
+    }
+}
+
 /// Boots `options.board` and returns the outcome; panics (failing the test) if QEMU cannot
 /// run at all or the run hit the time limit.
 pub fn boot(options: RunOptions) -> Outcome {
     if let Err(error) = built() {
         panic!("building the firmware failed: {error}");
     }
-    let firmware = xtask::build::firmware(options.board).expect("built firmware");
+    // A scenario runs on the test firmware; everything else on the product image users flash.
+    let firmware = xtask::build::firmware_for(options.board, options.scenario.is_some()).expect("built firmware");
     let options = RunOptions { timeout: TIME_LIMIT, ..options };
     let outcome = xtask::qemu::run(&firmware, &options, |_| {}).expect("running QEMU");
     assert!(!outcome.timed_out, "{} hit the {TIME_LIMIT:?} limit:\n{}", options.board.name(), outcome.transcript());

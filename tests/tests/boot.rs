@@ -16,7 +16,7 @@ fn expect_clean_boot(board: Board, outcome: &Outcome, el: u8) {
         expect_line(outcome, Some(cpu), &format!("cpu{cpu} online: MPIDR {cpu:#x}, EL{el}"));
     }
     expect_line(outcome, Some(0), "4 of 4 CPUs online");
-    expect_line(outcome, Some(0), "scenario: Boot");
+    expect_line(outcome, Some(0), "no guest bundle (/chosen has no linux,initrd-start): nothing to run");
     expect_line(outcome, Some(0), "boot complete");
     assert!(
         outcome.lines.iter().all(|l| l.cpu.is_some_and(|cpu| cpu < 4)),

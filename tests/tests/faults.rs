@@ -4,7 +4,7 @@
 
 use belfry_system_tests::*;
 
-/// The unmapped address the fault scenarios load from (el2::scenario::UNMAPPED_ADDRESS).
+/// The unmapped address the fault scenarios load from (testkit::scenario::UNMAPPED_ADDRESS).
 const UNMAPPED: u64 = 0x7f_dead_0000;
 
 fn expect_fault_report(board: Board, outcome: &Outcome, cpu: usize) {
@@ -57,7 +57,7 @@ fn a_panic_is_reported_and_ends_the_run() {
         let outcome = boot_scenario(board, "panic");
         expect_exit(&outcome, exit_code::PANIC);
         let panic = outcome.lines.iter().find(|l| l.message.starts_with("cpu0 panicked: ")).expect("panic line");
-        assert!(panic.message.contains("el2/src/boot.rs"), "{}", panic.message);
+        assert!(panic.message.contains("testkit/src/run.rs"), "{}", panic.message);
         assert!(panic.message.ends_with("deliberate panic (scenario=panic)"), "{}", panic.message);
         expect_line(&outcome, Some(0), "cpu0 stopped");
     }
@@ -98,7 +98,7 @@ fn a_fatal_error_before_the_log_reaches_the_uart_in_words() {
         let early: Vec<&str> =
             outcome.lines.iter().filter(|l| l.level == "EARLY").map(|l| l.message.as_str()).collect();
         assert_eq!(early.len(), 3, "{}", outcome.transcript());
-        assert!(early[0].starts_with("cpu0 panicked before the log: panicked at el2/src/boot.rs:"), "{}", early[0]);
+        assert!(early[0].starts_with("cpu0 panicked before the log: panicked at testkit/src/run.rs:"), "{}", early[0]);
         assert!(early[0].ends_with("deliberate panic before the log (scenario=early-panic)"), "{}", early[0]);
         assert_eq!(early[1..], ["cpu0 stopped", "belfry: run ended, exit status 4"]);
         assert!(outcome.lines.iter().all(|l| l.level == "EARLY"), "{}", outcome.transcript());

@@ -1,6 +1,6 @@
 //! Guests running under Belfry on every board: DESIGN.md Appendix A (Zircon's hypervisor
 //! tests) and Belfry's own cases. Each case boots a fresh QEMU, runs one guest program through
-//! the in-firmware VMM (`vmm::suite`) and passes on its exact log lines plus exit code 0.
+//! the test kit (`testkit::suite`, linked into the test firmware) and passes on its exact log lines plus exit code 0.
 //!
 //! Every item of Appendix A (1 to 22) is here; item 23, the trap map rules, is a kernel unit
 //! test (`el2::object::trap`), as in Zircon. The host tests (`el2/tests/*.rs`) cover the same

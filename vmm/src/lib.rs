@@ -1,35 +1,30 @@
-//! # vmm: the in-firmware VMM library
+//! # vmm: Belfry's VMM
 //!
-//! A client of the hypervisor API like any VMM: it creates guests through `el2::api` with the
-//! hypervisor resource Belfry hands it at boot, loads guest code into guest memory, runs VCPUs
-//! and serves their packets. Today it holds the guest-side scenarios of the system tests
-//! (`suite`): DESIGN.md Appendix A's Zircon hypervisor tests and Belfry's own, each a few lines
-//! of guest assembly and the VMM code that drives them.
+//! A client of the hypervisor API like any VMM: with the hypervisor resource Belfry hands it at
+//! boot, it builds each VM of the user's bundle and serves it (DESIGN.md section 7). The pipeline
+//! reads top to bottom: the bundle's VM specification (crate `bundle`) -> [`layout`], the QEMU
+//! `virt` machine every guest sees -> [`loader`], where the kernel, initrd and device tree go ->
+//! guest memory, a charged VMO written through its checked accessors -> [`devicetree`], the tree
+//! the guest boots with -> [`bus`], the MMIO devices behind one trait with their interrupt lines
+//! ([`pl011`]; the GIC [`distributor`] model is the interrupt sink) -> [`vm`], one serving loop
+//! per VCPU, where a MEM exit becomes a device access through the seL4-style [`fault`] view.
 //!
-//! The fault view (`fault`) is pure logic and is unit-tested on the host; the scenarios run
-//! only on the board (`target_os = "none"`): they need real guest execution.
+//! The VMM is confined by the language: `#![forbid(unsafe_code)]`. It reaches guest memory and
+//! the hardware only through `el2`'s safe API (handles with rights, checked VMO accessors), so a
+//! bug in a device model can corrupt at most the VM it serves. Everything but the serving loop
+//! is pure and unit-tested on the host; `vm` needs real guest execution. Test scenarios live in
+//! the `testkit` crate, which only test firmware links.
 #![cfg_attr(target_os = "none", no_std)]
-#![forbid(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
-#[cfg(target_os = "none")]
-mod attack;
-#[cfg(target_os = "none")]
-mod bench;
 pub mod bus;
 pub mod devicetree;
 pub mod distributor;
 pub mod fault;
-#[cfg(target_os = "none")]
-mod guests;
 pub mod layout;
 pub mod loader;
-#[cfg(target_os = "none")]
-pub mod machine;
 pub mod pl011;
-#[cfg(target_os = "none")]
-pub mod suite;
 #[cfg(target_os = "none")]
 pub mod vm;

@@ -18,7 +18,8 @@ pub struct Firmware {
     pub image: PathBuf,
 }
 
-/// Builds the firmware crates of `boards` (release profile) and writes their flat images.
+/// Builds the firmware crates of `boards` (release profile: the product and the test firmware)
+/// and writes the product's flat images.
 pub fn build(boards: &[Board]) -> Result<Vec<Firmware>> {
     crate::tools::ensure_rust_targets()?;
     let root = workspace_root();
@@ -36,17 +37,36 @@ pub fn build(boards: &[Board]) -> Result<Vec<Firmware>> {
     boards.iter().map(|&board| firmware(board)).collect()
 }
 
-/// The paths of a board's already-built firmware, writing its flat image from the ELF.
+/// The paths of a board's already-built product firmware, writing its flat image from the ELF.
 pub fn firmware(board: Board) -> Result<Firmware> {
+    firmware_named(board.firmware_crate())
+}
+
+/// The paths of a board's already-built test firmware (the product plus the test kit), which
+/// runs `scenario=NAME` command lines.
+pub fn test_firmware(board: Board) -> Result<Firmware> {
+    firmware_named(&format!("{}-test", board.firmware_crate()))
+}
+
+/// The firmware for a run: the test firmware when a scenario is asked for.
+pub fn firmware_for(board: Board, scenario: bool) -> Result<Firmware> {
+    if scenario {
+        test_firmware(board)
+    } else {
+        firmware(board)
+    }
+}
+
+fn firmware_named(name: &str) -> Result<Firmware> {
     let dir = workspace_root().join("target").join(TARGET).join("release");
-    let elf = dir.join(board.firmware_crate());
-    let image = dir.join(format!("{}.img", board.firmware_crate()));
+    let elf = dir.join(name);
+    let image = dir.join(format!("{name}.img"));
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
     let flat = flat_image(&bytes)?;
     // Several tests (and QEMUs) may ask at once: only write when the image changed, and then
     // atomically, so no QEMU ever loads a half-written image.
     if std::fs::read(&image).ok().as_deref() != Some(&flat[..]) {
-        let temporary = dir.join(format!("{}.img.{}", board.firmware_crate(), std::process::id()));
+        let temporary = dir.join(format!("{name}.img.{}", std::process::id()));
         std::fs::write(&temporary, &flat).with_context(|| format!("writing {}", temporary.display()))?;
         std::fs::rename(&temporary, &image).with_context(|| format!("renaming to {}", image.display()))?;
     }

@@ -10,6 +10,7 @@ pub mod board;
 pub mod build;
 pub mod debian;
 pub mod decode;
+pub mod flash;
 pub mod fuzz;
 pub mod guests;
 pub mod pack;

@@ -58,14 +58,22 @@ enum Task {
     /// Run every check CI runs: fmt, clippy, host unit tests, the QEMU system tests, and the
     /// model checks (loom, Miri).
     Test,
-    /// Write a Raspberry Pi 4 SD-card boot partition (kernel8.img, config.txt, firmware files).
+    /// Write a Raspberry Pi 4 boot folder (kernel8.img, config.txt, the bundle, the Pi
+    /// firmware) and, with --image, a bootable SD-card image.
     Flash {
         #[arg(long, value_enum, default_value = "rpi4")]
         board: Board,
         /// The directory to write (e.g. the mounted FAT boot partition).
         #[arg(long)]
         out: PathBuf,
-        /// Where the Raspberry Pi firmware files are (default: Debian's raspi-firmware package).
+        /// The guest bundle to boot (default: the test guests' bundle).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Also write an SD-card image (one FAT32 partition) for dd or Raspberry Pi Imager.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Where the Raspberry Pi firmware files are; fetched from Debian's raspi-firmware
+        /// package when they are not there.
         #[arg(long, default_value = "/usr/lib/raspi-firmware")]
         firmware_dir: PathBuf,
     },
@@ -146,7 +154,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("--el1 needs a QEMU virt board");
             }
             tools::ensure_qemu()?;
-            let firmware = build::build(&[board])?.remove(0);
+            build::build(&[board])?;
+            // A scenario needs the test firmware; the product image boots bundles only.
+            let firmware = build::firmware_for(board, scenario.is_some())?;
             // Without a bundle or a scenario, `run` boots the test guests' bundle.
             let bundle = match (bundle, &scenario) {
                 (Some(bundle), _) => Some(bundle),
@@ -181,7 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(if found.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Task::Flash { board, out, firmware_dir } => flash(board, &out, &firmware_dir),
+        Task::Flash { board, out, bundle, image, firmware_dir } => flash(board, &out, bundle, image, &firmware_dir),
         Task::Gdb { board } => gdb(board),
         Task::Decode { board, input } => decode(board, &input),
         Task::Fuzz { time, target } => {
@@ -199,7 +209,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Task::Stress { runs, board } => {
             tools::ensure_qemu()?;
             let boards = board.map(|b| vec![b]).unwrap_or_else(|| Board::ALL.to_vec());
-            let firmware: Vec<_> = boards.iter().copied().zip(build::build(&boards)?).collect();
+            build::build(&boards)?;
+            let firmware = boards.iter().map(|&b| Ok((b, build::test_firmware(b)?))).collect::<Result<Vec<_>>>()?;
             let counts = xtask::stress::stress(&firmware, runs, Duration::from_secs(60))?;
             println!("{:<12} {:<20} {:>7} {:>7} {:>5}", "board", "scenario", "passed", "failed", "hung");
             let mut bad = 0;
@@ -294,6 +305,10 @@ fn test() -> Result<ExitCode> {
         "-p",
         "vmm",
         "-p",
+        "bundle",
+        "-p",
+        "testkit",
+        "-p",
         "belfry-virt",
         "-p",
         "belfry-rpi4",
@@ -338,49 +353,34 @@ fn test() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `config.txt` keys DESIGN.md 3.4 gives for booting Belfry on a Pi 4.
-const CONFIG_TXT: &str = "\
-# Belfry on a Raspberry Pi 4: 64-bit, entered at EL2 at 0x80000 with the GIC-400 enabled.
-arm_64bit=1
-kernel=kernel8.img
-kernel_address=0x80000
-enable_uart=1
-enable_gic=1
-dtoverlay=disable-bt
-";
-
-/// The firmware files the Pi 4's boot ROM and GPU firmware need next to the kernel.
-const PI4_FIRMWARE: &[&str] = &["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb"];
-
-fn flash(board: Board, out: &Path, firmware_dir: &Path) -> Result<ExitCode> {
+fn flash(
+    board: Board,
+    out: &Path,
+    bundle: Option<PathBuf>,
+    image: Option<PathBuf>,
+    firmware_dir: &Path,
+) -> Result<ExitCode> {
     if board != Board::Rpi4 {
         bail!("flash writes a Raspberry Pi 4 boot partition; use --board rpi4");
     }
     let firmware = build::build(&[board])?.remove(0);
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::copy(&firmware.image, out.join("kernel8.img")).context("writing kernel8.img")?;
-    std::fs::write(out.join("config.txt"), CONFIG_TXT).context("writing config.txt")?;
-    println!("xtask: wrote {} and {}", out.join("kernel8.img").display(), out.join("config.txt").display());
-    let mut missing = Vec::new();
-    for name in PI4_FIRMWARE {
-        let source =
-            [firmware_dir.join(name), firmware_dir.join("broadcom").join(name)].into_iter().find(|p| p.exists());
-        match source {
-            Some(source) => {
-                std::fs::copy(&source, out.join(name)).with_context(|| format!("copying {}", source.display()))?;
-                println!("xtask: copied {}", source.display());
-            }
-            None => missing.push(*name),
-        }
+    let bundle = match bundle {
+        Some(bundle) => bundle,
+        None => xtask::guests::demo_bundle()?,
+    };
+    let blob = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    for line in xtask::pack::check(&blob)? {
+        println!("xtask: {line}");
     }
-    if !missing.is_empty() {
-        println!("xtask: not found in {}: {}", firmware_dir.display(), missing.join(", "));
-        println!("  Copy them into {} from the Raspberry Pi firmware repository's boot/ folder", out.display());
-        println!("  (github.com/raspberrypi/firmware) or from Debian's raspi-firmware package");
-        println!("  (non-free-firmware: `apt-get install raspi-firmware`, files in /usr/lib/raspi-firmware).");
+    let written = xtask::flash::write_folder(out, &firmware.image, &bundle, firmware_dir)?;
+    for path in &written {
+        println!("xtask: wrote {}", path.display());
     }
-    println!("xtask: copy these files to the FAT boot partition of the SD card, connect a 3.3 V serial");
-    println!("  adapter to GPIO 14/15 and run: stty -F /dev/ttyUSB0 115200 raw -echo &&");
+    if let Some(image) = image {
+        xtask::flash::write_image(&image, &written)?;
+        println!("xtask: wrote the SD-card image {} (write it with dd or Raspberry Pi Imager)", image.display());
+    }
+    println!("xtask: connect a 3.3 V serial adapter to GPIO 14/15 and run: stty -F /dev/ttyUSB0 115200 raw -echo &&");
     println!("  cargo xtask decode --board rpi4 --input /dev/ttyUSB0");
     Ok(ExitCode::SUCCESS)
 }

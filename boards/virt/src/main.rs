@@ -1,57 +1,14 @@
-//! # Belfry for QEMU `virt`
-//!
-//! The image is an arm64 Linux `Image`: QEMU recognises the header, loads it 2 MiB into RAM
-//! (0x4020_0000, which the linker script assumes) and enters it at EL2 (with
-//! `virtualization=on`) or EL1, with the device tree address in x0. The same image serves
-//! `gic-version=3` and `gic-version=2`: the GIC is whatever the device tree describes.
-//! Secondary CPUs start through PSCI CPU_ON on the conduit the device tree names.
+//! Belfry's product image for this board: it boots the VMs of the user's bundle and carries
+//! no test scenario (see `belfry-virt-test` for the test firmware).
 #![no_std]
 #![no_main]
 
-use el2::boot::{Board, CpuStart};
-use stage2::PhysAddr;
+use el2::boot::Board;
 
-// The arm64 Image header (Linux Documentation/arch/arm64/booting.rst): a branch, text_offset 0,
-// the image size including bss (so a loader keeps it free), flags = little-endian, 4 KiB pages,
-// and the "ARM\x64" magic.
-core::arch::global_asm!(
-    r#"
-    .section .text.head, "ax"
-    .global _start
-_start:
-    b       _start_primary      // code0
-    .long   0                   // code1
-    .quad   0                   // text_offset
-    .quad   __image_size        // image_size
-    .quad   0x2                 // flags: LE, 4 KiB pages, 2 MiB-aligned base
-    .quad   0                   // res2
-    .quad   0                   // res3
-    .quad   0                   // res4
-    .ascii  "ARM\x64"           // magic
-    .long   0                   // res5
-"#
-);
-
-static BOARD: Board = Board {
-    name: "QEMU virt",
-    uart: PhysAddr::new(0x0900_0000),
-    uart_clock_hz: 24_000_000,
-    // Everything below RAM: flash, GIC, UART, RTC, virtio-mmio, PCIe windows.
-    device_windows: &[(0, 0x4000_0000)],
-    builtin: None,
-    fixed_gic: None,
-    guest_scenario: Some(vmm::suite::run_reported),
-    run_bundle: Some(vmm::vm::run_bundle),
-    watchdog: None,
-    cpu_start: CpuStart::Psci,
-};
+static BOARD: Board = belfry_virt::board(None);
 
 /// Called by the boot code on every CPU.
 #[unsafe(no_mangle)]
 extern "C" fn belfry_main(dtb: usize, cpu: usize, boot_cpu: bool) -> ! {
-    if boot_cpu {
-        el2::boot::primary(&BOARD, dtb)
-    } else {
-        el2::boot::secondary(cpu)
-    }
+    belfry_virt::main(&BOARD, dtb, cpu, boot_cpu)
 }

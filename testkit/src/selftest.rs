@@ -10,15 +10,15 @@
 //! at the end each one must have arrived exactly once, and each consumer must have seen each
 //! source's packets in order.
 
-use crate::object::packet::{PortPacket, PKT_TYPE_GUEST_BELL, PKT_TYPE_USER};
-use crate::object::port::TrapRing;
-use crate::object::process::Process;
-use crate::object::ring::PushError;
-use crate::object::Status;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use crate::sync::{WaitQueue, INFINITE};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use el2::object::packet::{PortPacket, PKT_TYPE_GUEST_BELL, PKT_TYPE_USER};
+use el2::object::port::TrapRing;
+use el2::object::process::Process;
+use el2::object::ring::PushError;
+use el2::object::Status;
+use el2::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use el2::sync::{WaitQueue, INFINITE};
 
 /// Packets each producer sends (half through each source).
 pub const PACKETS_PER_PRODUCER: u64 = 5_000;
@@ -100,7 +100,7 @@ impl PortStress {
                 loop {
                     match self.process.port_queue(self.port, &packet) {
                         Ok(()) => break,
-                        Err(Status::SHOULD_WAIT) => crate::thread::yield_now(),
+                        Err(Status::SHOULD_WAIT) => el2::thread::yield_now(),
                         Err(_) => return self.fail(),
                     }
                 }
@@ -147,7 +147,7 @@ impl PortStress {
         }
         for _ in 0..CPUS {
             while self.process.port_queue(self.port, &PortPacket::user(STOP, 0, [0; 4])) == Err(Status::SHOULD_WAIT) {
-                crate::thread::yield_now();
+                el2::thread::yield_now();
             }
         }
     }

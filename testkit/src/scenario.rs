@@ -1,7 +1,7 @@
 //! What a run is asked to do, read from the command line (`/chosen/bootargs`: `scenario=NAME`).
 //!
-//! The system tests use this to drive one image through several scenarios; a board booted
-//! without one (a board whose firmware passes none) always runs [`Scenario::Boot`].
+//! The system tests use this to drive one test firmware image through several scenarios; with
+//! none, test firmware boots as the product does ([`Scenario::Boot`]: the bundle, if any).
 
 /// One run's job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
         other => {
             let cpu = other.strip_prefix("fault-cpu:").ok_or(ScenarioError::UnknownScenario)?;
             match cpu.parse::<usize>() {
-                Ok(cpu) if cpu > 0 && cpu < crate::machine::MAX_CPUS => Ok(Scenario::FaultOnCpu(cpu)),
+                Ok(cpu) if cpu > 0 && cpu < el2::machine::MAX_CPUS => Ok(Scenario::FaultOnCpu(cpu)),
                 _ => Err(ScenarioError::BadCpuIndex),
             }
         }
@@ -92,7 +92,7 @@ pub fn parse(command_line: &str) -> Result<Scenario, ScenarioError> {
 /// takes a translation fault at level 1.
 pub const UNMAPPED_ADDRESS: u64 = 0x7f_dead_0000;
 
-const _: () = assert!(UNMAPPED_ADDRESS < 1 << crate::pagetable::VA_BITS, "inside the EL2 address space");
+const _: () = assert!(UNMAPPED_ADDRESS < 1 << el2::pagetable::VA_BITS, "inside the EL2 address space");
 
 #[cfg(test)]
 mod tests {

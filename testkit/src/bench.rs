@@ -8,7 +8,6 @@
 //! nanoseconds (16 ns per tick of QEMU's 62.5 MHz counter; one instruction is 1 ns). Results go
 //! to the log as `bench: NAME el2 X guest_ns Y`, which xtask collects.
 
-use crate::distributor::GICD_SGIR;
 use crate::guests;
 use crate::machine::{GICD_KEY, GUEST_GICD};
 use crate::suite::{call, check, complete, fixture, is_exit, join, Failure, Outcome};
@@ -18,6 +17,7 @@ use el2::api::{Port, Vcpu};
 use el2::arch::aarch64::pmu;
 use el2::object::packet::Packet;
 use el2::object::process::Process;
+use vmm::distributor::GICD_SGIR;
 
 const MARK_ADDR: u64 = 0xffd000;
 const MARK_KEY: u64 = 0x6d61;
@@ -87,7 +87,7 @@ fn start_companion(process: &'static Process, guest: u32, cpu: usize) -> Result<
             while let Ok(packet) = vcpu.enter() {
                 if let Packet::Mem { mem, .. } = packet {
                     let Ok(mut control) = vcpu.read_control() else { return };
-                    let view = crate::fault::FaultView::new(mem, control.pc);
+                    let view = vmm::fault::FaultView::new(mem, control.pc);
                     if complete(&vcpu, &view, &mut control).is_err() {
                         return;
                     }
@@ -178,7 +178,7 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
             _ => return Err(Failure::Mismatch("a MEM or INTERRUPT packet")),
         };
         let mut control = call("read_control", vcpu.read_control())?;
-        let mut view = crate::fault::FaultView::new(mem, control.pc);
+        let mut view = vmm::fault::FaultView::new(mem, control.pc);
         match view.address() {
             MARK_ADDR => {
                 if let Some(slot) = marks.get_mut(count) {

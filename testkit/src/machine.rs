@@ -10,8 +10,6 @@
 //!
 //! Lock order: the distributor lock is never held across a call into the hypervisor.
 
-use crate::distributor::{Action, Distributor, Version};
-use crate::fault::FaultView;
 use crate::suite::{call, complete, is_exit, Failure};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -19,6 +17,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use el2::api::{OwnedHandle, Vcpu};
 use el2::object::packet::Packet;
 use el2::object::process::Process;
+use vmm::distributor::{Action, Distributor, Version};
+use vmm::fault::FaultView;
 
 /// A scenario's handler for the packets the machine does not own: the machine, the VCPU's
 /// index and the VCPU.

@@ -2,8 +2,6 @@
 //! Belfry's own. Each runs one guest program and checks what the API reports, exactly; the
 //! log lines it writes are what the host-side test asserts on.
 
-use crate::distributor::GICD_SGIR;
-use crate::fault::FaultView;
 use crate::guests;
 use crate::machine::{Flow, Machine, GICD_KEY, GUEST_GICD};
 use alloc::sync::Arc;
@@ -12,6 +10,8 @@ use el2::object::packet::{Packet, VcpuState};
 use el2::object::process::Process;
 use el2::object::vmar::{VM_PERM_EXECUTE, VM_PERM_READ, VM_PERM_WRITE};
 use el2::object::{Status, ZxResult};
+use vmm::distributor::GICD_SGIR;
+use vmm::fault::FaultView;
 
 const PAGE: u64 = 4096;
 const GUEST_MEMORY: u64 = 16 << 20;
@@ -591,7 +591,7 @@ fn demo(process: &'static Process, resource: u32) -> Outcome {
         }),
     )?;
     defmt::info!("vmm: starting guest 1 (demo) at 0x0 with a PL011 at {=u64:#x}", DEMO_UART);
-    let mut uart = crate::pl011::Pl011::new();
+    let mut uart = vmm::pl011::Pl011::new();
     let status = loop {
         let (key, mem) = match vcpu.enter() {
             Ok(Packet::Mem { key, mem }) => (key, mem),
