@@ -168,6 +168,18 @@ pub fn extract(deb: &Path, suffix: &str, into: &Path) -> Result<Vec<PathBuf>> {
     Ok(members.iter().map(|m| into.join(m.trim_start_matches("./"))).collect())
 }
 
+/// Several processes (test binaries, xtask runs) may fetch at once: one does, under a lock
+/// file, while the others wait; the lock is released when the returned file is dropped.
+pub fn lock() -> Result<std::fs::File> {
+    std::fs::create_dir_all(cache_dir())?;
+    let lock = std::fs::File::create(cache_dir().join(".lock"))?;
+    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        bail!("locking {}", cache_dir().join(".lock").display());
+    }
+    Ok(lock)
+}
+
 /// The Raspberry Pi 4's own device tree, from Debian's current arm64 kernel package (fetched
 /// and cached on first use): what the Pi firmware would hand Belfry.
 pub fn pi4_device_tree() -> Result<PathBuf> {
@@ -175,13 +187,7 @@ pub fn pi4_device_tree() -> Result<PathBuf> {
     if cached.exists() {
         return Ok(cached);
     }
-    // Several test processes may ask at once: one fetches, under a lock file.
-    std::fs::create_dir_all(cache_dir())?;
-    let lock = std::fs::File::create(cache_dir().join(".lock"))?;
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        bail!("locking {}", cache_dir().join(".lock").display());
-    }
+    let _lock = lock()?;
     if cached.exists() {
         return Ok(cached);
     }

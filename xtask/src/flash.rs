@@ -63,6 +63,10 @@ fn fetched_firmware(name: &str) -> Result<PathBuf> {
     if cached.exists() {
         return Ok(cached);
     }
+    let _lock = crate::debian::lock()?;
+    if cached.exists() {
+        return Ok(cached);
+    }
     let deb = crate::debian::download("raspi-firmware", "arm64")?;
     let found = crate::debian::extract(&deb, &format!("/{name}"), &dir.join("unpacked"))?;
     let source = found.first().with_context(|| format!("raspi-firmware has no {name}"))?;
@@ -88,6 +92,26 @@ pub fn write_folder(out: &Path, image: &Path, bundle: &Path, firmware_dir: &Path
     }
     std::fs::write(out.join("config.txt"), CONFIG_TXT).context("writing config.txt")?;
     written.push(out.join("config.txt"));
+    Ok(written)
+}
+
+/// Builds Belfry for the Pi 4 and writes the boot folder `out` with `bundle` (the test guests'
+/// bundle when `None`), and the SD-card image `image` if asked; returns the files written.
+pub fn flash(out: &Path, bundle: Option<PathBuf>, image: Option<&Path>, firmware_dir: &Path) -> Result<Vec<PathBuf>> {
+    let firmware = crate::build::build(&[crate::Board::Rpi4])?.remove(0);
+    let bundle = match bundle {
+        Some(bundle) => bundle,
+        None => crate::guests::demo_bundle()?,
+    };
+    let blob = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    for line in crate::pack::check(&blob)? {
+        println!("xtask: {line}");
+    }
+    let mut written = write_folder(out, &firmware.image, &bundle, firmware_dir)?;
+    if let Some(image) = image {
+        write_image(image, &written)?;
+        written.push(image.to_path_buf());
+    }
     Ok(written)
 }
 

@@ -363,22 +363,11 @@ fn flash(
     if board != Board::Rpi4 {
         bail!("flash writes a Raspberry Pi 4 boot partition; use --board rpi4");
     }
-    let firmware = build::build(&[board])?.remove(0);
-    let bundle = match bundle {
-        Some(bundle) => bundle,
-        None => xtask::guests::demo_bundle()?,
-    };
-    let blob = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-    for line in xtask::pack::check(&blob)? {
-        println!("xtask: {line}");
-    }
-    let written = xtask::flash::write_folder(out, &firmware.image, &bundle, firmware_dir)?;
-    for path in &written {
+    for path in xtask::flash::flash(out, bundle, image.as_deref(), firmware_dir)? {
         println!("xtask: wrote {}", path.display());
     }
     if let Some(image) = image {
-        xtask::flash::write_image(&image, &written)?;
-        println!("xtask: wrote the SD-card image {} (write it with dd or Raspberry Pi Imager)", image.display());
+        println!("xtask: {} is an SD-card image: write it with dd or Raspberry Pi Imager", image.display());
     }
     println!("xtask: connect a 3.3 V serial adapter to GPIO 14/15 and run: stty -F /dev/ttyUSB0 115200 raw -echo &&");
     println!("  cargo xtask decode --board rpi4 --input /dev/ttyUSB0");
