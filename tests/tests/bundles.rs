@@ -74,14 +74,25 @@ fn tools_ready() {
     xtask::tools::ensure_qemu().expect("QEMU");
 }
 
+/// The CPU that logged each console line of VM `name`.
+fn console_cpus(outcome: &Outcome, name: &str) -> Vec<Option<usize>> {
+    let tag = format!("console {name}: ");
+    outcome.lines.iter().filter(|l| l.message.starts_with(&tag)).map(|l| l.cpu).collect()
+}
+
 #[test]
 fn two_vms_run_each_line_tagged_with_its_name() {
-    let path = bundle("two", &[vm("hello", 0, 1, 32 << 20), vm("smp", 1, 2, 32 << 20)], |_| {});
+    // Placement: hello's VCPU on cpu2, smp's VCPU 0 on cpu1 and VCPU 1 on cpu3.
+    let hello = VmInput { cpus: Some(vec![2]), ..vm("hello", 0, 1, 32 << 20) };
+    let smp = VmInput { cpus: Some(vec![1, 3]), ..vm("smp", 1, 2, 32 << 20) };
+    let path = bundle("two", &[hello, smp], |_| {});
     for board in Board::ALL {
         let outcome = run(board, &path);
         expect_exit(&outcome, exit_code::SUCCESS);
         assert_eq!(console(&outcome, "hello"), HELLO, "{}", outcome.transcript());
         assert_eq!(console(&outcome, "smp"), SMP, "{}", outcome.transcript());
+        assert_eq!(console_cpus(&outcome, "hello"), [Some(2); 4], "served on its placement's CPU");
+        assert_eq!(console_cpus(&outcome, "smp"), [Some(1), Some(3), Some(1), Some(1), Some(1)]);
         assert!(outcome.lines.iter().any(|l| l.message.starts_with("bundle: 2 VM(s) in ")));
         for line in [
             "vm smp: PSCI CPU_ON for VCPU 1 at 0x400000e4",
@@ -142,4 +153,43 @@ fn a_bundle_that_is_not_a_fit_is_refused_and_belfry_ends_cleanly() {
     let outcome = run(Board::Virt, &path);
     expect_exit(&outcome, exit_code::VM_FAILED);
     expect_line(&outcome, Some(0), "bundle refused: not a FIT image (BadHeader device tree)");
+}
+
+/// PSCI SYSTEM_RESET builds the VM again from the bundle: the guest boots again (30 times
+/// here, then the test ends the run), and the other VM, on another CPU, runs to its end
+/// undisturbed. Deterministic time, so the interleaving is the same on every run.
+#[test]
+fn a_reset_rebuilds_the_vm_from_the_bundle() {
+    let reset = VmInput { cpus: Some(vec![1]), ..vm("reset", 2, 1, 16 << 20) };
+    let hello = VmInput { cpus: Some(vec![2]), ..vm("hello", 0, 1, 32 << 20) };
+    let path = bundle("reset", &[reset, hello], |_| {});
+    for board in Board::ALL {
+        let outcome = boot(RunOptions {
+            bundle: Some(path.clone()),
+            ram_mib: Some(1024),
+            icount: true,
+            stop_on: Some("console reset: reset: booted".into()),
+            stop_on_count: 30,
+            ..RunOptions::new(board)
+        });
+        assert!(outcome.stopped, "{}", outcome.transcript());
+        let resets =
+            outcome.lines.iter().filter(|l| l.message == "vm reset: reset (PSCI SYSTEM_RESET from VCPU 0)").count();
+        assert!(resets >= 29, "{}", outcome.transcript());
+        let built = outcome.lines.iter().filter(|l| l.message.starts_with("vm reset: 1 VCPU(s), 16 MiB")).count();
+        assert!(built >= 30, "built once and again after each reset:\n{}", outcome.transcript());
+        // Once hello has powered off, every rebuild leaves the same memory: a reset gives back
+        // all it took.
+        assert!(outcome.has("vm hello: stopped: powered off"), "{}", outcome.transcript());
+        let rebuilds: Vec<&str> = outcome
+            .lines
+            .iter()
+            .filter(|l| l.message.starts_with("vm reset: 1 VCPU(s)"))
+            .map(|l| l.message.as_str())
+            .collect();
+        let last = &rebuilds[rebuilds.len() - 10..];
+        assert!(last.windows(2).all(|w| w[0] == w[1]), "{rebuilds:#?}");
+        assert!(!outcome.has("console reset: reset: SYSTEM_RESET returned"));
+        assert_eq!(console(&outcome, "hello"), HELLO, "{}", outcome.transcript());
+    }
 }

@@ -215,11 +215,12 @@ impl Vm {
             threads: spin::Mutex::new(Vec::new()),
         });
         defmt::info!(
-            "vm {=str}: {=u32} VCPU(s), {=u64} MiB at {=u64:#x}, kernel at {=u64:#x}, device tree at {=u64:#x}",
+            "vm {=str}: {=u32} VCPU(s), {=u64} MiB at {=u64:#x} ({=u64} MiB left), kernel at {=u64:#x}, device tree at {=u64:#x}",
             &*vm.name,
             spec.vcpus,
             spec.memory >> 20,
             RAM_BASE,
+            (el2::object::frames::available_pages() * el2::object::frames::PAGE_SIZE) >> 20,
             plan.kernel,
             plan.dtb
         );

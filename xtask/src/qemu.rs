@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub device_tree: bool,
     /// End the run (successfully) once a line with exactly this message is logged.
     pub stop_on: Option<String>,
+    /// How many lines `stop_on` must match before the run ends (at least 1).
+    pub stop_on_count: usize,
     /// A device tree file to boot with instead of the board's own (`-dtb`).
     pub dtb_file: Option<std::path::PathBuf>,
     /// A guest bundle, passed as the initrd; `virt` gets the RAM it needs.
@@ -48,6 +50,7 @@ impl RunOptions {
             timeout: Duration::from_secs(120),
             device_tree: true,
             stop_on: None,
+            stop_on_count: 1,
             dtb_file: None,
             bundle: None,
             ram_mib: None,
@@ -196,7 +199,12 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
             lines.push(line);
         }
     };
-    let stop_seen = |lines: &[LogLine]| options.stop_on.as_ref().is_some_and(|m| lines.iter().any(|l| &l.message == m));
+    let stop_seen = |lines: &[LogLine]| {
+        options
+            .stop_on
+            .as_ref()
+            .is_some_and(|m| lines.iter().filter(|l| &l.message == m).count() >= options.stop_on_count.max(1))
+    };
     let status = loop {
         match receiver.recv_timeout(Duration::from_millis(20)) {
             Ok(bytes) => take(bytes, &mut lines),
