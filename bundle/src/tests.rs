@@ -175,3 +175,27 @@ fn external_data() {
     // Data past the end of the bundle.
     assert_eq!(parse(&good[..good.len() - 300]).unwrap().entries[0].vm, Err(VmError::BadData("kernel")));
 }
+
+/// FITs made by U-Boot's `mkimage` (fixtures/mkimage.its says how), with the data embedded and
+/// external (`-E`), including a CRC32 hash node beside the sha256 one.
+#[test]
+fn bundles_made_by_mkimage_are_accepted() {
+    let hello = include_bytes!("../tests/fixtures/hello.img");
+    let smp = include_bytes!("../tests/fixtures/smp.img");
+    for blob in
+        [&include_bytes!("../tests/fixtures/mkimage.itb")[..], include_bytes!("../tests/fixtures/mkimage-external.itb")]
+    {
+        let bundle = parse(blob).unwrap();
+        let names: Vec<&str> = bundle.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["hello", "smp"]);
+        let a = bundle.entries[0].vm.as_ref().unwrap();
+        assert_eq!((a.vcpus, a.memory, a.kernel), (1, 32 << 20, &hello[..]));
+        assert!(matches!(a.kernel_kind, KernelKind::Image(_)));
+        let b = bundle.entries[1].vm.as_ref().unwrap();
+        assert_eq!((b.vcpus, b.memory, b.kernel), (2, 32 << 20, &smp[..]));
+        let mut corrupt = blob.to_vec();
+        let at = find(&corrupt, b"hello: running at EL1");
+        corrupt[at] ^= 1;
+        assert_eq!(parse(&corrupt).unwrap().entries[0].vm, Err(VmError::HashMismatch("kernel")));
+    }
+}

@@ -193,3 +193,16 @@ fn a_reset_rebuilds_the_vm_from_the_bundle() {
         assert_eq!(console(&outcome, "hello"), HELLO, "{}", outcome.transcript());
     }
 }
+
+/// A FIT written by U-Boot's `mkimage -E` (external data; `bundle/tests/fixtures/mkimage.its`)
+/// boots like one `xtask pack` writes.
+#[test]
+fn a_bundle_made_by_mkimage_runs() {
+    let path = xtask::workspace_root().join("bundle/tests/fixtures/mkimage-external.itb");
+    for board in Board::ALL {
+        let outcome = run(board, &path);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        assert_eq!(console(&outcome, "hello"), HELLO, "{}", outcome.transcript());
+        assert_eq!(console(&outcome, "smp"), SMP, "{}", outcome.transcript());
+    }
+}
