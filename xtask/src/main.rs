@@ -331,8 +331,14 @@ fn test() -> Result<ExitCode> {
         "2",
     ])?;
     model_checks()?;
-    // Fuzz smoke runs: a few seconds per target (`cargo xtask fuzz --time S` for long runs).
-    let fuzzed = xtask::fuzz::fuzz(&xtask::fuzz::TARGETS, 5)?;
+    // Fuzz smoke runs: a few seconds per target (`cargo xtask fuzz --time S` for long runs);
+    // the bundle parser, the one input a user hands Belfry, for at least a million inputs.
+    let others: Vec<&str> = xtask::fuzz::TARGETS.iter().copied().filter(|&t| t != "bundle").collect();
+    let mut fuzzed = xtask::fuzz::fuzz(&["bundle"], 40)?;
+    if fuzzed.iter().any(|r| r.executions < 1_000_000) {
+        bail!("the bundle fuzz smoke run made fewer than 1e6 executions: {}", fuzzed[0].executions);
+    }
+    fuzzed.extend(xtask::fuzz::fuzz(&others, 5)?);
     for r in &fuzzed {
         println!(
             "xtask: fuzz {}: {} executions, {}",
