@@ -24,12 +24,14 @@ fn vm(name: &str, guest: usize, vcpus: u32, memory: u64) -> VmInput {
     }
 }
 
-/// Packs `vms` into `target/test-bundles/NAME.itb`, then lets `edit` change the bytes.
+/// Packs `vms` into `target/test-bundles/NAME.itb` as `cargo xtask pack` does, then lets
+/// `edit` change the bytes.
 fn bundle(name: &str, vms: &[VmInput], edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
     let dir = xtask::workspace_root().join("target/test-bundles");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.itb"));
-    let mut blob = bundle::writer::write(vms).unwrap();
+    xtask::pack::pack(vms, &path).unwrap();
+    let mut blob = std::fs::read(&path).unwrap();
     edit(&mut blob);
     std::fs::write(&path, blob).unwrap();
     path
