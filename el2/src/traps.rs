@@ -11,8 +11,9 @@ use aarch64_cpu::registers::{HCR_EL2, MDCR_EL2};
 /// to EL2), FB and BSU = inner shareable (broadcast the guest's TLB and cache maintenance),
 /// TWI and TWE (WFI/WFE trap), TSC (SMC traps), TSW (set/way cache maintenance traps), RW
 /// (EL1 is AArch64), TACR (the implementation-defined ACTLR_EL1 is not the guest's), TLOR (the
-/// LORegion registers are not switched: RAZ/WI, no regions) and TERR (the RAS error records are
-/// the host's: RAZ/WI, no records).
+/// LORegion registers are not switched: RAZ/WI, no regions), TERR (the RAS error records are
+/// the host's: RAZ/WI, no records) and TID3 (the ID registers are emulated: the guest sees the
+/// CPU Belfry gives it, [`guest_id_register`]).
 pub const GUEST_HCR: u64 = HCR_EL2::VM::SET.value
     | HCR_EL2::SWIO::SET.value
     | HCR_EL2::FMO::SET.value
@@ -27,7 +28,12 @@ pub const GUEST_HCR: u64 = HCR_EL2::VM::SET.value
     | HCR_EL2::TACR::SET.value
     | HCR_EL2::RW::EL1IsAarch64.value
     | HCR_EL2::TLOR::SET.value
-    | HCR_EL2::TERR::SET.value;
+    | HCR_EL2::TERR::SET.value
+    | HCR_EL2::TID3::SET.value;
+
+/// HCR_EL2 bits added when the CPU has pointer authentication: API and APK let the guest use it
+/// without traps; its keys are part of the VCPU's state.
+pub const GUEST_HCR_PAUTH: u64 = HCR_EL2::API::SET.value | HCR_EL2::APK::SET.value;
 
 /// MDCR_EL2 while a guest runs (besides the PMU partition bits Belfry's own counter needs):
 /// TDA (debug registers), TDOSA (OS lock registers), TDRA (debug ROM address) trap to EL2,
@@ -80,8 +86,12 @@ pub enum SystemAction {
     SendSgi,
     /// Reads as zero, writes ignored (then the instruction is skipped).
     RazWi,
-    /// Nothing Belfry serves.
-    Unhandled,
+    /// A read of an ID register (op0 3, op1 0, CRn 0, CRm 1..7): the value of
+    /// [`guest_id_register`] for (CRm, op2).
+    IdRegister { crm: u8, op2: u8 },
+    /// A register or instruction that does not exist for the guest: an UNDEF exception is
+    /// injected, as on a CPU without it.
+    Undefined,
 }
 
 /// Decides what to do with a trapped access.
@@ -89,6 +99,14 @@ pub fn system_action(access: SystemAccess) -> SystemAction {
     let a = access;
     if a.is(3, 0, 12, 11, 5) && !a.read {
         return SystemAction::SendSgi;
+    }
+    if a.op0 == 3 && a.op1 == 0 && a.crn == 0 && (1..=7).contains(&a.crm) {
+        // The ID registers are read-only: a write is UNDEFINED.
+        return if a.read { SystemAction::IdRegister { crm: a.crm, op2: a.op2 } } else { SystemAction::Undefined };
+    }
+    // ACTLR_EL1 (HCR_EL2.TACR): IMPLEMENTATION DEFINED, always present; RAZ/WI, as KVM gives.
+    if a.is(3, 0, 1, 0, 1) {
+        return SystemAction::RazWi;
     }
     // DC ISW / CSW / CISW: the hardware keeps caches coherent for Belfry's own accesses, and
     // guest pages are cleaned and invalidated to the point of coherency when they are mapped,
@@ -108,7 +126,54 @@ pub fn system_action(access: SystemAccess) -> SystemAction {
     if set_way || debug || pmu || lor || ras {
         SystemAction::RazWi
     } else {
-        SystemAction::Unhandled
+        SystemAction::Undefined
+    }
+}
+
+/// A 4-bit field at `shift`.
+const fn field(shift: u32) -> u64 {
+    0xf << shift
+}
+
+/// The ID register (CRm, op2) of op0 3, op1 0, CRn 0 as the guest sees it, from the CPU's own
+/// value `real` (DESIGN.md section 7: a consistent CPU). A feature whose state Belfry does not
+/// switch per VCPU, or that belongs to EL2 or EL3, is hidden (its field cleared: "not
+/// implemented"); the rest is the CPU's own. Unallocated encodings are RAZ.
+pub const fn guest_id_register(crm: u8, op2: u8, real: u64) -> u64 {
+    match (crm, op2) {
+        // ID_DFR0_EL1 (AArch32 debug): PerfMon [27:24], the trace fields [7:4], [11:8],
+        // [23:20], [31:28] hidden (no PMU, no trace); the debug architecture stays.
+        (1, 2) => real & (field(0) | field(12) | field(16)),
+        // ID_DFR1_EL1: HPMN0 and MTPMU belong to the PMU.
+        (3, 5) => 0,
+        // The other AArch32 ID registers: the CPU's (EL0 may run AArch32 code).
+        (1, _) | (2, _) | (3, 0..=2) | (3, 4) | (3, 6) => real,
+        // ID_AA64PFR0_EL1: EL0, EL1, FP, AdvSIMD, GIC, DIT, CSV2, CSV3 kept; EL2, EL3 (the guest
+        // has neither), RAS (records not switched), SVE, SEL2, MPAM, AMU and RME hidden.
+        (4, 0) => real & (field(0) | field(4) | field(16) | field(20) | field(24) | field(48) | field(56) | field(60)),
+        // ID_AA64PFR1_EL1: BT, SSBS and CSV2_frac kept; MTE, SME, NMI, GCS and the rest hidden.
+        (4, 1) => real & (field(0) | field(4) | field(32)),
+        // ID_AA64DFR0_EL1: DebugVer and the breakpoint, watchpoint and context-comparator counts
+        // kept (the debug registers are the guest's); TraceVer, PMUVer, PMSVer (SPE), trace
+        // filter and buffer, BRBE hidden; DoubleLock 0xF: not implemented.
+        (5, 0) => (real & (field(0) | field(12) | field(20) | field(28))) | field(36),
+        // ID_AA64ISAR0_EL1: instructions need no state: the CPU's.
+        (6, 0) => real,
+        // ID_AA64ISAR1_EL1: LS64 hidden (its accesses need HCRX_EL2); pointer authentication
+        // shown, its keys are switched per VCPU.
+        (6, 1) => real & !field(60),
+        // ID_AA64ISAR2_EL1: MOPS (needs HCRX_EL2), SYSREG_128, SYSINSTR_128 and ATS1A hidden.
+        (6, 2) => real & !(field(16) | field(32) | field(36) | field(60)),
+        // ID_AA64MMFR0_EL1: FGT (an EL2 feature) hidden.
+        (7, 0) => real & !field(56),
+        // ID_AA64MMFR1_EL1: VH, LO, TWED, HCX and TIDCP1 (EL2's or not switched) hidden.
+        (7, 1) => real & !(field(8) | field(16) | field(32) | field(40) | field(52)),
+        // ID_AA64MMFR2_EL1: NV, FWB and EVT (EL2's) hidden.
+        (7, 2) => real & !(field(24) | field(40) | field(56)),
+        // Everything else: SVE's and SME's ID registers, PFR2, FPFR0, DFR1/2, AFR0/1,
+        // ISAR3, MMFR3 (TCR2/PIE/POE registers are not switched), MMFR4 and the unallocated
+        // encodings: zero.
+        _ => 0,
     }
 }
 
@@ -121,11 +186,13 @@ mod tests {
     }
 
     /// The composed trap configuration, bit by bit (Arm ARM D24.2.48 HCR_EL2: VM 0, SWIO 1,
-    /// FMO 3, IMO 4, AMO 5, FB 9, BSU 11:10, TWI 13, TWE 14, TSC 19, TSW 22, TACR 21, RW 31,
-    /// TLOR 35, TERR 36; D24.2.51 MDCR_EL2: TPMCR 5, TPM 6, TDOSA 10, TDA 9, TDRA 11).
+    /// FMO 3, IMO 4, AMO 5, FB 9, BSU 11:10, TWI 13, TWE 14, TID3 18, TSC 19, TSW 22, TACR 21,
+    /// RW 31, TLOR 35, TERR 36, APK 40, API 41; D24.2.51 MDCR_EL2: TPMCR 5, TPM 6, TDOSA 10,
+    /// TDA 9, TDRA 11).
     #[test]
     fn trap_configuration_is_pinned() {
-        assert_eq!(GUEST_HCR, 0x0000_0018_8068_663b);
+        assert_eq!(GUEST_HCR, 0x0000_0018_806c_663b);
+        assert_eq!(GUEST_HCR_PAUTH, 0x0000_0300_0000_0000);
         assert_eq!(GUEST_MDCR, 0x0000_0000_0000_0e60);
     }
 
@@ -135,7 +202,7 @@ mod tests {
             system_action(SystemAccess::from_iss(iss(op0, op1, crn, crm, op2, 3, read)))
         };
         assert_eq!(decide(3, 0, 12, 11, 5, false), SystemAction::SendSgi);
-        assert_eq!(decide(3, 0, 12, 11, 5, true), SystemAction::Unhandled);
+        assert_eq!(decide(3, 0, 12, 11, 5, true), SystemAction::Undefined, "ICC_SGI1R_EL1 is write-only");
         assert_eq!(decide(1, 0, 7, 6, 2, false), SystemAction::RazWi, "DC ISW");
         assert_eq!(decide(1, 0, 7, 14, 2, false), SystemAction::RazWi, "DC CISW");
         assert_eq!(decide(2, 0, 0, 2, 2, true), SystemAction::RazWi, "MDSCR_EL1");
@@ -147,9 +214,39 @@ mod tests {
         assert_eq!(decide(3, 0, 10, 4, 3, false), SystemAction::RazWi, "LORC_EL1");
         assert_eq!(decide(3, 0, 5, 3, 0, true), SystemAction::RazWi, "ERRIDR_EL1");
         // The timers are not in the PMU's c14 range.
-        assert_eq!(decide(3, 3, 14, 2, 1, false), SystemAction::Unhandled, "CNTP_CTL_EL0");
-        assert_eq!(decide(3, 0, 14, 1, 0, false), SystemAction::Unhandled, "CNTKCTL_EL1");
-        assert_eq!(decide(3, 0, 1, 0, 1, false), SystemAction::Unhandled, "ACTLR_EL1");
+        assert_eq!(decide(3, 3, 14, 2, 1, false), SystemAction::Undefined, "CNTP_CTL_EL0");
+        assert_eq!(decide(3, 0, 14, 1, 0, false), SystemAction::Undefined, "CNTKCTL_EL1");
+        assert_eq!(decide(3, 0, 1, 0, 1, false), SystemAction::RazWi, "ACTLR_EL1");
+        assert_eq!(decide(3, 0, 0, 4, 0, true), SystemAction::IdRegister { crm: 4, op2: 0 }, "ID_AA64PFR0_EL1");
+        assert_eq!(decide(3, 0, 0, 4, 0, false), SystemAction::Undefined, "a write to an ID register");
+        assert_eq!(decide(3, 0, 0, 7, 7, true), SystemAction::IdRegister { crm: 7, op2: 7 }, "unallocated: RAZ");
+        assert_eq!(decide(3, 0, 1, 2, 0, true), SystemAction::Undefined, "ZCR_EL1");
+    }
+
+    /// What the guest's CPU shows, from `-cpu max`'s registers as QEMU 10 gives them.
+    #[test]
+    fn the_guest_cpu_hides_what_belfry_does_not_switch() {
+        // ID_AA64PFR0_EL1 of -cpu max: EL0-3 AArch64, FP, AdvSIMD, GIC, RAS, SVE, SEL2, DIT, CSV2, CSV3.
+        let pfr0 = 0x1101_0011_1111_2222u64 | (1 << 32) | (1 << 28) | (1 << 36);
+        let guest = guest_id_register(4, 0, pfr0);
+        assert_eq!((guest >> 32) & 0xf, 0, "no SVE");
+        assert_eq!((guest >> 28) & 0xf, 0, "no RAS");
+        assert_eq!((guest >> 8) & 0xff, 0, "no EL2, no EL3");
+        assert_eq!(guest & 0xff, pfr0 & 0xff, "EL0 and EL1 as the CPU has them");
+        assert_eq!((guest >> 16) & 0xff, (pfr0 >> 16) & 0xff, "FP and AdvSIMD kept");
+        assert_eq!(guest_id_register(4, 4, u64::MAX), 0, "ID_AA64ZFR0_EL1");
+        assert_eq!(guest_id_register(4, 5, u64::MAX), 0, "ID_AA64SMFR0_EL1");
+        let pfr1 = guest_id_register(4, 1, u64::MAX);
+        assert_eq!(pfr1, 0xf_0000_00ff, "BT, SSBS, CSV2_frac only: no MTE, no SME");
+        let dfr0 = guest_id_register(5, 0, 0x0000_0000_f0f0_f1f6 | (1 << 32));
+        assert_eq!((dfr0 >> 8) & 0xf, 0, "no PMU");
+        assert_eq!((dfr0 >> 32) & 0xf, 0, "no SPE");
+        assert_eq!(dfr0 & 0xf, 6, "DebugVer kept");
+        assert_eq!(guest_id_register(6, 1, u64::MAX) >> 60, 0, "no LS64");
+        assert_eq!(guest_id_register(6, 1, 0xff0) & 0xff0, 0xff0, "APA and API kept");
+        assert_eq!(guest_id_register(7, 1, u64::MAX) >> 8 & 0xf, 0, "no VHE");
+        assert_eq!(guest_id_register(1, 0, 0x1234), 0x1234, "ID_PFR0_EL1: the CPU's");
+        assert_eq!(guest_id_register(7, 3, u64::MAX), 0, "ID_AA64MMFR3_EL1");
     }
 
     #[test]

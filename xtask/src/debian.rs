@@ -143,14 +143,15 @@ pub fn download(package: &str, architecture: &str) -> Result<PathBuf> {
     found.pop().with_context(|| format!("apt-get download {package} left no .deb in {}", dir.display()))
 }
 
+/// The paths of `deb`'s members (`./usr/...`).
+pub fn members(deb: &Path) -> Result<Vec<String>> {
+    let listing = run("dpkg-deb", &["-c".to_string(), deb.display().to_string()], &cache_dir())?;
+    Ok(listing.lines().filter_map(|l| l.split_whitespace().nth(5).map(String::from)).collect())
+}
+
 /// Unpacks the members of `deb` whose paths end with `suffix` into `into`; returns them.
 pub fn extract(deb: &Path, suffix: &str, into: &Path) -> Result<Vec<PathBuf>> {
-    let listing = run("dpkg-deb", &["-c".to_string(), deb.display().to_string()], &cache_dir())?;
-    let members: Vec<String> = listing
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5).map(String::from))
-        .filter(|m| m.ends_with(suffix))
-        .collect();
+    let members: Vec<String> = members(deb)?.into_iter().filter(|m| m.ends_with(suffix)).collect();
     if members.is_empty() {
         bail!("{} has no member ending in {suffix}", deb.display());
     }

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod flash;
 pub mod fuzz;
 pub mod guests;
+pub mod linux;
 pub mod pack;
 pub mod qemu;
 pub mod stress;

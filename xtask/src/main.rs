@@ -41,6 +41,16 @@ enum Task {
         /// Deterministic time (`-icount shift=0,sleep=off`).
         #[arg(long)]
         icount: bool,
+        /// The guest to boot when no bundle is given: `demo` (the test guests) or `linux`
+        /// (Debian's arm64 kernel with a busybox initramfs, fetched on first use).
+        #[arg(long, default_value = "demo")]
+        guest: String,
+        /// VCPUs of the `linux` guest.
+        #[arg(long, default_value_t = 4)]
+        vcpus: u32,
+        /// Memory of the `linux` guest (K, M or G).
+        #[arg(long, default_value = "256M")]
+        memory: String,
         /// An extra QEMU argument (repeat for several).
         #[arg(long = "qemu-arg", allow_hyphen_values = true)]
         qemu_args: Vec<String>,
@@ -149,7 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("xtask: wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Task::Run { board, el1, bundle, scenario, icount, qemu_args } => {
+        Task::Run { board, el1, bundle, scenario, icount, guest, vcpus, memory, qemu_args } => {
             if el1 && !board.has_el1_mode() {
                 bail!("--el1 needs a QEMU virt board");
             }
@@ -160,7 +170,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // Without a bundle or a scenario, `run` boots the test guests' bundle.
             let bundle = match (bundle, &scenario) {
                 (Some(bundle), _) => Some(bundle),
-                (None, None) if !el1 => Some(xtask::guests::demo_bundle()?),
+                (None, None) if !el1 => Some(match guest.as_str() {
+                    "demo" => xtask::guests::demo_bundle()?,
+                    "linux" => xtask::linux::bundle(vcpus, xtask::pack::size(&memory)?)?,
+                    other => bail!("--guest {other}: the guests are demo and linux"),
+                }),
                 (None, _) => None,
             };
             let options = RunOptions {

@@ -23,7 +23,7 @@ use alloc::boxed::Box;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use stage2::syndrome::{DataAbort, Esr, ExceptionClass, FaultStatus};
 
-use crate::traps::{system_action, SystemAccess, SystemAction, GUEST_HCR, GUEST_MDCR};
+use crate::traps::{system_action, SystemAccess, SystemAction, GUEST_HCR, GUEST_HCR_PAUTH, GUEST_MDCR};
 
 /// CPTR_EL2: the RES1 bits, SVE and SME trapped; TFP (bit 10) set while another VCPU's FP
 /// registers are live.
@@ -65,6 +65,10 @@ pub struct VcpuArch {
     vgic: Vgic,
     /// The guest's DISR_EL1 (VDISR_EL2), switched when the CPU has FEAT_RAS.
     vdisr: u64,
+    /// The guest's pointer-authentication keys, switched when the CPU has FEAT_PAuth.
+    pauth: world::PauthKeys,
+    /// An UNDEF has been injected for a missing register and logged (once per VCPU).
+    undef_logged: bool,
 }
 
 impl core::fmt::Debug for VcpuArch {
@@ -86,6 +90,8 @@ impl VcpuArch {
             fp: Box::default(),
             vgic: Vgic::new(),
             vdisr: 0,
+            pauth: world::PauthKeys::default(),
+            undef_logged: false,
         }
     }
 }
@@ -127,8 +133,9 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     let fp_live = FP_OWNER.get(cpu::index()).is_some_and(|owner| owner.load(Ordering::Relaxed) == me);
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
+    let pauth = world::has_pauth();
     let setup = world::EntrySetup {
-        hcr: GUEST_HCR,
+        hcr: if pauth { GUEST_HCR | GUEST_HCR_PAUTH } else { GUEST_HCR },
         mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
         cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
         vttbr: context.arch.vttbr,
@@ -156,12 +163,20 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         // SAFETY: FEAT_RAS is present; EL2 is between guest runs.
         unsafe { world::load_vdisr(context.arch.vdisr) };
     }
+    if pauth {
+        // SAFETY: FEAT_PAuth is present; EL2 is between guest runs and signs no pointers.
+        unsafe { context.arch.pauth.load() };
+    }
     // SAFETY: `setup` describes this VCPU's guest (its stage-2 root and VMID are live while the
     // guest object is); the general registers are this VCPU's.
     let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.arch.el1, &mut context.state.x) };
     if ras {
         // SAFETY: FEAT_RAS is present.
         context.arch.vdisr = unsafe { world::save_vdisr() };
+    }
+    if pauth {
+        // SAFETY: FEAT_PAuth is present.
+        unsafe { context.arch.pauth.save() };
     }
     context.arch.vgic.save();
     context.state.sp = sp_el1;
@@ -273,15 +288,43 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                     context.skip_instruction = true;
                     Exit::Interrupted
                 }
-                SystemAction::Unhandled => unhandled,
+                SystemAction::IdRegister { crm, op2 } => {
+                    let value = crate::traps::guest_id_register(crm, op2, world::read_id_register(crm, op2));
+                    if let Some(x) = context.state.x.get_mut(usize::from(access.rt)) {
+                        *x = value;
+                    }
+                    context.skip_instruction = true;
+                    Exit::Interrupted
+                }
+                SystemAction::Undefined => undefined(context, esr),
             }
         }
+        // SVE, SME and the other features the guest's ID registers do not show: UNDEF, as on a
+        // CPU without them (their traps are CPTR_EL2.TZ/TSM and, without pointer
+        // authentication, HCR_EL2.API).
+        ExceptionClass::Other(0x09 | 0x19 | 0x1d) => undefined(context, esr),
         ExceptionClass::FpAccess => {
             switch_fp(context);
             Exit::Interrupted
         }
         _ => unhandled,
     }
+}
+
+/// Injects an UNDEF for an instruction or register that does not exist for the guest, logging
+/// the first one of each VCPU at warn.
+fn undefined(context: &mut Context, esr: Esr) -> Exit {
+    if !context.arch.undef_logged {
+        context.arch.undef_logged = true;
+        defmt::warn!(
+            "guest: UNDEF injected for EC {=u8:#x} ISS {=u32:#x} at PC {=u64:#x} (a register or instruction the guest's CPU does not have; logged once per VCPU)",
+            esr.class_bits(),
+            esr.iss(),
+            context.pc
+        );
+    }
+    inject(context, GuestException::Undefined);
+    Exit::Interrupted
 }
 
 /// The guest's current stack pointer (register 31 as a base): SP_EL1 in EL1h, else SP_EL0.

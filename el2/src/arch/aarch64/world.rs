@@ -377,3 +377,92 @@ pub fn translate_stage1(address: u64) -> u64 {
     };
     par
 }
+
+macro_rules! id_registers {
+    ($($crm:literal, $op2:literal);* $(;)?) => {
+        /// Reads the CPU's ID register (op0 3, op1 0, CRn 0, `crm`, `op2`); 0 for an encoding
+        /// outside the table (all are in the reserved, RAZ, ID space of Armv8).
+        pub fn read_id_register(crm: u8, op2: u8) -> u64 {
+            match (crm, op2) {
+                $(
+                    ($crm, $op2) => {
+                        let value: u64;
+                        // SAFETY: reads an ID register (or a RAZ slot of the ID space); no side
+                        // effects.
+                        unsafe {
+                            core::arch::asm!(
+                                concat!("mrs {0}, s3_0_c0_c", stringify!($crm), "_", stringify!($op2)),
+                                out(reg) value,
+                                options(nostack, nomem, preserves_flags),
+                            )
+                        };
+                        value
+                    }
+                )*
+                _ => 0,
+            }
+        }
+    };
+}
+
+id_registers! {
+    1, 0; 1, 1; 1, 2; 1, 3; 1, 4; 1, 5; 1, 6; 1, 7;
+    2, 0; 2, 1; 2, 2; 2, 3; 2, 4; 2, 5; 2, 6; 2, 7;
+    3, 0; 3, 1; 3, 2; 3, 4; 3, 5; 3, 6;
+    4, 0; 4, 1;
+    5, 0;
+    6, 0; 6, 1; 6, 2;
+    7, 0; 7, 1; 7, 2;
+}
+
+/// Whether the CPU has pointer authentication (ID_AA64ISAR1_EL1 APA, API, GPA or GPI, or
+/// ID_AA64ISAR2_EL1 APA3, GPA3): then the guest may use it and its keys are switched.
+pub fn has_pauth() -> bool {
+    static PAUTH: spin::Once<bool> = spin::Once::new();
+    *PAUTH.call_once(|| read_id_register(6, 1) & 0xff_00ff0 != 0 || read_id_register(6, 2) & 0xff00 != 0)
+}
+
+/// The pointer-authentication keys of a VCPU: APIA, APIB, APDA, APDB, APGA, each lo and hi.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PauthKeys(pub [u64; 10]);
+
+macro_rules! pauth_keys {
+    ($($index:literal => $register:literal),* $(,)?) => {
+        impl PauthKeys {
+            /// Loads the keys into the CPU.
+            ///
+            /// # Safety
+            /// Only with [`has_pauth`], between guest runs (EL2 does not authenticate pointers).
+            pub unsafe fn load(&self) {
+                $(
+                    // SAFETY: per the contract; the key registers only affect EL1 and EL0.
+                    unsafe { core::arch::asm!(concat!("msr ", $register, ", {0}"), in(reg) self.0[$index], options(nostack, preserves_flags)) };
+                )*
+            }
+
+            /// Reads the keys back.
+            ///
+            /// # Safety
+            /// Only with [`has_pauth`].
+            pub unsafe fn save(&mut self) {
+                $(
+                    // SAFETY: per the contract; reads a key register.
+                    unsafe { core::arch::asm!(concat!("mrs {0}, ", $register), out(reg) self.0[$index], options(nostack, nomem, preserves_flags)) };
+                )*
+            }
+        }
+    };
+}
+
+pauth_keys! {
+    0 => "s3_0_c2_c1_0", // APIAKeyLo_EL1
+    1 => "s3_0_c2_c1_1", // APIAKeyHi_EL1
+    2 => "s3_0_c2_c1_2", // APIBKeyLo_EL1
+    3 => "s3_0_c2_c1_3", // APIBKeyHi_EL1
+    4 => "s3_0_c2_c2_0", // APDAKeyLo_EL1
+    5 => "s3_0_c2_c2_1", // APDAKeyHi_EL1
+    6 => "s3_0_c2_c2_2", // APDBKeyLo_EL1
+    7 => "s3_0_c2_c2_3", // APDBKeyHi_EL1
+    8 => "s3_0_c2_c3_0", // APGAKeyLo_EL1
+    9 => "s3_0_c2_c3_1", // APGAKeyHi_EL1
+}
