@@ -61,6 +61,7 @@ pub mod machine;
 pub mod memory;
 pub mod object;
 pub mod pagetable;
+pub mod ptimer;
 pub mod regions;
 pub mod sched;
 pub mod sync;
@@ -77,5 +78,14 @@ pub mod early;
 pub mod irq;
 #[cfg(target_os = "none")]
 mod logger;
+
+/// The board's console input: the user's keystrokes on the UART Belfry logs on.
+#[cfg(target_os = "none")]
+pub mod console {
+    /// Moves received bytes into `buffer` without waiting; returns how many.
+    pub fn read(buffer: &mut [u8]) -> usize {
+        crate::logger::read_input(buffer)
+    }
+}
 #[cfg(target_os = "none")]
 pub mod report;

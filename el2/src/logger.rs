@@ -130,6 +130,34 @@ unsafe impl defmt::Logger for Logger {
     }
 }
 
+/// Moves bytes the board's UART has received (the user's keystrokes, from `cargo xtask run` or a
+/// serial terminal) into `buffer`; returns how many. Never waits: an empty FIFO gives 0. A
+/// receive error (framing, parity, break, overrun) drops that byte.
+pub fn read_input(buffer: &mut [u8]) -> usize {
+    let daif = cpu::mask_interrupts();
+    let reentered = take_lock();
+    // SAFETY: we hold the lock.
+    let state = unsafe { &mut *STATE.0.get() };
+    let mut count = 0;
+    if let Some(uart) = &mut state.uart {
+        while count < buffer.len() {
+            match uart.read_word() {
+                Ok(Some(byte)) => {
+                    buffer[count] = byte;
+                    count += 1;
+                }
+                Ok(None) => break,
+                Err(_) => continue,
+            }
+        }
+    }
+    if !reentered {
+        OWNER.store(FREE, Ordering::Release);
+    }
+    cpu::restore_interrupts(daif);
+    count
+}
+
 /// Waits until every logged byte has left the UART (before ending the emulation).
 pub fn drain() {
     // SAFETY: flush only needs the lock to be taken, which acquire/release bracket.

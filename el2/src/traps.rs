@@ -89,6 +89,8 @@ pub enum SystemAction {
     /// A read of an ID register (op0 3, op1 0, CRn 0, CRm 1..7): the value of
     /// [`guest_id_register`] for (CRm, op2).
     IdRegister { crm: u8, op2: u8 },
+    /// The EL1 physical timer's registers, emulated per VCPU ([`crate::ptimer`]).
+    PhysicalTimer(crate::ptimer::Register),
     /// A register or instruction that does not exist for the guest: an UNDEF exception is
     /// injected, as on a CPU without it.
     Undefined,
@@ -103,6 +105,16 @@ pub fn system_action(access: SystemAccess) -> SystemAction {
     if a.op0 == 3 && a.op1 == 0 && a.crn == 0 && (1..=7).contains(&a.crm) {
         // The ID registers are read-only: a write is UNDEFINED.
         return if a.read { SystemAction::IdRegister { crm: a.crm, op2: a.op2 } } else { SystemAction::Undefined };
+    }
+    // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0 (CNTHCTL_EL2.EL1PCEN clear).
+    if a.op0 == 3 && a.op1 == 3 && a.crn == 14 && a.crm == 2 {
+        use crate::ptimer::Register;
+        match a.op2 {
+            0 => return SystemAction::PhysicalTimer(Register::Tval),
+            1 => return SystemAction::PhysicalTimer(Register::Ctl),
+            2 => return SystemAction::PhysicalTimer(Register::Cval),
+            _ => {}
+        }
     }
     // ACTLR_EL1 (HCR_EL2.TACR): IMPLEMENTATION DEFINED, always present; RAZ/WI, as KVM gives.
     if a.is(3, 0, 1, 0, 1) {
@@ -214,7 +226,10 @@ mod tests {
         assert_eq!(decide(3, 0, 10, 4, 3, false), SystemAction::RazWi, "LORC_EL1");
         assert_eq!(decide(3, 0, 5, 3, 0, true), SystemAction::RazWi, "ERRIDR_EL1");
         // The timers are not in the PMU's c14 range.
-        assert_eq!(decide(3, 3, 14, 2, 1, false), SystemAction::Undefined, "CNTP_CTL_EL0");
+        use crate::ptimer::Register;
+        assert_eq!(decide(3, 3, 14, 2, 1, false), SystemAction::PhysicalTimer(Register::Ctl), "CNTP_CTL_EL0");
+        assert_eq!(decide(3, 3, 14, 2, 0, true), SystemAction::PhysicalTimer(Register::Tval), "CNTP_TVAL_EL0");
+        assert_eq!(decide(3, 3, 14, 2, 2, true), SystemAction::PhysicalTimer(Register::Cval), "CNTP_CVAL_EL0");
         assert_eq!(decide(3, 0, 14, 1, 0, false), SystemAction::Undefined, "CNTKCTL_EL1");
         assert_eq!(decide(3, 0, 1, 0, 1, false), SystemAction::RazWi, "ACTLR_EL1");
         assert_eq!(decide(3, 0, 0, 4, 0, true), SystemAction::IdRegister { crm: 4, op2: 0 }, "ID_AA64PFR0_EL1");

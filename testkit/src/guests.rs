@@ -444,16 +444,80 @@ guest!(
 "#
 );
 
-// The EL1 physical timer is not the guest's: reading the physical counter works, touching
-// CNTP_CTL_EL0 traps and kills the guest.
+// The EL1 physical timer, emulated: TVAL (0x7fff0000) written then read back, CTL read while disabled; then
+// four rounds of CVAL = now + 20 000 with the timer enabled, even rounds in WFI, odd ones
+// spinning; the handler (PPI 30) reads the counter and CTL, counts a tick taken before its
+// deadline in x28, disables the timer and ends the interrupt.
 guest!(
     physical_timer,
     guest_physical_timer_start,
     guest_physical_timer_end,
     r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+1:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    mov     x19, #0
+    movz    x1, #0x7fff, lsl #16
+    msr     cntp_tval_el0, x1
+    mrs     x22, cntp_tval_el0
+    mrs     x23, cntp_ctl_el0
+    mov     x28, #0
+    msr     daifclr, #2
+2:  mov     x21, x19
     mrs     x1, cntpct_el0
-    mrs     x0, cntp_ctl_el0
+    movz    x2, #20000
+    add     x1, x1, x2
+    mov     x24, x1
+    msr     cntp_cval_el0, x1
+    mov     x1, #1
+    msr     cntp_ctl_el0, x1
+    isb
+    tbz     x21, #0, 4f
+3:  cmp     x19, x21
+    b.eq    3b
+    b       5f
+4:  msr     daifset, #2
+    cmp     x19, x21
+    b.ne    41f
+    wfi
+    msr     daifclr, #2
+    b       4b
+41: msr     daifclr, #2
+5:  cmp     x19, #4
+    b.lo    2b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
     b       .
+    .balign 0x800
+20: .skip   0x280
+    cmp     x20, #3
+    b.ne    21f
+    mrs     x12, icc_iar1_el1
+    b       22f
+21: movz    x13, #0x0801, lsl #16
+    ldr     w12, [x13, #0xc]
+22: and     x15, x12, #0x3ff
+    cmp     x15, #30
+    b.ne    23f
+    mrs     x25, cntpct_el0
+    cmp     x25, x24
+    cinc    x28, x28, lo
+    mrs     x26, cntp_ctl_el0
+    msr     cntp_ctl_el0, xzr
+    isb
+    mov     x27, x15
+    add     x19, x19, #1
+23: cmp     x20, #3
+    b.ne    24f
+    msr     icc_eoir1_el1, x12
+    eret
+24: movz    x13, #0x0801, lsl #16
+    str     w12, [x13, #0x10]
+    eret
 "#
 );
 

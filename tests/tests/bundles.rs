@@ -108,7 +108,11 @@ fn two_vms_run_each_line_tagged_with_its_name() {
             expect_line(&outcome, None, line);
         }
         // Every console line Belfry logged is tagged with one of the two names.
-        let tagged = outcome.lines.iter().filter(|l| l.message.starts_with("console ")).count();
+        let tagged = outcome
+            .lines
+            .iter()
+            .filter(|l| l.message.starts_with("console hello") || l.message.starts_with("console smp"))
+            .count();
         assert_eq!(tagged, HELLO.len() + SMP.len());
     }
 }

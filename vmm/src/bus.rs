@@ -2,8 +2,12 @@
 //! optional interrupt line into the guest's distributor (an SPI, edge- or level-triggered).
 //!
 //! The bus routes a trapped access to the device whose window holds it, with the offset into
-//! the window and the access size, then samples the device's interrupt output: a level line
-//! raises its SPI when it goes high, an edge line each time the device reports a pulse. The
+//! the window and the access size, then samples the device's interrupt output: an edge line
+//! raises its SPI each time the device reports a pulse; a level line raises it when it goes
+//! high, and again after any write (or host-side input) that leaves it high. The distributor
+//! model does not see the guest's EOI, so a level interrupt whose handler wrote the device but
+//! left the line up (a transmit interrupt that wants more) must be raised again to be taken
+//! again; a handler that only read, or that lowered the line, is not interrupted again. The
 //! GIC itself is not on the bus: its model is the interrupt sink, served by the VM.
 
 use alloc::boxed::Box;
@@ -29,6 +33,15 @@ pub trait Device: Send {
     fn interrupt(&mut self) -> bool {
         false
     }
+
+    /// Input from the host side (console keystrokes); returns how many bytes were taken.
+    fn receive(&mut self, _bytes: &[u8]) -> usize {
+        0
+    }
+
+    /// Called on the VMM's periodic tick (the console passes on output the guest left without
+    /// a newline once it has gone quiet).
+    fn tick(&mut self) {}
 }
 
 /// One device on the bus.
@@ -39,6 +52,21 @@ pub struct Slot {
     pub line: Option<(u32, Trigger)>,
     device: spin::Mutex<Box<dyn Device>>,
     high: core::sync::atomic::AtomicBool,
+}
+
+impl Slot {
+    /// The SPI to raise for the device's output `output` after an access (`write`: one that
+    /// may have changed why the line is up).
+    fn sample(&self, output: bool, write: bool) -> Option<u32> {
+        match self.line {
+            Some((spi, Trigger::Edge)) if output => Some(spi),
+            Some((spi, Trigger::Level)) => {
+                let was = self.high.swap(output, core::sync::atomic::Ordering::AcqRel);
+                (output && (!was || write)).then_some(spi)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// An access the bus served: the value a read returns, and the SPI to raise, if any.
@@ -104,15 +132,18 @@ impl Bus {
         };
         let output = device.interrupt();
         drop(device);
-        let raise = match slot.line {
-            Some((spi, Trigger::Edge)) if output => Some(spi),
-            Some((spi, Trigger::Level)) => {
-                let was = slot.high.swap(output, core::sync::atomic::Ordering::AcqRel);
-                (output && !was).then_some(spi)
-            }
-            _ => None,
-        };
-        Some(Served { value, raise })
+        Some(Served { value, raise: slot.sample(output, write.is_some()) })
+    }
+
+    /// Runs `f` on the device at `base` from the host side (console input, the periodic tick)
+    /// and samples its line as after a write; the SPI to raise, if any.
+    pub fn poke(&self, base: u64, f: impl FnOnce(&mut dyn Device)) -> Option<u32> {
+        let slot = self.slots.iter().find(|s| s.base == base)?;
+        let mut device = slot.device.lock();
+        f(&mut **device);
+        let output = device.interrupt();
+        drop(device);
+        slot.sample(output, true)
     }
 
     /// Runs `f` on the device at `base` (the VM's console reads its UART this way).
@@ -166,13 +197,17 @@ mod tests {
         assert_eq!(bus.access(0x1000, 8, None), Some(Served { value: 0xabc, raise: None }));
         assert_eq!(bus.access(0x2000, 8, None), Some(Served { value: 0, raise: None }), "a separate device");
         assert_eq!(bus.access(0x1004, 4, Some(1)).unwrap().raise, Some(5), "level: raised when it goes high");
-        assert_eq!(bus.access(0x1000, 4, None).unwrap().raise, None, "not again while it stays high");
+        assert_eq!(bus.access(0x1000, 4, None).unwrap().raise, None, "not again on a read while it stays high");
+        assert_eq!(bus.access(0x1000, 4, Some(7)).unwrap().raise, Some(5), "again after a write that leaves it high");
         assert_eq!(bus.access(0x1004, 4, Some(0)).unwrap().raise, None);
         assert_eq!(bus.access(0x1004, 4, Some(1)).unwrap().raise, Some(5));
+        assert_eq!(bus.poke(0x1000, |d| d.write(4, 4, 0)), None, "host side: lowered");
+        assert_eq!(bus.poke(0x1000, |d| d.write(4, 4, 1)), Some(5), "host side: raised");
+        assert_eq!(bus.poke(0x3000, |_| {}), None, "no device there");
         assert_eq!(bus.access(0x2004, 4, Some(1)).unwrap().raise, Some(6), "edge: each pulse");
         assert_eq!(bus.access(0x2000, 4, None).unwrap().raise, Some(6));
         assert_eq!(bus.access(0x3000, 4, None), None, "nothing there");
         assert_eq!(bus.windows().collect::<Vec<_>>(), [(0x1000, 0x100), (0x2000, 0x100)]);
-        assert_eq!(bus.with_device(0x1000, |d| d.read(0, 8)), Some(0xabc));
+        assert_eq!(bus.with_device(0x1000, |d| d.read(0, 8)), Some(7), "the register written above");
     }
 }

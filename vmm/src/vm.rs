@@ -17,7 +17,7 @@ use crate::distributor::{Action, Distributor, Version};
 use crate::fault::FaultView;
 use crate::layout::*;
 use crate::loader::{self, LoadError};
-use crate::pl011::Pl011;
+use crate::pl011::{Output, Pl011};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -93,10 +93,29 @@ impl Ending {
     }
 }
 
-/// The VM's console: a PL011 whose lines go to Belfry's log tagged with the VM's name.
+/// The VM's console: a PL011 whose output goes to Belfry's log tagged with the VM's name
+/// (`console NAME: LINE` for a line, `console NAME~ TEXT` for text without a newline), and
+/// whose receive FIFO takes the user's keystrokes when the VM has the focus.
 struct Console {
     uart: Pl011,
     vm: Arc<str>,
+    /// Bytes transmitted, and that count at the last tick: unchanged means the guest is quiet.
+    transmitted: u64,
+    at_last_tick: u64,
+}
+
+fn emit(vm: &str, output: Output<'_>) {
+    // Bytes that are not UTF-8 (a guest's binary garbage) are shown escaped, never dropped.
+    let (text, bytes) = match output {
+        Output::Line(bytes) => (true, bytes),
+        Output::Piece(bytes) => (false, bytes),
+    };
+    match (core::str::from_utf8(bytes), text) {
+        (Ok(text), true) => defmt::info!("console {=str}: {=str}", vm, text),
+        (Ok(text), false) => defmt::info!("console {=str}~ {=str}", vm, text),
+        (Err(_), true) => defmt::info!("console {=str}: {=[u8]:a}", vm, bytes),
+        (Err(_), false) => defmt::info!("console {=str}~ {=[u8]:a}", vm, bytes),
+    }
 }
 
 impl Device for Console {
@@ -105,9 +124,29 @@ impl Device for Console {
     }
 
     fn write(&mut self, offset: u64, _: u8, value: u64) {
-        if let Some(line) = self.uart.write(offset, value as u32) {
-            defmt::info!("console {=str}: {=str}", &*self.vm, core::str::from_utf8(line).unwrap_or("(not UTF-8)"));
+        if offset == crate::pl011::UARTDR {
+            self.transmitted += 1;
         }
+        if let Some(output) = self.uart.write(offset, value as u32) {
+            emit(&self.vm, output);
+        }
+    }
+
+    fn interrupt(&mut self) -> bool {
+        self.uart.interrupt()
+    }
+
+    fn receive(&mut self, bytes: &[u8]) -> usize {
+        self.uart.receive(bytes)
+    }
+
+    fn tick(&mut self) {
+        if self.transmitted == self.at_last_tick {
+            if let Some(output) = self.uart.flush() {
+                emit(&self.vm, output);
+            }
+        }
+        self.at_last_tick = self.transmitted;
     }
 }
 
@@ -187,7 +226,7 @@ impl Vm {
 
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let mut bus = Bus::new();
-        let console = Console { uart: Pl011::new(), vm: name.clone() };
+        let console = Console { uart: Pl011::new(), vm: name.clone(), transmitted: 0, at_last_tick: 0 };
         // Cannot overlap: the bus is empty.
         let _ = bus.add(UART, UART_SIZE, Some((UART_SPI, Trigger::Level)), Box::new(console));
         for (base, size) in bus.windows() {
@@ -238,12 +277,30 @@ impl Vm {
         self.threads.lock().iter().all(|t| t.has_exited())
     }
 
+    /// Hands `bytes` of console input to the VM's UART; returns how many it took.
+    fn console_input(&self, bytes: &[u8]) -> usize {
+        let mut taken = 0;
+        let raise = self.bus.poke(UART, |d| taken = d.receive(bytes));
+        if let Some(spi) = raise {
+            if let Err((what, status)) = self.with_distributor(|d, out| d.raise_spi(32 + spi, out)) {
+                defmt::error!("vm {=str}: console interrupt: {=str}: {}", &*self.name, what, status);
+            }
+        }
+        taken
+    }
+
+    /// The periodic tick of the VM's devices.
+    fn tick(&self) {
+        let _ = self.bus.poke(UART, |d| d.tick());
+    }
+
     /// Records how the VM ends (the first outcome wins) and kicks every VCPU out of the guest.
     fn end(&self, ending: Ending) {
         let first = self
             .ending
             .compare_exchange(Ending::Running as u8, ending as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
+        ENDED.notify_all();
         if !first {
             return;
         }
@@ -274,6 +331,8 @@ impl Vm {
             defmt::error!("vm {=str}: VCPU {=usize}: {=str}: {}", &*self.name, index, what, status);
             self.end(Ending::Failed);
         }
+        // The runner looks again (this may have been the VM's last VCPU).
+        ENDED.notify_all();
     }
 
     fn serve(self: &Arc<Self>, index: usize, entry: u64, x0: u64) -> Result<(), (&'static str, Status)> {
@@ -436,8 +495,70 @@ impl Vm {
     }
 }
 
+/// Notified when a VM ends, so the runner looks at once.
+static ENDED: el2::thread::WaitQueue = el2::thread::WaitQueue::new();
+/// The runner's period: console input, idle console output, stopped VMs (10 ms).
+const TICK_NS: i64 = 10_000_000;
+/// Ctrl-A: the console's escape key. Ctrl-A n gives the next VM the input; Ctrl-A Ctrl-A types
+/// a Ctrl-A.
+const ESCAPE: u8 = 0x01;
+/// Input held back while the focused VM's receive FIFO is full (then more is dropped).
+const INPUT_BACKLOG: usize = 4096;
+
+/// Where the user's keystrokes go: the focused VM, and input it has not taken yet.
+struct Input {
+    focus: usize,
+    escaped: bool,
+    backlog: alloc::collections::VecDeque<u8>,
+}
+
+impl Input {
+    /// Reads the board's console and hands what was typed to the focused VM of `running`.
+    fn poll(&mut self, running: &[(usize, Arc<Vm>)]) {
+        let mut buffer = [0u8; 256];
+        let count = el2::console::read(&mut buffer);
+        for &byte in &buffer[..count] {
+            match (self.escaped, byte) {
+                (false, ESCAPE) => self.escaped = true,
+                (true, b'n') => {
+                    self.escaped = false;
+                    self.backlog.clear();
+                    if !running.is_empty() {
+                        self.focus = (self.focus + 1) % running.len();
+                        defmt::info!("console: input goes to vm {=str}", &*running[self.focus].1.name);
+                    }
+                }
+                (escaped, byte) => {
+                    self.escaped = false;
+                    if escaped && byte != ESCAPE {
+                        self.push(ESCAPE);
+                    }
+                    self.push(byte);
+                }
+            }
+        }
+        let Some((_, vm)) = running.get(self.focus % running.len().max(1)) else { return };
+        while !self.backlog.is_empty() {
+            let (front, _) = self.backlog.as_slices();
+            let taken = vm.console_input(front);
+            if taken == 0 {
+                break;
+            }
+            self.backlog.drain(..taken.min(self.backlog.len()));
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        if self.backlog.len() < INPUT_BACKLOG {
+            self.backlog.push_back(byte);
+        }
+    }
+}
+
 /// Runs every VM of the bundle `blob` until each has stopped; `true` when every VM was started
-/// and powered off.
+/// and powered off. Meanwhile the boot CPU's thread serves the console: every 10 ms it hands
+/// the user's keystrokes to the focused VM (the first; Ctrl-A n moves the focus) and lets each
+/// console pass on output its guest left without a newline.
 pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online: usize) -> bool {
     let parsed = match bundle::parse(blob) {
         Ok(parsed) => parsed,
@@ -462,7 +583,16 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
             }
         }
     }
+    if let Some((_, vm)) = running.first() {
+        defmt::info!("console: input goes to vm {=str} (Ctrl-A n: the next VM)", &*vm.name);
+    }
+    let mut input = Input { focus: 0, escaped: false, backlog: alloc::collections::VecDeque::new() };
     while !running.is_empty() {
+        let ticket = ENDED.ticket();
+        input.poll(&running);
+        for (_, vm) in &running {
+            vm.tick();
+        }
         let mut index = 0;
         while index < running.len() {
             let vm = &running[index].1;
@@ -470,7 +600,8 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
                 index += 1;
                 continue;
             }
-            let (spec_index, vm) = running.swap_remove(index);
+            let (spec_index, vm) = running.remove(index);
+            vm.tick();
             let ending = vm.ending();
             let name = vm.name.clone();
             drop(vm);
@@ -479,7 +610,7 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
                 Ending::Reset => {
                     let Ok(spec) = &parsed.entries[spec_index].vm else { continue };
                     match Vm::start(spec, process, resource, online) {
-                        Ok(vm) => running.push((spec_index, vm)),
+                        Ok(vm) => running.insert(index, (spec_index, vm)),
                         Err(refusal) => {
                             defmt::error!("vm {=str}: not restarted: {}", spec.name.as_str(), refusal);
                             all_good = false;
@@ -496,7 +627,7 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
                 }
             }
         }
-        el2::thread::yield_now();
+        ENDED.wait(ticket, el2::thread::now() + TICK_NS);
     }
     defmt::info!("bundle: every VM has stopped");
     all_good

@@ -66,7 +66,10 @@ fn firmware_named(name: &str) -> Result<Firmware> {
     // Several tests (and QEMUs) may ask at once: only write when the image changed, and then
     // atomically, so no QEMU ever loads a half-written image.
     if std::fs::read(&image).ok().as_deref() != Some(&flat[..]) {
-        let temporary = dir.join(format!("{name}.img.{}", std::process::id()));
+        // Unique per writer: threads of one test process may write it at once.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let serial = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = dir.join(format!("{name}.img.{}.{serial}", std::process::id()));
         std::fs::write(&temporary, &flat).with_context(|| format!("writing {}", temporary.display()))?;
         std::fs::rename(&temporary, &image).with_context(|| format!("renaming to {}", image.display()))?;
     }

@@ -203,3 +203,80 @@ mod tests {
         assert!(Decoder::new(b"not an elf").is_err());
     }
 }
+
+/// Shows a decoded log on a terminal: Belfry's lines as they are, a VM's console output as the
+/// text it printed, after the VM's name (`linux| ~ # `), text without a newline left open so a
+/// shell's prompt and echo appear as the guest wrote them.
+#[derive(Default)]
+pub struct ConsoleView {
+    /// The VM whose unfinished line is on the terminal.
+    open: Option<String>,
+}
+
+impl ConsoleView {
+    /// Prints `line`.
+    pub fn show(&mut self, line: &LogLine) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        match console_text(&line.message) {
+            Some((vm, text, complete)) => {
+                if self.open.as_deref() != Some(vm) {
+                    if self.open.is_some() {
+                        let _ = writeln!(out);
+                    }
+                    let _ = write!(out, "{vm}| ");
+                }
+                let _ = write!(out, "{text}");
+                if complete {
+                    let _ = writeln!(out);
+                    self.open = None;
+                } else {
+                    self.open = Some(vm.to_string());
+                }
+            }
+            None => {
+                if self.open.take().is_some() {
+                    let _ = writeln!(out);
+                }
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+/// A console line's VM, text, and whether it ended with a newline: `console NAME: TEXT` (a
+/// line) or `console NAME~ TEXT` (text without a newline).
+pub fn console_text(message: &str) -> Option<(&str, &str, bool)> {
+    let rest = message.strip_prefix("console ")?;
+    let end = rest.find([':', '~'])?;
+    let (vm, tail) = rest.split_at(end);
+    if vm.is_empty() || vm.contains(' ') {
+        return None;
+    }
+    let complete = tail.starts_with(':');
+    let text = tail[1..].strip_prefix(' ').unwrap_or(&tail[1..]);
+    Some((vm, text, complete))
+}
+
+/// The console output of VM `vm` in `lines`, as the lines it printed: pieces without a newline
+/// joined to what follows them.
+pub fn console_lines(lines: &[LogLine], vm: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut open = String::new();
+    for line in lines {
+        if let Some((name, text, complete)) = console_text(&line.message) {
+            if name != vm {
+                continue;
+            }
+            open.push_str(text);
+            if complete {
+                out.push(std::mem::take(&mut open));
+            }
+        }
+    }
+    if !open.is_empty() {
+        out.push(open);
+    }
+    out
+}

@@ -34,7 +34,8 @@ pub fn build() -> Result<Vec<PathBuf>> {
             let image = out.join(format!("{name}.img"));
             let flat = flat_image(&elf)?;
             if std::fs::read(&image).ok().as_deref() != Some(&flat[..]) {
-                let temporary = out.join(format!("{name}.img.{}", std::process::id()));
+                let temporary =
+                    out.join(format!("{name}.img.{}.{:?}", std::process::id(), std::thread::current().id()));
                 std::fs::write(&temporary, &flat)?;
                 std::fs::rename(&temporary, &image)?;
             }

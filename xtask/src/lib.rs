@@ -17,6 +17,7 @@ pub mod linux;
 pub mod pack;
 pub mod qemu;
 pub mod stress;
+pub mod terminal;
 pub mod tools;
 
 pub use board::Board;

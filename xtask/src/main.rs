@@ -185,9 +185,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 timeout: Duration::from_secs(24 * 3600),
                 bundle,
                 qemu_args,
+                interactive: true,
                 ..RunOptions::new(board)
             };
-            let outcome = qemu::run(&firmware, &options, |line| println!("{line}"))?;
+            let mut console = xtask::decode::ConsoleView::default();
+            let outcome = qemu::run(&firmware, &options, |line| console.show(line))?;
             eprint!("{}", outcome.qemu_stderr);
             let code = outcome.exit_code.unwrap_or(1);
             match outcome.exit_code {

@@ -37,6 +37,11 @@ pub struct RunOptions {
     pub ram_mib: Option<u64>,
     /// More QEMU arguments, appended last.
     pub qemu_args: Vec<String>,
+    /// Keystrokes to type on the board's console: each `(after, keys)` waits for a log line
+    /// whose message contains `after` (following the previous step's), then sends `keys`.
+    pub script: Vec<(String, String)>,
+    /// Forward this terminal's keystrokes to the board's console (raw mode; Ctrl-A x quits).
+    pub interactive: bool,
 }
 
 impl RunOptions {
@@ -55,6 +60,8 @@ impl RunOptions {
             bundle: None,
             ram_mib: None,
             qemu_args: Vec::new(),
+            script: Vec::new(),
+            interactive: false,
         }
     }
 
@@ -167,13 +174,18 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
     let decoder = Decoder::new(&elf)?;
     let mut stream = decoder.stream();
     let mut child = command(firmware, options)?
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting qemu-system-aarch64 (is QEMU >= 9 installed? `cargo xtask setup`)")?;
     let mut stdout = child.stdout.take().context("QEMU's stdout")?;
     let mut stderr = child.stderr.take().context("QEMU's stderr")?;
+    let stdin = std::sync::Arc::new(std::sync::Mutex::new(child.stdin.take().context("QEMU's stdin")?));
+    let quit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _terminal = if options.interactive { crate::terminal::forward(stdin.clone(), quit.clone()) } else { None };
+    let mut script = options.script.iter().peekable();
+    let mut script_from = 0;
     let (sender, receiver) = mpsc::channel::<Vec<u8>>();
     let reader = std::thread::spawn(move || {
         let mut buffer = [0u8; 4096];
@@ -211,8 +223,23 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
+        while let Some((after, keys)) = script.peek() {
+            let Some(found) = lines[script_from..].iter().position(|l| l.message.contains(after.as_str())) else {
+                break;
+            };
+            script_from += found + 1;
+            use std::io::Write;
+            let mut stdin = stdin.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = stdin.write_all(keys.as_bytes()).and_then(|()| stdin.flush());
+            script.next();
+        }
         if let Some(status) = child.try_wait()? {
             break status;
+        }
+        if quit.load(std::sync::atomic::Ordering::Relaxed) {
+            stopped = true;
+            let _ = child.kill();
+            break child.wait()?;
         }
         if stop_seen(&lines) {
             stopped = true;

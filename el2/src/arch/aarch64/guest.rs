@@ -67,6 +67,8 @@ pub struct VcpuArch {
     vdisr: u64,
     /// The guest's pointer-authentication keys, switched when the CPU has FEAT_PAuth.
     pauth: world::PauthKeys,
+    /// The guest's EL1 physical timer, emulated.
+    ptimer: crate::ptimer::PhysicalTimer,
     /// An UNDEF has been injected for a missing register and logged (once per VCPU).
     undef_logged: bool,
 }
@@ -91,6 +93,7 @@ impl VcpuArch {
             vgic: Vgic::new(),
             vdisr: 0,
             pauth: world::PauthKeys::default(),
+            ptimer: crate::ptimer::PhysicalTimer::default(),
             undef_logged: false,
         }
     }
@@ -154,6 +157,13 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     }
     // (The guest may arm its timer while it runs, so the PPI stays enabled unless it fired.)
     crate::irq::set_virtual_timer_exit(!fired);
+    // The emulated physical timer: raised like the virtual one; armed, Belfry's EL2 timer
+    // brings the guest out at its deadline.
+    let now = super::timer::ticks();
+    if context.arch.ptimer.fired(now) && !context.arch.vgic.holds(crate::ptimer::INTID) {
+        signals.raise(crate::ptimer::INTID);
+    }
+    super::timer::set_guest_timer(context.arch.ptimer.deadline(now));
     context.arch.vgic.fill(signals);
     context.arch.vgic.load();
     ELR_EL2.set(context.pc);
@@ -260,6 +270,14 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             // An armed timer ends the sleep at its deadline (an expired one was raised above).
             let timer = context.arch.el1;
             let mut deadline = (timer.cntv_ctl & 0b11 == 0b01).then(|| counter_to_ns(timer.cntv_cval));
+            let now = super::timer::ticks();
+            if context.arch.ptimer.fired(now) {
+                return Exit::Interrupted;
+            }
+            if let Some(at) = context.arch.ptimer.deadline(now) {
+                let at = counter_to_ns(at);
+                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            }
             if ti == 0b10 {
                 // WFIT: the register holds a timeout on the virtual count (CNTVOFF_EL2 is 0);
                 // one already past ends the wait at once.
@@ -292,6 +310,20 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                     let value = crate::traps::guest_id_register(crm, op2, world::read_id_register(crm, op2));
                     if let Some(x) = context.state.x.get_mut(usize::from(access.rt)) {
                         *x = value;
+                    }
+                    context.skip_instruction = true;
+                    Exit::Interrupted
+                }
+                SystemAction::PhysicalTimer(register) => {
+                    let now = super::timer::ticks();
+                    if access.read {
+                        let value = context.arch.ptimer.read(register, now);
+                        if let Some(x) = context.state.x.get_mut(usize::from(access.rt)) {
+                            *x = value;
+                        }
+                    } else {
+                        let value = context.state.register(access.rt);
+                        context.arch.ptimer.write(register, value, now);
                     }
                     context.skip_instruction = true;
                     Exit::Interrupted

@@ -25,14 +25,42 @@ pub fn frequency() -> u64 {
 static HYP_TIMER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
 const DISARMED: u64 = u64::MAX;
 
+/// The scheduler's and the running guest's wishes for each CPU's EL2 timer; it is set to the
+/// earlier of the two.
+static SCHEDULER_WANTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
+static GUEST_WANTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
+
 /// Sets this CPU's EL2 physical timer (CNTHP, PPI 26) to fire at counter value `at`, or stops
-/// it (`None`).
+/// it (`None`), for the scheduler; a guest deadline ([`set_guest_timer`]) may fire it earlier.
 pub fn set_hyp_timer(at: Option<u64>) {
-    let want = at.unwrap_or(DISARMED);
-    let Some(slot) = HYP_TIMER.get(super::cpu::index()) else { return };
+    let cpu = super::cpu::index();
+    if let Some(slot) = SCHEDULER_WANTS.get(cpu) {
+        slot.store(at.unwrap_or(DISARMED), Ordering::Relaxed);
+    }
+    program(cpu);
+}
+
+/// Asks for this CPU's EL2 timer to fire at counter value `at` while the current guest runs:
+/// the deadline of its emulated physical timer (`None`: it has none).
+pub fn set_guest_timer(at: Option<u64>) {
+    let cpu = super::cpu::index();
+    if let Some(slot) = GUEST_WANTS.get(cpu) {
+        slot.store(at.unwrap_or(DISARMED), Ordering::Relaxed);
+    }
+    program(cpu);
+}
+
+fn program(cpu: usize) {
+    let (Some(scheduler), Some(guest), Some(slot)) =
+        (SCHEDULER_WANTS.get(cpu), GUEST_WANTS.get(cpu), HYP_TIMER.get(cpu))
+    else {
+        return;
+    };
+    let want = scheduler.load(Ordering::Relaxed).min(guest.load(Ordering::Relaxed));
     if slot.swap(want, Ordering::Relaxed) == want {
         return;
     }
+    let at = (want != DISARMED).then_some(want);
     match at {
         Some(at) => {
             // SAFETY: CNTHP_CVAL_EL2 is this CPU's EL2 timer compare value, Belfry's alone;
@@ -48,8 +76,11 @@ pub fn set_hyp_timer(at: Option<u64>) {
 /// The EL2 timer's interrupt was taken: stop it (its level-triggered interrupt deasserts); the
 /// scheduler sets it again for the next deadline.
 pub fn hyp_timer_fired() {
-    if let Some(slot) = HYP_TIMER.get(super::cpu::index()) {
-        slot.store(DISARMED, Ordering::Relaxed);
+    let cpu = super::cpu::index();
+    for wants in [&HYP_TIMER, &SCHEDULER_WANTS, &GUEST_WANTS] {
+        if let Some(slot) = wants.get(cpu) {
+            slot.store(DISARMED, Ordering::Relaxed);
+        }
     }
     CNTHP_CTL_EL2.set(0);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);

@@ -1,0 +1,77 @@
+//! Debian's unmodified arm64 kernel, booted from a bundle to a busybox shell on every board:
+//! the test types into the guest's console through the board's UART, the way a user does, and
+//! reads the answers from Belfry's tagged console lines.
+
+use belfry_system_tests::*;
+use bundle::writer::VmInput;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Debian's kernel and the busybox initramfs (fetched once, cached under target/debian).
+fn linux(name: &str, vcpus: u32, memory: u64, cpus: Option<Vec<u32>>) -> VmInput {
+    static IMAGES: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    let (kernel, initrd) = IMAGES.get_or_init(|| {
+        let (kernel, _) = xtask::linux::kernel().expect("Debian's arm64 kernel");
+        (std::fs::read(kernel).unwrap(), xtask::linux::initramfs().expect("the busybox initramfs"))
+    });
+    VmInput {
+        name: name.into(),
+        kernel: kernel.clone(),
+        initrd: Some(initrd.clone()),
+        vcpus: Some(vcpus),
+        memory: Some(memory),
+        cpus,
+        ..VmInput::default()
+    }
+}
+
+fn bundle(name: &str, vms: &[VmInput]) -> PathBuf {
+    let dir = xtask::workspace_root().join("target/test-bundles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.itb"));
+    xtask::pack::pack(vms, &path).unwrap();
+    path
+}
+
+/// Types `steps` (each after a log line containing its trigger) into the board's console.
+fn run(board: Board, bundle: PathBuf, steps: &[(&str, &str)], limit: Duration) -> Outcome {
+    let script = steps.iter().map(|(after, keys)| (after.to_string(), keys.to_string())).collect();
+    boot(RunOptions { bundle: Some(bundle), script, timeout: limit, ..RunOptions::new(board) })
+}
+
+/// The shell session every Linux test runs: arithmetic, the CPUs Linux brought up, power off.
+fn session(vm: &str) -> Vec<(String, &'static str)> {
+    vec![
+        (format!("console {vm}: BOOT-OK"), "echo $((6*7))\n"),
+        (format!("console {vm}: 42"), "grep -c ^processor /proc/cpuinfo\n"),
+        (format!("console {vm}: 4"), "poweroff -f\n"),
+    ]
+}
+
+fn check_session(outcome: &Outcome, vm: &str, cpus: usize) {
+    let lines = xtask::decode::console_lines(&outcome.lines, vm);
+    assert!(lines.iter().any(|l| l == "42"), "no 42 from {vm}:\n{}", outcome.transcript());
+    assert!(lines.iter().any(|l| *l == cpus.to_string()), "no CPU count from {vm}:\n{}", outcome.transcript());
+    assert!(
+        outcome
+            .lines
+            .iter()
+            .any(|l| l.message.starts_with(&format!("vm {vm}: powered off (PSCI SYSTEM_OFF from VCPU"))),
+        "{vm} did not power off:\n{}",
+        outcome.transcript()
+    );
+    expect_line(outcome, None, &format!("vm {vm}: stopped: powered off"));
+}
+
+#[test]
+fn a_four_vcpu_debian_kernel_boots_to_a_shell_on_every_board() {
+    let path = bundle("linux-4", &[linux("linux", 4, 256 << 20, None)]);
+    for board in Board::ALL {
+        let steps = session("linux");
+        let steps: Vec<(&str, &str)> = steps.iter().map(|(a, k)| (a.as_str(), *k)).collect();
+        let outcome = run(board, path.clone(), &steps, Duration::from_secs(300));
+        expect_exit(&outcome, exit_code::SUCCESS);
+        check_session(&outcome, "linux", 4);
+    }
+}
