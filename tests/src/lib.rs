@@ -40,9 +40,17 @@ pub fn boot(options: RunOptions) -> Outcome {
     }
     // A scenario runs on the test firmware; everything else on the product image users flash.
     let firmware = xtask::build::firmware_for(options.board, options.scenario.is_some()).expect("built firmware");
-    let options = RunOptions { timeout: TIME_LIMIT, ..options };
+    // The default limit catches hangs; a test that boots Linux asks for more.
+    let timeout = if options.timeout > RunOptions::new(options.board).timeout { options.timeout } else { TIME_LIMIT };
+    let options = RunOptions { timeout, ..options };
     let outcome = xtask::qemu::run(&firmware, &options, |_| {}).expect("running QEMU");
-    assert!(!outcome.timed_out, "{} hit the {TIME_LIMIT:?} limit:\n{}", options.board.name(), outcome.transcript());
+    assert!(
+        !outcome.timed_out,
+        "{} hit the {:?} limit:\n{}",
+        options.board.name(),
+        options.timeout,
+        outcome.transcript()
+    );
     outcome
 }
 

@@ -75,3 +75,44 @@ fn a_four_vcpu_debian_kernel_boots_to_a_shell_on_every_board() {
         check_session(&outcome, "linux", 4);
     }
 }
+
+/// Four VCPUs on two host CPUs (placement cpus=0:1): Belfry's scheduler shares them.
+#[test]
+fn four_vcpus_on_two_cpus() {
+    let path = bundle("linux-4-on-2", &[linux("linux", 4, 256 << 20, Some(vec![0, 1]))]);
+    let steps = session("linux");
+    let steps: Vec<(&str, &str)> = steps.iter().map(|(a, k)| (a.as_str(), *k)).collect();
+    let outcome = run(Board::Virt, path, &steps, Duration::from_secs(300));
+    expect_exit(&outcome, exit_code::SUCCESS);
+    check_session(&outcome, "linux", 4);
+    let cpus: std::collections::BTreeSet<_> =
+        outcome.lines.iter().filter(|l| l.message.starts_with("console linux")).filter_map(|l| l.cpu).collect();
+    assert!(cpus.iter().all(|&cpu| cpu < 2), "served only on cpu0 and cpu1: {cpus:?}");
+}
+
+/// Two Linux VMs of 2 VCPUs side by side, each answering on its own console: the test types
+/// into the first, moves the focus with Ctrl-A n, and types into the second.
+#[test]
+fn two_linux_vms_answer_on_their_own_consoles() {
+    let path = bundle(
+        "linux-two",
+        &[linux("alpha", 2, 192 << 20, Some(vec![0, 1])), linux("beta", 2, 192 << 20, Some(vec![2, 3]))],
+    );
+    let steps = [
+        ("console alpha: BOOT-OK", "echo alpha $((6*7))\n"),
+        ("console alpha: alpha 42", "\x01n"),
+        ("console: input goes to vm beta", "echo beta $((6*7)); grep -c ^processor /proc/cpuinfo\n"),
+        ("console beta: 2", "poweroff -f\n"),
+        ("vm beta: stopped: powered off", "poweroff -f\n"),
+    ];
+    let outcome = run(Board::Virt, path, &steps, Duration::from_secs(300));
+    expect_exit(&outcome, exit_code::SUCCESS);
+    let alpha = xtask::decode::console_lines(&outcome.lines, "alpha");
+    let beta = xtask::decode::console_lines(&outcome.lines, "beta");
+    assert!(alpha.iter().any(|l| l == "alpha 42"), "{}", outcome.transcript());
+    assert!(beta.iter().any(|l| l == "beta 42") && beta.iter().any(|l| l == "2"), "{}", outcome.transcript());
+    assert!(!alpha.iter().any(|l| l.contains("beta")), "beta's input reached alpha:\n{}", outcome.transcript());
+    assert!(!beta.iter().any(|l| l.contains("alpha")), "alpha's input reached beta:\n{}", outcome.transcript());
+    expect_line(&outcome, None, "vm alpha: stopped: powered off");
+    expect_line(&outcome, None, "vm beta: stopped: powered off");
+}

@@ -5,8 +5,8 @@
 //! bytes are collected into lines, which the VM's console forwards tagged with the VM's name, a
 //! line longer than [`LINE`] in pieces, and text without a newline when the console asks
 //! ([`Pl011::flush`], when the guest has gone quiet: a shell prompt). Receive: bytes the console
-//! hands in ([`Pl011::receive`]) queue in a 32-entry FIFO (1 entry with LCR_H.FEN clear); a
-//! byte that finds it full is dropped and sets the overrun status. Interrupts: RXRIS while the
+//! hands in ([`Pl011::receive`]) queue in a 32-entry FIFO (1 entry with LCR_H.FEN clear); the
+//! console offers what did not fit again later. Interrupts: RXRIS while the
 //! FIFO holds at least its trigger level (IFLS), RTRIS while it holds less but is not empty (the
 //! receive timeout, taken as already elapsed), TXRIS after a transmit until cleared through
 //! UARTICR, OERIS on overrun; the output line is `RIS & IMSC != 0`, level-triggered
@@ -255,24 +255,23 @@ impl Pl011 {
         &self.out[..self.out_len]
     }
 
-    /// Bytes from the console's input into the receive FIFO; returns how many were taken (the
-    /// first that finds the FIFO full is dropped and sets the overrun status, the rest wait).
+    /// Bytes from the console's input into the receive FIFO; returns how many fitted. The
+    /// console is a flow-controlled wire: it keeps the rest and offers it again, so nothing is
+    /// lost (`overrun` models a sender that does not wait).
     pub fn receive(&mut self, bytes: &[u8]) -> usize {
-        let mut taken = 0;
-        for &byte in bytes {
-            if self.rx_len >= self.depth() {
-                if taken == 0 {
-                    self.overrun = true;
-                    self.latched |= INT_OE;
-                    return 1;
-                }
-                break;
-            }
+        let taken = bytes.len().min(self.depth().saturating_sub(self.rx_len));
+        for &byte in &bytes[..taken] {
             self.rx[(self.rx_head + self.rx_len) % RX_FIFO] = byte;
             self.rx_len += 1;
-            taken += 1;
         }
         taken
+    }
+
+    /// A byte arrived with the FIFO full and was lost: the overrun status (OERIS, and the
+    /// error bit on the next UARTDR read).
+    pub fn overrun(&mut self) {
+        self.overrun = true;
+        self.latched |= INT_OE;
     }
 
     /// Whether the receive FIFO has room for another byte.
@@ -331,7 +330,8 @@ mod tests {
         assert_eq!(uart.read(UARTMIS), INT_RX, "at the trigger level");
         assert_eq!(uart.receive(&[b'y'; 20]), 12, "the FIFO holds 32");
         assert_eq!(uart.read(UARTFR) & FR_RXFF, FR_RXFF);
-        assert_eq!(uart.receive(b"!"), 1, "one byte dropped on overrun");
+        assert_eq!(uart.receive(b"!"), 0, "full: the console keeps it");
+        uart.overrun();
         assert_eq!(uart.read(UARTRIS) & INT_OE, INT_OE);
         assert_eq!(uart.read(UARTDR), u32::from(b'z') | DR_OE, "the next read reports the overrun");
         uart.write(UARTICR, INT_OE);
