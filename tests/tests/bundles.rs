@@ -41,10 +41,10 @@ fn run(board: Board, bundle: &std::path::Path) -> Outcome {
     boot(RunOptions { bundle: Some(bundle.to_path_buf()), ram_mib: Some(1024), ..RunOptions::new(board) })
 }
 
-/// The console lines Belfry logged for VM `name`, without the tag.
+/// The lines VM `name` printed, from Belfry's tagged console output (a piece passed on while
+/// the guest was quiet mid-line is joined to the rest of its line).
 fn console(outcome: &Outcome, name: &str) -> Vec<String> {
-    let tag = format!("console {name}: ");
-    outcome.lines.iter().filter_map(|l| l.message.strip_prefix(&tag)).map(String::from).collect()
+    xtask::decode::console_lines(&outcome.lines, name)
 }
 
 const HELLO: [&str; 4] = [
@@ -76,7 +76,8 @@ fn tools_ready() {
     xtask::tools::ensure_qemu().expect("QEMU");
 }
 
-/// The CPU that logged each console line of VM `name`.
+/// The CPU that logged the end of each console line of VM `name` (the VCPU's thread, whose
+/// newline completed it).
 fn console_cpus(outcome: &Outcome, name: &str) -> Vec<Option<usize>> {
     let tag = format!("console {name}: ");
     outcome.lines.iter().filter(|l| l.message.starts_with(&tag)).map(|l| l.cpu).collect()

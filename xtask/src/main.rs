@@ -31,7 +31,7 @@ enum Task {
         #[arg(long)]
         el1: bool,
         /// A guest bundle (`cargo xtask pack`) to boot; without one (and without a scenario)
-        /// Belfry boots a bundle of the two test guests, `hello` and `smp`.
+        /// Belfry boots the guest `--guest` names.
         #[arg(long)]
         bundle: Option<PathBuf>,
         /// A scenario for the test firmware's command line (boot, fault, fault-cpu:N, panic,
@@ -41,9 +41,9 @@ enum Task {
         /// Deterministic time (`-icount shift=0,sleep=off`).
         #[arg(long)]
         icount: bool,
-        /// The guest to boot when no bundle is given: `demo` (the test guests) or `linux`
-        /// (Debian's arm64 kernel with a busybox initramfs, fetched on first use).
-        #[arg(long, default_value = "demo")]
+        /// The guest to boot when no bundle is given: `linux` (Debian's arm64 kernel with a
+        /// busybox initramfs, fetched on first use, to a shell) or `demo` (the two test guests).
+        #[arg(long, default_value = "linux")]
         guest: String,
         /// VCPUs of the `linux` guest.
         #[arg(long, default_value_t = 4)]

@@ -186,6 +186,11 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
     let _terminal = if options.interactive { crate::terminal::forward(stdin.clone(), quit.clone()) } else { None };
     let mut script = options.script.iter().peekable();
     let mut script_from = 0;
+    // What the script matches against: the log, with each VM's console output as whole lines
+    // (a piece passed on mid-line joined to the rest).
+    let mut script_view: Vec<String> = Vec::new();
+    let mut open_pieces: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut viewed = 0;
     let (sender, receiver) = mpsc::channel::<Vec<u8>>();
     let reader = std::thread::spawn(move || {
         let mut buffer = [0u8; 4096];
@@ -223,8 +228,21 @@ pub fn run(firmware: &Firmware, options: &RunOptions, mut on_line: impl FnMut(&L
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
+        for line in &lines[viewed..] {
+            match crate::decode::console_text(&line.message) {
+                Some((vm, text, complete)) => {
+                    let open = open_pieces.entry(vm.to_string()).or_default();
+                    open.push_str(text);
+                    if complete {
+                        script_view.push(format!("console {vm}: {}", std::mem::take(open)));
+                    }
+                }
+                None => script_view.push(line.message.clone()),
+            }
+        }
+        viewed = lines.len();
         while let Some((after, keys)) = script.peek() {
-            let Some(found) = lines[script_from..].iter().position(|l| l.message.contains(after.as_str())) else {
+            let Some(found) = script_view[script_from..].iter().position(|m| m.contains(after.as_str())) else {
                 break;
             };
             script_from += found + 1;
