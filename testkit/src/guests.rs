@@ -231,15 +231,38 @@ guest!(
 "#
 );
 
-// Beyond Zircon: a load from far outside guest memory (1 GiB).
+// Beyond Zircon: a load from, then a branch to, an address with nothing behind it (1 GiB,
+// beyond the 16 MiB of RAM). Each is a synchronous external abort at the guest's own EL1, as
+// on a board without memory there: its vector records ESR_EL1, FAR_EL1 and ELR_EL1 in
+// x21..x23 and returns to x24; the load's are kept in x25, x26, the fetch's in x27, x28.
 guest!(
     stray,
     guest_stray_start,
     guest_stray_end,
     r#"
+    adr     x1, 90f
+    msr     vbar_el1, x1
+    isb
+    adr     x24, 1f
     mov     x1, #0x40000000
     ldr     x2, [x1]
+1:  mov     x25, x21
+    mov     x26, x22
+    adr     x24, 2f
+    br      x1
+2:  mov     x27, x21
+    mov     x28, x22
+    mov     x0, #0xfff000
+    str     xzr, [x0]
     b       .
+"#,
+    spx_sync_vector!(),
+    r#"
+    mrs     x21, esr_el1
+    mrs     x22, far_el1
+    mrs     x23, elr_el1
+    msr     elr_el1, x24
+    eret
 "#
 );
 
@@ -419,27 +442,55 @@ guest!(
 "#
 );
 
-// Isolation: a store to the address in x1 (set by the VMM).
+// Isolation: a store to the address in x1 (set by the VMM), then the exit; a synchronous
+// exception on the way (the external abort of a store outside its memory) is taken by its own
+// vector, which puts ESR_EL1 in x3 and exits.
 guest!(
     store_x1,
     guest_store_x1_start,
     guest_store_x1_end,
     r#"
+    adr     x3, 90f
+    msr     vbar_el1, x3
+    isb
+    mov     x3, #0
     movz    x2, #0x6666
     str     x2, [x1]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#,
+    spx_sync_vector!(),
+    r#"
+    mrs     x3, esr_el1
     mov     x0, #0xfff000
     str     xzr, [x0]
     b       .
 "#
 );
 
-// Isolation: an exit Belfry does not serve (ACTLR_EL1 is trapped and not emulated).
+// Isolation: a read of ZCR_EL1, a register of a feature the guest's CPU does not have (SVE is
+// hidden, or absent): an exception at its own EL1 (UNDEF, or its own CPACR_EL1.ZEN trap, which
+// the architecture checks first), which its vector reports in x3 before exiting.
 guest!(
     unhandled,
     guest_unhandled_start,
     guest_unhandled_end,
     r#"
-    mrs     x0, actlr_el1
+    adr     x3, 90f
+    msr     vbar_el1, x3
+    isb
+    mov     x3, #0
+    mrs     x0, s3_0_c1_c2_0
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#,
+    spx_sync_vector!(),
+    r#"
+    mrs     x3, esr_el1
+    mov     x0, #0xfff000
+    str     xzr, [x0]
     b       .
 "#
 );

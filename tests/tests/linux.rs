@@ -90,7 +90,12 @@ fn a_four_vcpu_debian_kernel_boots_to_a_shell_on_every_board() {
             assert!(features.contains(&basic), "{}: no {basic}: {features:?}", board.name());
         }
         let pauth = features.contains(&"paca") && features.contains(&"pacg");
-        assert_eq!(pauth, board != Board::Rpi4, "{}: pointer authentication as the CPU has it: {features:?}", board.name());
+        assert_eq!(
+            pauth,
+            board != Board::Rpi4,
+            "{}: pointer authentication as the CPU has it: {features:?}",
+            board.name()
+        );
     }
 }
 

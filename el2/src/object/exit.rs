@@ -15,6 +15,8 @@ pub struct Access {
     pub sixty_four_bit: bool,
     /// For writes: the value stored (already truncated to `size`).
     pub value: u64,
+    /// The guest's virtual address of the access (FAR_EL2), for an abort delivered to it.
+    pub far: u64,
 }
 
 /// See the module documentation.

@@ -352,7 +352,8 @@ impl Vcpu {
     }
 
     /// An instruction fetch (or a stage-1 table walk) that stage 2 did not satisfy: demand-page
-    /// guest memory, or kill. A trapped page is never mapped (its accesses must keep reaching
+    /// guest memory; outside it, the external abort `abort`; only running out of memory kills.
+    /// A trapped page is never mapped (its accesses must keep reaching
     /// the trap): a fetch from it, or a walk into it, is the external abort `abort` delivered to
     /// the guest, as a device page that cannot be executed or walked would give.
     fn on_fetch(&self, context: &mut Context, address: u64, abort: GuestException) -> ZxResult {
@@ -365,6 +366,15 @@ impl Vcpu {
         }
         match self.guest.vmar().fault(address, false, execute) {
             Fault::Mapped => Ok(()),
+            Fault::Unmapped | Fault::Denied => {
+                let what = if execute {
+                    "an instruction fetch outside guest memory"
+                } else {
+                    "a page-table walk outside guest memory"
+                };
+                self.deliver(context, abort, what, address);
+                Ok(())
+            }
             fault => {
                 crate::kernel_error!(
                     "guest killed: {=str} at IPA {=u64:#x} ({=str}), PC {=u64:#x}",
@@ -410,7 +420,7 @@ impl Vcpu {
             (context.traps_generation, context.traps) = self.guest.traps();
         }
         if context.traps.find(address).is_none() {
-            let access = Access { write, size: 8, register: 31, ..Default::default() };
+            let access = Access { write, size: 8, register: 31, far, ..Default::default() };
             return self.on_access(context, address, access);
         }
         let mut word = [0u8; 4];
@@ -439,6 +449,7 @@ impl Vcpu {
                 sign_extend: decoded.sign_extend,
                 sixty_four_bit: decoded.sixty_four_bit,
                 value,
+                far,
             }
         };
         let accesses = [access(0), access(1)];
@@ -561,6 +572,15 @@ impl Vcpu {
         let Some(trap) = context.traps.find(address).cloned() else {
             return match self.guest.vmar().fault(address, access.write, false) {
                 Fault::Mapped => Ok(None),
+                // Nothing behind the address, or memory that does not permit the access: the
+                // synchronous external abort a board gives, taken by the guest's own EL1.
+                Fault::Unmapped | Fault::Denied => {
+                    let what =
+                        if access.write { "a write outside guest memory" } else { "a read outside guest memory" };
+                    let abort = GuestException::DataAbort { far: access.far, write: access.write };
+                    self.deliver(context, abort, what, address);
+                    Ok(None)
+                }
                 fault => {
                     crate::kernel_error!(
                         "guest killed: {=str} of {=u8} bytes at IPA {=u64:#x} ({=str}), PC {=u64:#x}",

@@ -247,6 +247,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                 sign_extend: abort.sign_extend,
                 sixty_four_bit: abort.sixty_four_bit_register,
                 value,
+                far: FAR_EL2.get(),
             };
             Exit::Access { address: ipa, access }
         }
