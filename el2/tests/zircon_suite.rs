@@ -324,10 +324,10 @@ fn vcpu_psci_cpu_on_and_unknown_calls() {
     .unwrap();
 }
 
-/// Guest RAM is paged in on first touch; an access outside every mapping kills the guest, and
-/// the dead VCPU stays dead.
+/// Guest RAM is paged in on first touch; an access outside every mapping is a synchronous
+/// external abort delivered to the guest's own EL1, which goes on to its exit.
 #[test]
-fn demand_paging_and_killing_a_stray_guest() {
+fn demand_paging_and_a_stray_access_aborts() {
     std::thread::spawn(|| {
         let process = Process::new(true);
         let resource = process.grant_resource(RSRC_KIND_HYPERVISOR).unwrap();
@@ -342,8 +342,15 @@ fn demand_paging_and_killing_a_stray_guest() {
         assert!(space.stage2_lookup(0).is_some());
         assert!(space.stage2_lookup(0x8_0000).is_some());
         assert!(space.stage2_lookup(0x4_0000).is_none(), "untouched pages stay unmapped");
-        assert_eq!(run(&process, vcpu, &[store(0x4000_0000)]), Err(Status::NOT_SUPPORTED));
-        assert_eq!(process.vcpu_enter(vcpu), Err(Status::BAD_STATE));
+        let stray = Exit::Access {
+            address: 0x4000_0000,
+            access: Access { write: true, size: 8, far: 0x1234_5000, ..Default::default() },
+        };
+        assert!(is_exit(run(&process, vcpu, &[stray, store(EXIT_TEST_ADDR)])), "the guest carries on");
+        let injected = process.vcpu_object(vcpu).unwrap().with_context(|c| c.arch.injected.clone());
+        use el2::inject::GuestException;
+        assert_eq!(injected, [GuestException::DataAbort { far: 0x1234_5000, write: true }]);
+        assert!(space.stage2_lookup(0x4000_0000).is_none(), "nothing is mapped there");
     })
     .join()
     .unwrap();
