@@ -218,3 +218,24 @@ fn a_bundle_made_by_mkimage_runs() {
         assert_eq!(console(&outcome, "smp"), SMP, "{}", outcome.transcript());
     }
 }
+
+/// PSCI SYSTEM_OFF from VCPU 1 of a 4-VCPU guest stops the whole VM at once: the three VCPUs
+/// spinning in the guest are kicked out and their threads end, on every board.
+#[test]
+fn system_off_from_any_vcpu_stops_the_whole_vm() {
+    let path = bundle("poweroff", &[vm("poweroff", 3, 4, 16 << 20)], |_| {});
+    for board in Board::ALL {
+        let outcome = run(board, &path);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        assert_eq!(
+            console(&outcome, "poweroff"),
+            [
+                "poweroff: cpu0 starts three CPUs; cpu1 will power off",
+                "poweroff: cpu1 calls SYSTEM_OFF while three CPUs spin"
+            ]
+        );
+        expect_line(&outcome, None, "vm poweroff: powered off (PSCI SYSTEM_OFF from VCPU 1)");
+        expect_line(&outcome, Some(0), "vm poweroff: stopped: powered off");
+        expect_line(&outcome, Some(0), "bundle: every VM has stopped");
+    }
+}
