@@ -32,6 +32,11 @@ pub struct PhysicalTimer {
 }
 
 impl PhysicalTimer {
+    /// Whether the guest has enabled the timer (CTL.ENABLE): otherwise it never fires.
+    pub fn enabled(&self) -> bool {
+        self.ctl & ENABLE != 0
+    }
+
     /// Whether the timer condition is met at counter value `now` (ISTATUS).
     pub fn condition(&self, now: u64) -> bool {
         self.ctl & ENABLE != 0 && now >= self.cval

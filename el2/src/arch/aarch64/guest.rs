@@ -50,6 +50,9 @@ fn counter_to_ns(ticks: u64) -> i64 {
 
 /// Per CPU: the address of the `FpState` whose values are in this CPU's FP/SIMD registers.
 static FP_OWNER: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Per CPU: the address of the `PauthKeys` loaded in this CPU's key registers (switched lazily,
+/// as FP is: the same VCPU re-entering pays nothing; EL2 never uses the keys).
+static PAUTH_OWNER: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 
 /// Per-VCPU architectural state.
 pub struct VcpuArch {
@@ -65,8 +68,9 @@ pub struct VcpuArch {
     vgic: Vgic,
     /// The guest's DISR_EL1 (VDISR_EL2), switched when the CPU has FEAT_RAS.
     vdisr: u64,
-    /// The guest's pointer-authentication keys, switched when the CPU has FEAT_PAuth.
-    pauth: world::PauthKeys,
+    /// The guest's pointer-authentication keys, switched (lazily) when the CPU has FEAT_PAuth;
+    /// boxed so `PAUTH_OWNER` can name them by a stable address.
+    pauth: Box<world::PauthKeys>,
     /// The guest's EL1 physical timer, emulated.
     ptimer: crate::ptimer::PhysicalTimer,
     /// An UNDEF has been injected for a missing register and logged (once per VCPU).
@@ -92,7 +96,7 @@ impl VcpuArch {
             fp: Box::default(),
             vgic: Vgic::new(),
             vdisr: 0,
-            pauth: world::PauthKeys::default(),
+            pauth: Box::default(),
             ptimer: crate::ptimer::PhysicalTimer::default(),
             undef_logged: false,
         }
@@ -105,7 +109,31 @@ impl Drop for VcpuArch {
         for owner in &FP_OWNER {
             let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
+        let keys = &*self.pauth as *const world::PauthKeys as usize;
+        for owner in &PAUTH_OWNER {
+            let _ = owner.compare_exchange(keys, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
+}
+
+/// Makes this VCPU's pointer-authentication keys the ones in the CPU: saves the previous
+/// owner's, loads ours; nothing when they are already ours.
+fn switch_pauth(context: &mut Context) {
+    let Some(owner_slot) = PAUTH_OWNER.get(cpu::index()) else { return };
+    let me = &mut *context.arch.pauth as *mut world::PauthKeys;
+    let owner = owner_slot.load(Ordering::Acquire) as *mut world::PauthKeys;
+    if owner == me {
+        return;
+    }
+    if !owner.is_null() {
+        // SAFETY: FEAT_PAuth is present (the caller checked); a registered owner is a live
+        // `PauthKeys` (a VCPU clears its registration when dropped) of a thread on this CPU,
+        // which is not running.
+        unsafe { (*owner).save() };
+    }
+    // SAFETY: FEAT_PAuth is present; our own keys; EL2 signs no pointers.
+    unsafe { (*me).load() };
+    owner_slot.store(me as usize, Ordering::Release);
 }
 
 /// Guest-physical address where a guest finds its GICv2 CPU interface (QEMU `virt`'s GICC).
@@ -159,11 +187,15 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     crate::irq::set_virtual_timer_exit(!fired);
     // The emulated physical timer: raised like the virtual one; armed, Belfry's EL2 timer
     // brings the guest out at its deadline.
-    let now = super::timer::ticks();
-    if context.arch.ptimer.fired(now) && !context.arch.vgic.holds(crate::ptimer::INTID) {
-        signals.raise(crate::ptimer::INTID);
+    if context.arch.ptimer.enabled() {
+        let now = super::timer::ticks();
+        if context.arch.ptimer.fired(now) && !context.arch.vgic.holds(crate::ptimer::INTID) {
+            signals.raise(crate::ptimer::INTID);
+        }
+        super::timer::set_guest_timer(context.arch.ptimer.deadline(now));
+    } else {
+        super::timer::set_guest_timer(None);
     }
-    super::timer::set_guest_timer(context.arch.ptimer.deadline(now));
     context.arch.vgic.fill(signals);
     context.arch.vgic.load();
     ELR_EL2.set(context.pc);
@@ -174,8 +206,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         unsafe { world::load_vdisr(context.arch.vdisr) };
     }
     if pauth {
-        // SAFETY: FEAT_PAuth is present; EL2 is between guest runs and signs no pointers.
-        unsafe { context.arch.pauth.load() };
+        switch_pauth(context);
     }
     // SAFETY: `setup` describes this VCPU's guest (its stage-2 root and VMID are live while the
     // guest object is); the general registers are this VCPU's.
@@ -184,10 +215,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         // SAFETY: FEAT_RAS is present.
         context.arch.vdisr = unsafe { world::save_vdisr() };
     }
-    if pauth {
-        // SAFETY: FEAT_PAuth is present.
-        unsafe { context.arch.pauth.save() };
-    }
+
     context.arch.vgic.save();
     context.state.sp = sp_el1;
     context.pc = ELR_EL2.get();
@@ -271,13 +299,15 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             // An armed timer ends the sleep at its deadline (an expired one was raised above).
             let timer = context.arch.el1;
             let mut deadline = (timer.cntv_ctl & 0b11 == 0b01).then(|| counter_to_ns(timer.cntv_cval));
-            let now = super::timer::ticks();
-            if context.arch.ptimer.fired(now) {
-                return Exit::Interrupted;
-            }
-            if let Some(at) = context.arch.ptimer.deadline(now) {
-                let at = counter_to_ns(at);
-                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            if context.arch.ptimer.enabled() {
+                let now = super::timer::ticks();
+                if context.arch.ptimer.fired(now) {
+                    return Exit::Interrupted;
+                }
+                if let Some(at) = context.arch.ptimer.deadline(now) {
+                    let at = counter_to_ns(at);
+                    deadline = Some(deadline.map_or(at, |d| d.min(at)));
+                }
             }
             if ti == 0b10 {
                 // WFIT: the register holds a timeout on the virtual count (CNTVOFF_EL2 is 0);

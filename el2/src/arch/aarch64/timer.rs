@@ -44,10 +44,12 @@ pub fn set_hyp_timer(at: Option<u64>) {
 /// the deadline of its emulated physical timer (`None`: it has none).
 pub fn set_guest_timer(at: Option<u64>) {
     let cpu = super::cpu::index();
-    if let Some(slot) = GUEST_WANTS.get(cpu) {
-        slot.store(at.unwrap_or(DISARMED), Ordering::Relaxed);
+    let want = at.unwrap_or(DISARMED);
+    match GUEST_WANTS.get(cpu) {
+        // Unchanged (the common case: no physical timer armed): nothing to program.
+        Some(slot) if slot.swap(want, Ordering::Relaxed) != want => program(cpu),
+        _ => {}
     }
-    program(cpu);
 }
 
 fn program(cpu: usize) {
