@@ -1,9 +1,13 @@
-//! Links every guest with `link.ld`: one image from address 0, header first.
+//! Links every test guest with `link.ld` (one image from address 0, header first) and `ticks`,
+//! a Linux program, with `ticks.ld`.
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    println!("cargo:rustc-link-arg=-T{dir}/link.ld");
-    println!("cargo:rerun-if-changed=link.ld");
-    for guest in ["hello", "smp", "reset", "poweroff", "common"] {
-        println!("cargo:rerun-if-changed={guest}.S");
+    for guest in ["hello", "smp", "reset", "poweroff"] {
+        println!("cargo:rustc-link-arg-bin={guest}=-T{dir}/link.ld");
+    }
+    println!("cargo:rustc-link-arg-bin=ticks=-T{dir}/ticks.ld");
+    println!("cargo:rustc-link-arg-bin=ticks=-static");
+    for file in ["link.ld", "ticks.ld", "hello.S", "smp.S", "reset.S", "poweroff.S", "common.S", "ticks.S"] {
+        println!("cargo:rerun-if-changed={file}");
     }
 }

@@ -29,7 +29,7 @@ const TOLERANCE_PERCENT: u64 = 2;
 /// figures repeat exactly run after run, but where in the other CPU's time slice each event
 /// lands moves with any change to the firmware's code: a count can swing by 10 % with no change
 /// to the path. They are reported, not checked.
-pub const CROSS_CPU: [&str; 2] = ["interrupt", "guest-ipi"];
+pub const CROSS_CPU: [&str; 3] = ["interrupt", "guest-ipi", "linux-boot-4"];
 
 /// Parses `bench: NAME el2 X guest_ns Y` lines.
 pub fn parse(board: Board, messages: impl IntoIterator<Item = String>) -> Vec<Figure> {
@@ -67,6 +67,118 @@ pub fn measure(firmware: &Firmware, board: Board) -> Result<Vec<Figure>> {
         bail!("no figures in the log of {}", board.name());
     }
     Ok(figures)
+}
+
+/// One `linux-boot` measurement: the same Debian kernel and initramfs booted to BOOT-OK under
+/// Belfry and natively, under `-icount shift=0,sleep=off` (one virtual nanosecond per
+/// instruction; idle time, when every CPU waits, is skipped to the next timer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxBoot {
+    pub vcpus: u32,
+    /// Virtual nanoseconds from the kernel's first instruction to BOOT-OK under Belfry.
+    pub belfry_ns: u64,
+    /// The same, native (`virt` without EL2, Belfry's device tree for the guest).
+    pub native_ns: u64,
+    /// EL2 instructions on every CPU from the VM's creation to its power-off.
+    pub el2: u64,
+    /// The VM's exits by kind, as Belfry reported them at its end.
+    pub exits: Vec<(String, u64)>,
+}
+
+impl LinuxBoot {
+    /// Belfry's time over native, in thousandths.
+    pub fn ratio_milli(&self) -> u64 {
+        self.belfry_ns * 1000 / self.native_ns.max(1)
+    }
+}
+
+/// The memory the `linux-boot` VM gets.
+const LINUX_BOOT_MEMORY: u64 = 256 << 20;
+
+/// The `boot-ticks COUNT FREQUENCY` line in console text, in nanoseconds.
+fn boot_ns<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<u64> {
+    lines.into_iter().find_map(|l| {
+        let (count, frequency) = l.trim().strip_prefix(crate::linux::BOOT_TICKS)?.split_once(' ')?;
+        let (count, frequency): (u128, u128) = (count.trim().parse().ok()?, frequency.trim().parse().ok()?);
+        u64::try_from(count * 1_000_000_000 / frequency.max(1)).ok()
+    })
+}
+
+/// Boots the kernel natively: `virt` at EL1 with `vcpus` CPUs, the device tree Belfry would give
+/// the VM, the initramfs and the benchmark parameter. Returns the virtual ns to BOOT-OK.
+fn linux_native(vcpus: u32) -> Result<u64> {
+    let (kernel, _) = crate::linux::kernel()?;
+    let out = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let initramfs = crate::linux::initramfs()?;
+    let initrd_path = out.join("initramfs.cpio");
+    std::fs::write(&initrd_path, &initramfs)?;
+    // QEMU rewrites /memory and /chosen's initrd and bootargs; the rest is Belfry's machine.
+    let tree = vmm::devicetree::generate(&vmm::devicetree::Description {
+        vcpus,
+        memory: LINUX_BOOT_MEMORY,
+        gic_v3: true,
+        cmdline: crate::linux::BENCH_PARAMETER,
+        initrd: None,
+    })
+    .map_err(|e| anyhow::anyhow!("writing the guest device tree: {e:?}"))?;
+    let dtb = out.join(format!("linux-boot-{vcpus}.dtb"));
+    std::fs::write(&dtb, tree)?;
+    let mut command = std::process::Command::new("qemu-system-aarch64");
+    command.args(["-M", "virt,gic-version=3", "-cpu", "max", "-smp", &vcpus.to_string()]);
+    command.args(["-m", &format!("{}M", LINUX_BOOT_MEMORY >> 20), "-icount", "shift=0,sleep=off"]);
+    command.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot"]);
+    command.arg("-kernel").arg(&kernel).arg("-initrd").arg(&initrd_path).arg("-dtb").arg(&dtb);
+    command.args(["-append", crate::linux::BENCH_PARAMETER]);
+    let output = crate::qemu::output_within(command, Duration::from_secs(600))?;
+    boot_ns(output.lines())
+        .with_context(|| format!("no `{}` line from the native boot:\n{output}", crate::linux::BOOT_TICKS))
+}
+
+/// Boots the kernel under Belfry on `virt` (product firmware, the bundle with `vcpus` VCPUs and
+/// the benchmark parameter) and measures it; `native_ns` comes from [`linux_native`].
+fn linux_belfry(vcpus: u32, native_ns: u64) -> Result<LinuxBoot> {
+    let bundle = crate::linux::bundle_with(vcpus, LINUX_BOOT_MEMORY, Some(crate::linux::BENCH_PARAMETER))?;
+    let firmware = build::build(&[Board::Virt])?.remove(0);
+    let options = RunOptions {
+        icount: true,
+        timeout: Duration::from_secs(600),
+        bundle: Some(bundle),
+        ..RunOptions::new(Board::Virt)
+    };
+    let outcome = qemu::run(&firmware, &options, |_| {})?;
+    if outcome.exit_code != Some(0) {
+        bail!("the linux-boot VM did not power off cleanly:\n{}", outcome.transcript());
+    }
+    let console = crate::decode::console_lines(&outcome.lines, "linux");
+    let boot = boot_ns(console.iter().map(String::as_str))
+        .with_context(|| format!("no `{}` line:\n{}", crate::linux::BOOT_TICKS, outcome.transcript()))?;
+    let start = outcome
+        .lines
+        .iter()
+        .find(|l| l.message.starts_with("vm linux: ") && l.message.contains("VCPU(s)"))
+        .context("no line for the VM's creation")?;
+    let start_ns = (start.time.parse::<f64>().context("the creation line's time")? * 1e9) as u64;
+    let mut exits = Vec::new();
+    let mut el2 = 0;
+    for line in &outcome.lines {
+        if let Some(rest) = line.message.strip_prefix("vm linux: exits: ") {
+            for pair in rest.split(", ") {
+                if let Some((kind, count)) = pair.rsplit_once(' ') {
+                    exits.push((kind.to_string(), count.parse().unwrap_or(0)));
+                }
+            }
+        }
+        if let Some(rest) = line.message.strip_prefix("vm linux: el2 instructions ") {
+            el2 = rest.trim().parse().unwrap_or(0);
+        }
+    }
+    Ok(LinuxBoot { vcpus, belfry_ns: boot.saturating_sub(start_ns), native_ns, el2, exits })
+}
+
+/// `linux-boot` with 1 and 4 VCPUs on `virt`.
+pub fn linux_boot() -> Result<Vec<LinuxBoot>> {
+    [1, 4].into_iter().map(|vcpus| linux_belfry(vcpus, linux_native(vcpus)?)).collect()
 }
 
 /// JSON for the figures (and the image sections), written by hand: flat and stable.
@@ -176,16 +288,72 @@ pub fn baseline_path() -> std::path::PathBuf {
     workspace_root().join("bench").join("baseline.json")
 }
 
-/// Runs every board; prints the table; writes the outputs; checks or updates the baseline.
-/// Returns the regressions found (empty when the check passes or the baseline was updated).
-pub fn bench(update_baseline: bool) -> Result<Vec<String>> {
-    let firmwares = build::build(&Board::ALL)?;
+/// The `linux-boot` ratio the benchmark requires, in thousandths of native.
+pub const LINUX_BOOT_LIMIT_MILLI: u64 = 1150;
+
+/// `linux-boot` as baseline figures: `linux-boot-N` with EL2 instructions and Belfry's guest ns.
+/// Only the 1-VCPU boot's EL2 count is checked (the 4-VCPU boot spans CPUs, see [`CROSS_CPU`]).
+fn linux_figures(boots: &[LinuxBoot]) -> Vec<Figure> {
+    boots
+        .iter()
+        .map(|b| Figure {
+            board: Board::Virt.name().to_string(),
+            path: format!("linux-boot-{}", b.vcpus),
+            el2: b.el2,
+            guest_ns: b.belfry_ns,
+        })
+        .collect()
+}
+
+/// Runs every board (or only `exits` or `linux-boot`); prints the table; writes the outputs;
+/// checks or updates the baseline. Returns the regressions found (empty when the check passes
+/// or the baseline was updated).
+pub fn bench(update_baseline: bool, only: Option<&str>) -> Result<Vec<String>> {
+    if let Some(other) = only.filter(|o| !["exits", "linux-boot"].contains(o)) {
+        bail!("--only takes `exits` or `linux-boot`, not `{other}`");
+    }
+    if update_baseline && only.is_some() {
+        bail!("--update-baseline measures everything: leave out --only");
+    }
     let mut figures = Vec::new();
     let mut sizes = BTreeMap::new();
-    for (board, firmware) in Board::ALL.iter().zip(&firmwares) {
-        // The paths are measured by the test kit's `bench` scenario; the sizes are the product's.
-        figures.extend(measure(&build::test_firmware(*board)?, *board)?);
-        sizes.insert(board.name().to_string(), sections(firmware)?);
+    if only != Some("linux-boot") {
+        let firmwares = build::build(&Board::ALL)?;
+        for (board, firmware) in Board::ALL.iter().zip(&firmwares) {
+            // The paths are measured by the test kit's `bench` scenario; the sizes are the product's.
+            figures.extend(measure(&build::test_firmware(*board)?, *board)?);
+            sizes.insert(board.name().to_string(), sections(firmware)?);
+        }
+    }
+    let mut found = Vec::new();
+    if only != Some("exits") {
+        let boots = linux_boot()?;
+        println!("{:<12} {:>14} {:>14} {:>7} {:>16}", "linux-boot", "Belfry ns", "native ns", "ratio", "EL2 instructions");
+        for b in &boots {
+            let ratio = b.ratio_milli();
+            println!(
+                "{:<12} {:>14} {:>14} {:>3}.{:03} {:>16}",
+                format!("virt {} VCPU", b.vcpus),
+                b.belfry_ns,
+                b.native_ns,
+                ratio / 1000,
+                ratio % 1000,
+                b.el2
+            );
+            let exits: Vec<String> = b.exits.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!("             exits: {}", exits.join(", "));
+            if ratio > LINUX_BOOT_LIMIT_MILLI {
+                found.push(format!(
+                    "virt linux-boot-{}: {}.{:03}x native, the limit is {}.{:03}x",
+                    b.vcpus,
+                    ratio / 1000,
+                    ratio % 1000,
+                    LINUX_BOOT_LIMIT_MILLI / 1000,
+                    LINUX_BOOT_LIMIT_MILLI % 1000
+                ));
+            }
+        }
+        figures.extend(linux_figures(&boots));
     }
     println!("{:<12} {:<14} {:>16} {:>12}", "board", "path", "EL2 instructions", "guest ns");
     for f in &figures {
@@ -207,11 +375,17 @@ pub fn bench(update_baseline: bool) -> Result<Vec<String>> {
         std::fs::create_dir_all(baseline.parent().unwrap_or(&out))?;
         std::fs::write(&baseline, json)?;
         println!("xtask: baseline updated: {}", baseline.display());
-        return Ok(Vec::new());
+        return Ok(found);
     }
     let text = std::fs::read_to_string(&baseline)
         .with_context(|| format!("reading {} (create it with --update-baseline)", baseline.display()))?;
-    let found = regressions(&from_json(&text), &figures);
+    let measured = |f: &Figure| match only {
+        Some("exits") => !f.path.starts_with("linux-boot"),
+        Some(_) => f.path.starts_with("linux-boot"),
+        None => true,
+    };
+    let wanted: Vec<Figure> = from_json(&text).into_iter().filter(measured).collect();
+    found.extend(regressions(&wanted, &figures));
     if found.is_empty() {
         println!("xtask: every path within {TOLERANCE_PERCENT} % of the baseline");
     }

@@ -44,6 +44,13 @@ pub fn build() -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// Builds the test guests and returns the path of `ticks`, the static Linux program that
+/// prints the virtual counter (the Linux initramfs's boot mark, see [`crate::linux::INIT`]).
+pub fn ticks() -> Result<PathBuf> {
+    build()?;
+    Ok(workspace_root().join("guests/target").join(TARGET).join("release/ticks"))
+}
+
 /// Packs the two test guests into `target/guests/demo.itb`: VM `hello` (1 VCPU) and VM `smp`
 /// (2 VCPUs), 32 MiB each.
 pub fn demo_bundle() -> Result<PathBuf> {

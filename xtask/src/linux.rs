@@ -13,15 +13,26 @@ use std::path::PathBuf;
 /// The line `/init` prints once userspace runs (the boot benchmark's end mark).
 pub const BOOT_OK: &str = "BOOT-OK";
 
-/// `/init`: mounts the kernel's file systems, installs busybox's applets, says BOOT-OK and
-/// runs a shell on the console (respawned if it exits).
+/// The kernel parameter that makes `/init` report its boot mark and power off at once (the
+/// `linux-boot` benchmark; a parameter with a dot is a module's, so the kernel passes it over).
+pub const BENCH_PARAMETER: &str = "belfry.bench";
+
+/// What `/init` prints under [`BENCH_PARAMETER`] after BOOT-OK: `boot-ticks N F`, the virtual
+/// counter read just before BOOT-OK was printed and its frequency.
+pub const BOOT_TICKS: &str = "boot-ticks ";
+
+/// `/init`: mounts the kernel's file systems, installs busybox's applets, reads the counter
+/// (`/bin/ticks`), says BOOT-OK and runs a shell on the console (respawned if it exits); with
+/// [`BENCH_PARAMETER`] it reports the counter and powers off instead.
 pub const INIT: &str = "#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /usr/bin /usr/sbin /sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+ticks=$(/bin/ticks)
 echo BOOT-OK
+case \" $(cat /proc/cmdline) \" in *\" belfry.bench \"*) echo \"boot-ticks $ticks\"; poweroff -f;; esac
 while true; do setsid cttyhack sh -l; done
 ";
 
@@ -129,7 +140,7 @@ impl Cpio {
     }
 }
 
-/// The initramfs: `/init`, `/bin/busybox`, `/dev/console`.
+/// The initramfs: `/init`, `/bin/busybox`, `/bin/ticks`, `/dev/console`.
 pub fn initramfs() -> Result<Vec<u8>> {
     let busybox = std::fs::read(busybox()?)?;
     let mut cpio = Cpio::default();
@@ -138,6 +149,7 @@ pub fn initramfs() -> Result<Vec<u8>> {
     }
     cpio.entry("dev/console", S_IFCHR | 0o600, &[], (5, 1));
     cpio.entry("bin/busybox", S_IFREG | 0o755, &busybox, (0, 0));
+    cpio.entry("bin/ticks", S_IFREG | 0o755, &std::fs::read(crate::guests::ticks()?)?, (0, 0));
     cpio.entry("init", S_IFREG | 0o755, INIT.as_bytes(), (0, 0));
     Ok(cpio.finish())
 }
@@ -145,6 +157,11 @@ pub fn initramfs() -> Result<Vec<u8>> {
 /// The Linux bundle: one VM `linux` with `vcpus` VCPUs and `memory` bytes, Debian's kernel and
 /// the busybox initramfs; written to `target/guests/linux-V-M.itb`.
 pub fn bundle(vcpus: u32, memory: u64) -> Result<PathBuf> {
+    bundle_with(vcpus, memory, None)
+}
+
+/// [`bundle`] with a kernel command line (`linux-V-M-bench.itb` for [`BENCH_PARAMETER`]).
+pub fn bundle_with(vcpus: u32, memory: u64, cmdline: Option<&str>) -> Result<PathBuf> {
     let (kernel, _) = kernel()?;
     let vm = bundle::writer::VmInput {
         name: "linux".into(),
@@ -152,11 +169,13 @@ pub fn bundle(vcpus: u32, memory: u64) -> Result<PathBuf> {
         initrd: Some(initramfs()?),
         vcpus: Some(vcpus),
         memory: Some(memory),
+        cmdline: cmdline.map(str::to_string),
         ..Default::default()
     };
     let out = crate::workspace_root().join("target/guests");
     std::fs::create_dir_all(&out)?;
-    let path = out.join(format!("linux-{vcpus}-{}M.itb", memory >> 20));
+    let suffix = if cmdline.is_some() { "-bench" } else { "" };
+    let path = out.join(format!("linux-{vcpus}-{}M{suffix}.itb", memory >> 20));
     crate::pack::pack(&[vm], &path)?;
     Ok(path)
 }

@@ -129,6 +129,10 @@ enum Task {
         /// Write the figures as the new baseline instead of checking them.
         #[arg(long)]
         update_baseline: bool,
+        /// Measure only `exits` (the exit paths) or `linux-boot` (the baseline is then only
+        /// checked, never written).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -199,9 +203,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(code.clamp(0, 255) as u8))
         }
         Task::Test => test(),
-        Task::Bench { update_baseline } => {
+        Task::Bench { update_baseline, only } => {
             tools::ensure_qemu()?;
-            let found = xtask::bench::bench(update_baseline)?;
+            let found = xtask::bench::bench(update_baseline, only.as_deref())?;
             for regression in &found {
                 eprintln!("xtask: regression: {regression}");
             }
@@ -367,7 +371,7 @@ fn test() -> Result<ExitCode> {
         bail!("a fuzz target crashed or did not run");
     }
     // The exit-path figures against the committed baseline (deterministic under -icount).
-    let found = xtask::bench::bench(false)?;
+    let found = xtask::bench::bench(false, None)?;
     if !found.is_empty() {
         bail!("exit paths regressed over bench/baseline.json:\n{}", found.join("\n"));
     }

@@ -297,9 +297,23 @@ pub fn run_native(image: &std::path::Path, cpus: u32, timeout: Duration) -> Resu
     command.args(["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M", "-smp", &cpus.to_string()]);
     command.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot"]);
     command.arg("-kernel").arg(image);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let output = output_within(command, timeout)
+        .with_context(|| format!("{} did not power off within {timeout:?}", image.display()))?;
+    Ok(output.lines().map(|l| l.trim_end_matches('\r').to_string()).filter(|l| !l.is_empty()).collect())
+}
+
+/// Runs `command` (QEMU with its serial port on stdout) until it exits, at most `timeout`, and
+/// returns what it printed. Its stdout is drained as it runs (a full pipe would stall it).
+pub fn output_within(mut command: Command, timeout: Duration) -> Result<String> {
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
     die_with_parent(&mut command);
     let mut child = command.spawn().context("starting qemu-system-aarch64")?;
+    let mut stdout = child.stdout.take().context("QEMU's stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
     let started = Instant::now();
     loop {
         if child.try_wait()?.is_some() {
@@ -307,13 +321,11 @@ pub fn run_native(image: &std::path::Path, cpus: u32, timeout: Duration) -> Resu
         }
         if started.elapsed() > timeout {
             let _ = child.kill();
-            anyhow::bail!("{} did not power off within {timeout:?}", image.display());
+            let _ = child.wait();
+            anyhow::bail!("QEMU did not end within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut output = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout.read_to_string(&mut output)?;
-    }
-    Ok(output.lines().map(|l| l.trim_end_matches('\r').to_string()).filter(|l| !l.is_empty()).collect())
+    let bytes = reader.join().unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
