@@ -158,6 +158,19 @@ impl<'p> Vcpu<'p> {
         Ok(VcpuControl { pc: word(0), flags: word(8) })
     }
 
+    /// Belfry extension: the VCPU's exits by kind (`BELFRY_VCPU_EXITS`), in
+    /// [`crate::object::exit::EXIT_KIND_NAMES`]' order.
+    pub fn read_exits(&self) -> ZxResult<crate::object::exit::ExitCounts> {
+        use crate::object::exit::{ExitCounts, EXIT_KINDS};
+        let mut bytes = [0u8; EXIT_KINDS * 8];
+        self.0.process.vcpu_read_state(self.0.value, crate::object::vcpu::BELFRY_VCPU_EXITS, &mut bytes)?;
+        let mut counts = ExitCounts::default();
+        for (count, chunk) in counts.0.iter_mut().zip(bytes.chunks_exact(8)) {
+            *count = u64::from_le_bytes(core::array::from_fn(|i| chunk[i]));
+        }
+        Ok(counts)
+    }
+
     /// Belfry extension: sets the guest PC and skip flag.
     pub fn write_control(&self, control: &VcpuControl) -> ZxResult {
         let mut bytes = [0u8; 16];

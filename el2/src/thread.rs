@@ -340,8 +340,10 @@ fn schedule(deadline: Option<Deadline>) {
                     // Entered at EL1 (no hypervisor): no EL2 timer, so a finite wait polls.
                     core::hint::spin_loop();
                 } else {
+                    crate::arch::aarch64::pmu::publish();
                     // A deadline of this CPU's is on the EL2 timer, whose interrupt ends the WFI.
                     aarch64_cpu::asm::wfi();
+                    crate::arch::aarch64::pmu::idle_end();
                 }
                 crate::irq::drain();
             }

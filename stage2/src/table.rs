@@ -1,9 +1,12 @@
 //! Stage-2 translation tables: guest-physical (IPA) pages to host-physical frames.
 //!
 //! Geometry: 4 KiB granule, a 36-bit IPA space (VTCR_EL2.T0SZ = 28) walked from level 1, whose
-//! table has 64 entries. Guest RAM is mapped page by page as the guest first touches it
-//! (lguest's demand paging), so only level-3 page descriptors are ever written; the level-2
-//! and level-3 tables appear as needed and are freed with the address space.
+//! table has 64 entries. Guest RAM is mapped as the guest first touches it (lguest's demand
+//! paging): by 2 MiB level-2 blocks where the memory behind is one aligned block
+//! ([`Stage2::map_block`]), otherwise by level-3 pages. The level-2 and level-3 tables appear
+//! as needed and are freed with the address space. Unmapping or protecting any part of a block
+//! removes the whole block: stage 2 only caches the guest's memory map, and the next access
+//! faults it back in, by pages where the block no longer fits.
 //!
 //! Tables are addressed by physical address. On the board that is also their EL2 address (the
 //! identity map); on the host the [`TableSource`] hands out host memory whose address stands
@@ -15,6 +18,8 @@ use crate::addr::{GuestPhysAddr, PhysAddr};
 pub const IPA_BITS: u32 = 36;
 /// Bytes in a page.
 pub const PAGE_SIZE: u64 = 4096;
+/// Bytes a level-2 block maps.
+pub const BLOCK_SIZE: u64 = 1 << 21;
 const ENTRIES: usize = 512;
 
 const VALID: u64 = 1 << 0;
@@ -84,6 +89,15 @@ fn page_descriptor(output: PhysAddr, permissions: Permissions, kind: MemoryKind)
     descriptor
 }
 
+/// A level-2 block descriptor: a page descriptor with bit 1 clear.
+fn block_descriptor(output: PhysAddr, permissions: Permissions, kind: MemoryKind) -> u64 {
+    page_descriptor(output, permissions, kind) & !TABLE_OR_PAGE
+}
+
+fn is_block(descriptor: u64) -> bool {
+    descriptor & (VALID | TABLE_OR_PAGE) == VALID
+}
+
 fn permissions_of(descriptor: u64) -> Permissions {
     Permissions {
         read: descriptor & S2AP_READ != 0,
@@ -105,6 +119,9 @@ pub trait TableSource {
 pub enum Stage2Error {
     /// The address is beyond the IPA space or not page-aligned.
     BadAddress,
+    /// A page was to be mapped inside a block that maps it elsewhere or with other
+    /// permissions: the block must be unmapped first.
+    Occupied,
     /// No memory for a table.
     OutOfMemory,
 }
@@ -152,25 +169,22 @@ impl<S: TableSource> Stage2<S> {
         Ok(raw)
     }
 
-    /// The level-3 table covering `ipa`, created if `create` and missing.
-    fn leaf_table(&mut self, ipa: u64, create: bool) -> Result<Option<PhysAddr>, Stage2Error> {
-        let mut table = self.root;
-        for level in 1..3 {
-            let slot = &mut entries(table)[index(ipa, level)];
-            if *slot & VALID == 0 {
-                if !create {
-                    return Ok(None);
-                }
-                let next = self.source.allocate().ok_or(Stage2Error::OutOfMemory)?;
-                self.tables += 1;
-                *slot = next.raw() | VALID | TABLE_OR_PAGE;
+    /// The level-2 table covering `ipa`, created if `create` and missing.
+    fn level2_table(&mut self, ipa: u64, create: bool) -> Result<Option<PhysAddr>, Stage2Error> {
+        let slot = &mut entries(self.root)[index(ipa, 1)];
+        if *slot & VALID == 0 {
+            if !create {
+                return Ok(None);
             }
-            table = PhysAddr::new(*slot & OUTPUT_MASK);
+            let next = self.source.allocate().ok_or(Stage2Error::OutOfMemory)?;
+            self.tables += 1;
+            *slot = next.raw() | VALID | TABLE_OR_PAGE;
         }
-        Ok(Some(table))
+        Ok(Some(PhysAddr::new(*slot & OUTPUT_MASK)))
     }
 
-    /// Maps the page at `ipa` to the frame `output`.
+    /// Maps the page at `ipa` to the frame `output`. Inside a block that already maps it so,
+    /// nothing changes; inside a block that maps it otherwise, [`Stage2Error::Occupied`].
     pub fn map_page(
         &mut self,
         ipa: GuestPhysAddr,
@@ -182,52 +196,103 @@ impl<S: TableSource> Stage2<S> {
         if !output.is_aligned(PAGE_SIZE) {
             return Err(Stage2Error::BadAddress);
         }
-        let Some(leaf) = self.leaf_table(raw, true)? else { return Err(Stage2Error::OutOfMemory) };
+        let Some(level2) = self.level2_table(raw, true)? else { return Err(Stage2Error::OutOfMemory) };
+        let slot = &mut entries(level2)[index(raw, 2)];
+        if is_block(*slot) {
+            let same = (*slot & OUTPUT_MASK) + (raw & (BLOCK_SIZE - 1)) == output.raw()
+                && permissions_of(*slot) == permissions;
+            return if same { Ok(()) } else { Err(Stage2Error::Occupied) };
+        }
+        if *slot & VALID == 0 {
+            let next = self.source.allocate().ok_or(Stage2Error::OutOfMemory)?;
+            self.tables += 1;
+            *slot = next.raw() | VALID | TABLE_OR_PAGE;
+        }
+        let leaf = PhysAddr::new(*slot & OUTPUT_MASK);
         entries(leaf)[index(raw, 3)] = page_descriptor(output, permissions, kind);
         Ok(())
     }
 
-    /// The frame and permissions `ipa`'s page maps to.
+    /// Maps the 2 MiB at `ipa` to the 2 MiB at `output` with one level-2 block. `Ok(false)`,
+    /// and nothing changed, when pages are already mapped there (a level-3 table).
+    pub fn map_block(
+        &mut self,
+        ipa: GuestPhysAddr,
+        output: PhysAddr,
+        permissions: Permissions,
+        kind: MemoryKind,
+    ) -> Result<bool, Stage2Error> {
+        let raw = Self::check(ipa)?;
+        if !raw.is_multiple_of(BLOCK_SIZE) || !output.is_aligned(BLOCK_SIZE) {
+            return Err(Stage2Error::BadAddress);
+        }
+        let Some(level2) = self.level2_table(raw, true)? else { return Err(Stage2Error::OutOfMemory) };
+        let slot = &mut entries(level2)[index(raw, 2)];
+        if *slot & VALID != 0 && !is_block(*slot) {
+            return Ok(false);
+        }
+        *slot = block_descriptor(output, permissions, kind);
+        Ok(true)
+    }
+
+    /// The frame and permissions `ipa`'s page maps to (within a block: that page's part).
     pub fn lookup(&mut self, ipa: GuestPhysAddr) -> Option<(PhysAddr, Permissions)> {
         let raw = ipa.raw() & !(PAGE_SIZE - 1);
         if raw >= 1 << IPA_BITS {
             return None;
         }
-        let leaf = self.leaf_table(raw, false).ok()??;
-        let descriptor = entries(leaf)[index(raw, 3)];
+        let level2 = self.level2_table(raw, false).ok()??;
+        let slot = entries(level2)[index(raw, 2)];
+        if is_block(slot) {
+            return Some((PhysAddr::new((slot & OUTPUT_MASK) + (raw & (BLOCK_SIZE - 1))), permissions_of(slot)));
+        }
+        if slot & VALID == 0 {
+            return None;
+        }
+        let descriptor = entries(PhysAddr::new(slot & OUTPUT_MASK))[index(raw, 3)];
         (descriptor & VALID != 0).then(|| (PhysAddr::new(descriptor & OUTPUT_MASK), permissions_of(descriptor)))
     }
 
-    /// Calls `f` for every mapped page in `[start, start + len)` with its descriptor, which
-    /// `f` may rewrite; returns the IPAs touched through `changed`.
-    fn for_each_page(&mut self, start: u64, len: u64, mut f: impl FnMut(u64, &mut u64)) {
+    /// Calls `f(ipa, descriptor, block)` for every valid page or block descriptor that maps
+    /// part of `[start, start + len)`; `f` may rewrite it. A block's `ipa` is its start.
+    fn for_each_mapping(&mut self, start: u64, len: u64, mut f: impl FnMut(u64, &mut u64, bool)) {
         let end = start.saturating_add(len).min(1 << IPA_BITS);
         let mut ipa = start & !(PAGE_SIZE - 1);
         while ipa < end {
-            match self.leaf_table(ipa, false) {
-                Ok(Some(leaf)) => {
-                    let slot = &mut entries(leaf)[index(ipa, 3)];
-                    if *slot & VALID != 0 {
-                        f(ipa, slot);
-                    }
-                    ipa += PAGE_SIZE;
+            let next_block = (ipa | (BLOCK_SIZE - 1)) + 1;
+            let Ok(Some(level2)) = self.level2_table(ipa, false) else {
+                // No level-2 table: skip its whole 1 GiB.
+                ipa = (ipa | ((1 << 30) - 1)) + 1;
+                continue;
+            };
+            let slot = &mut entries(level2)[index(ipa, 2)];
+            if is_block(*slot) {
+                f(ipa & !(BLOCK_SIZE - 1), slot, true);
+                ipa = next_block;
+            } else if *slot & VALID == 0 {
+                ipa = next_block;
+            } else {
+                let page = &mut entries(PhysAddr::new(*slot & OUTPUT_MASK))[index(ipa, 3)];
+                if *page & VALID != 0 {
+                    f(ipa, page, false);
                 }
-                // No level-3 table: skip its whole 2 MiB.
-                _ => ipa = (ipa | ((1 << 21) - 1)) + 1,
+                ipa += PAGE_SIZE;
             }
         }
     }
 
-    /// Unmaps every page in `[start, start + len)`; calls `invalidate(ipa)` for each page that
-    /// was mapped (the caller invalidates the TLBs).
+    /// Unmaps every page in `[start, start + len)`, and every block with a part in it; calls
+    /// `invalidate(ipa)` for each page or block (its start) that was mapped (the caller
+    /// invalidates the TLBs).
     pub fn unmap(&mut self, start: GuestPhysAddr, len: u64, mut invalidate: impl FnMut(GuestPhysAddr)) {
-        self.for_each_page(start.raw(), len, |ipa, slot| {
+        self.for_each_mapping(start.raw(), len, |ipa, slot, _| {
             *slot = 0;
             invalidate(GuestPhysAddr::new(ipa));
         });
     }
 
-    /// Changes the permissions of every mapped page in `[start, start + len)`.
+    /// Changes the permissions of every mapped page in `[start, start + len)`; a block with a
+    /// part in it is unmapped instead (it faults back in with the permissions of the moment).
     pub fn protect(
         &mut self,
         start: GuestPhysAddr,
@@ -235,7 +300,12 @@ impl<S: TableSource> Stage2<S> {
         permissions: Permissions,
         mut invalidate: impl FnMut(GuestPhysAddr),
     ) {
-        self.for_each_page(start.raw(), len, |ipa, slot| {
+        self.for_each_mapping(start.raw(), len, |ipa, slot, block| {
+            if block {
+                *slot = 0;
+                invalidate(GuestPhysAddr::new(ipa));
+                return;
+            }
             let kind =
                 if *slot & MEMATTR_NORMAL_WB == MEMATTR_NORMAL_WB { MemoryKind::Normal } else { MemoryKind::Device };
             *slot = page_descriptor(PhysAddr::new(*slot & OUTPUT_MASK), permissions, kind);
@@ -359,6 +429,54 @@ mod tests {
         s2.unmap(gpa(0), 0x40_0000_0000, |ipa| touched.push(ipa.raw()));
         assert_eq!(touched, vec![0, 0x1000, 0x2000, 0x3000]);
         assert_eq!(s2.lookup(gpa(0)), None);
+    }
+
+    #[test]
+    fn blocks_map_two_mebibytes_and_go_whole() {
+        let mut host = HostTables::default();
+        let mut s2 = Stage2::new(&mut host).unwrap();
+        let rw = Permissions { read: true, write: true, execute: false };
+        let (ipa, frame) = (0x4020_0000, PhysAddr::new(0x8060_0000));
+        assert_eq!(s2.map_block(gpa(ipa), frame, rw, MemoryKind::Normal), Ok(true));
+        // A root and one level-2 table: the block needs no level-3 table.
+        assert_eq!(s2.table_count(), 2);
+        let level2 = PhysAddr::new(entries(s2.root())[index(ipa, 1)] & OUTPUT_MASK);
+        let descriptor = entries(level2)[index(ipa, 2)];
+        assert_eq!(descriptor & 0b11, 0b01, "a block descriptor");
+        assert_eq!(descriptor & OUTPUT_MASK, 0x8060_0000);
+        assert_eq!(s2.lookup(gpa(ipa + 0x1_2345)), Some((PhysAddr::new(0x8061_2000), rw)));
+        assert_eq!(s2.lookup(gpa(ipa + BLOCK_SIZE)), None);
+        // A page the block already maps so: no change; otherwise: occupied.
+        assert_eq!(s2.map_page(gpa(ipa + 0x3000), PhysAddr::new(0x8060_3000), rw, MemoryKind::Normal), Ok(()));
+        assert_eq!(
+            s2.map_page(gpa(ipa + 0x3000), PhysAddr::new(0x9000_0000), rw, MemoryKind::Normal),
+            Err(Stage2Error::Occupied)
+        );
+        assert_eq!(s2.table_count(), 2);
+        // Misaligned blocks are refused.
+        assert_eq!(s2.map_block(gpa(ipa + 0x1000), frame, rw, MemoryKind::Normal), Err(Stage2Error::BadAddress));
+        assert_eq!(
+            s2.map_block(gpa(ipa), PhysAddr::new(0x8060_1000), rw, MemoryKind::Normal),
+            Err(Stage2Error::BadAddress)
+        );
+        // Unmapping one page of it removes the block, reported once at its start.
+        let mut seen = Vec::new();
+        s2.unmap(gpa(ipa + 0x5000), 0x1000, |a| seen.push(a.raw()));
+        assert_eq!(seen, [ipa]);
+        assert_eq!(s2.lookup(gpa(ipa + 0x1_2345)), None);
+        // Pages first: a block is not put over them.
+        s2.map_page(gpa(ipa), PhysAddr::new(0x7000_0000), rw, MemoryKind::Normal).unwrap();
+        assert_eq!(s2.map_block(gpa(ipa), frame, rw, MemoryKind::Normal), Ok(false));
+        assert_eq!(s2.lookup(gpa(ipa)), Some((PhysAddr::new(0x7000_0000), rw)));
+        // Protecting part of a block removes it too.
+        let next = ipa + BLOCK_SIZE;
+        s2.map_block(gpa(next), PhysAddr::new(0x80a0_0000), rw, MemoryKind::Normal).unwrap();
+        let mut seen = Vec::new();
+        s2.protect(gpa(next + BLOCK_SIZE - 0x1000), 0x1000, Permissions::RWX, |a| seen.push(a.raw()));
+        assert_eq!(seen, [next]);
+        assert_eq!(s2.lookup(gpa(next)), None);
+        drop(s2);
+        assert!(host.live.is_empty(), "every table freed");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use crate::bus::{Bus, Device, Trigger};
 use crate::devicetree::{self, Description};
 use crate::distributor::{Action, Distributor, Version};
-use crate::fault::FaultView;
+use crate::fault::{FaultView, Resume};
 use crate::layout::*;
 use crate::loader::{self, LoadError};
 use crate::pl011::{Output, Pl011};
@@ -22,8 +22,9 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bundle::VmSpec;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use el2::api::{Guest, OwnedHandle, Vcpu, Vmo};
+use el2::object::exit::{EXIT_KINDS, EXIT_KIND_NAMES};
 use el2::object::packet::Packet;
 use el2::object::process::{Process, BELFRY_VMO_CHARGED};
 use el2::object::psci::STOP;
@@ -165,6 +166,10 @@ pub struct Vm {
     placement: Vec<usize>,
     ending: AtomicU8,
     threads: spin::Mutex<Vec<Arc<Thread>>>,
+    /// The exits of the VCPUs that have ended, by kind (`BELFRY_VCPU_EXITS`).
+    exits: [AtomicU64; EXIT_KINDS],
+    /// EL2 instructions on every CPU when the VM was built (None without a PMU).
+    el2_at_start: Option<u64>,
 }
 
 fn hv<T>(what: &'static str, result: ZxResult<T>) -> Result<T, Refusal> {
@@ -252,6 +257,8 @@ impl Vm {
             placement,
             ending: AtomicU8::new(Ending::Running as u8),
             threads: spin::Mutex::new(Vec::new()),
+            exits: [const { AtomicU64::new(0) }; EXIT_KINDS],
+            el2_at_start: el2::arch::aarch64::pmu::all_cpus(),
         });
         defmt::info!(
             "vm {=str}: {=u32} VCPU(s), {=u64} MiB at {=u64:#x} ({=u64} MiB left), kernel at {=u64:#x}, device tree at {=u64:#x}",
@@ -265,6 +272,23 @@ impl Vm {
         );
         vm.spawn(0, plan.entry, plan.dtb).map_err(|status| Refusal::Hypervisor("thread_spawn", status))?;
         Ok(vm)
+    }
+
+    /// Logs what the VM cost once every VCPU has ended: its exits by kind, and the EL2
+    /// instructions every CPU ran since it was built (Belfry's own work while it ran: its
+    /// exits, its VMM, the rest of the firmware), when the PMU counts them.
+    fn report(&self) {
+        let mut line = alloc::string::String::new();
+        for (name, count) in EXIT_KIND_NAMES.iter().zip(&self.exits) {
+            if !line.is_empty() {
+                line.push_str(", ");
+            }
+            let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{name} {}", count.load(Ordering::Relaxed)));
+        }
+        defmt::info!("vm {=str}: exits: {=str}", &*self.name, line.as_str());
+        if let (Some(start), Some(now)) = (self.el2_at_start, el2::arch::aarch64::pmu::all_cpus()) {
+            defmt::info!("vm {=str}: el2 instructions {=u64}", &*self.name, now.wrapping_sub(start));
+        }
     }
 
     /// How the VM ended, or `Running`.
@@ -348,6 +372,11 @@ impl Vm {
         self.vcpus[index].store(vcpu.0.raw(), Ordering::Release);
         let result = self.serve_loop(index, &vcpu);
         self.vcpus[index].store(0, Ordering::Release);
+        if let Ok(counts) = vcpu.read_exits() {
+            for (total, count) in self.exits.iter().zip(counts.0) {
+                total.fetch_add(count, Ordering::Relaxed);
+            }
+        }
         result
     }
 
@@ -381,13 +410,28 @@ impl Vm {
             };
             match packet {
                 Packet::Mem { key, mem } => {
-                    let mut control = vcpu.read_control().map_err(call("read_control"))?;
-                    let mut view = FaultView::new(mem, control.pc);
+                    let mut view = FaultView::new(mem, 0);
                     self.serve_mem(index, key, &mut view)?;
-                    let mut state = vcpu.read_state().map_err(call("read_state"))?;
-                    view.complete(&mut state, &mut control);
-                    vcpu.write_state(&state).map_err(call("write_state"))?;
-                    vcpu.write_control(&control).map_err(call("write_control"))?;
+                    // EL2 left the access to be skipped on the next entry: an emulated store
+                    // needs nothing more, a load its register; only a restart (the instruction
+                    // runs again) changes the control state.
+                    match view.resume() {
+                        Resume::Advance if !view.is_read() => {}
+                        Resume::Advance => {
+                            let register = usize::from(mem.xt);
+                            let mut state = vcpu.read_state().map_err(call("read_state"))?;
+                            if let Some(x) = state.x.get_mut(register) {
+                                *x = view.read_result();
+                                vcpu.write_state(&state).map_err(call("write_state"))?;
+                            }
+                        }
+                        Resume::Restart => {
+                            let mut control = vcpu.read_control().map_err(call("read_control"))?;
+                            let mut state = vcpu.read_state().map_err(call("read_state"))?;
+                            view.complete(&mut state, &mut control);
+                            vcpu.write_control(&control).map_err(call("write_control"))?;
+                        }
+                    }
                 }
                 Packet::VcpuInterrupt { mask, vector, .. } => {
                     self.with_distributor(|d, out| d.send_sgi(mask, u32::from(vector), out))?
@@ -602,6 +646,7 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
             }
             let (spec_index, vm) = running.remove(index);
             vm.tick();
+            vm.report();
             let ending = vm.ending();
             let name = vm.name.clone();
             drop(vm);

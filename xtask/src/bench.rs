@@ -328,7 +328,10 @@ pub fn bench(update_baseline: bool, only: Option<&str>) -> Result<Vec<String>> {
     let mut found = Vec::new();
     if only != Some("exits") {
         let boots = linux_boot()?;
-        println!("{:<12} {:>14} {:>14} {:>7} {:>16}", "linux-boot", "Belfry ns", "native ns", "ratio", "EL2 instructions");
+        println!(
+            "{:<12} {:>14} {:>14} {:>7} {:>16}",
+            "linux-boot", "Belfry ns", "native ns", "ratio", "EL2 instructions"
+        );
         for b in &boots {
             let ratio = b.ratio_milli();
             println!(

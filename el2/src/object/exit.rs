@@ -50,3 +50,49 @@ pub enum Exit {
     /// This build cannot run guest code.
     Unsupported,
 }
+
+/// What Belfry did with an exit, for each VCPU's counts (read with `BELFRY_VCPU_EXITS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ExitKind {
+    /// A stage-2 fault on guest memory, mapped (demand paging).
+    Page,
+    /// An access to a MEM or BELL trap (a packet, a doorbell).
+    Trap,
+    /// An access or fetch with nothing behind it, delivered to the guest as an abort.
+    Abort,
+    /// HVC or SMC (PSCI, SMCCC).
+    Hypercall,
+    /// ICC_SGI1R_EL1 (GICv3 SGIs).
+    Sgi,
+    /// WFI (and WFE, WFIT, WFET).
+    Wait,
+    /// A system register emulated in EL2 (ID registers, the physical timer, RAZ/WI, UNDEF).
+    SystemRegister,
+    /// The first FP/SIMD use since another VCPU had the registers (lazy switch).
+    Fp,
+    /// A physical interrupt or a kick.
+    Interrupt,
+    /// Anything else (the guest was killed).
+    Other,
+}
+
+/// The number of [`ExitKind`]s.
+pub const EXIT_KINDS: usize = 10;
+
+/// Each [`ExitKind`]'s name in reports, in order.
+pub const EXIT_KIND_NAMES: [&str; EXIT_KINDS] =
+    ["page", "trap", "abort", "hvc", "sgi", "wait", "sysreg", "fp", "interrupt", "other"];
+
+/// Exits by [`ExitKind`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitCounts(pub [u64; EXIT_KINDS]);
+
+impl ExitCounts {
+    /// Counts one exit of `kind`.
+    #[inline(always)]
+    pub fn count(&mut self, kind: ExitKind) {
+        let slot = &mut self.0[kind as usize];
+        *slot = slot.wrapping_add(1);
+    }
+}

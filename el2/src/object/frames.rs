@@ -4,22 +4,27 @@
 
 use stage2::PhysAddr;
 
-pub use stage2::table::PAGE_SIZE;
+pub use stage2::table::{BLOCK_SIZE, PAGE_SIZE};
+
+/// Pages in a 2 MiB block.
+pub const BLOCK_PAGES: u64 = BLOCK_SIZE / PAGE_SIZE;
 
 #[cfg(target_os = "none")]
 mod imp {
     use super::PAGE_SIZE;
     use stage2::PhysAddr;
 
-    pub fn alloc_zeroed() -> Option<PhysAddr> {
-        let page = crate::memory::alloc_frames(1)?;
-        // SAFETY: the frame allocator just handed us this page of RAM, identity-mapped RW.
-        unsafe { core::ptr::write_bytes(page.raw() as *mut u8, 0, PAGE_SIZE as usize) };
-        Some(page)
+    /// `pages` zeroed contiguous pages, aligned to their size (a power of two).
+    pub fn alloc_zeroed(pages: u64) -> Option<PhysAddr> {
+        let first = crate::memory::alloc_frames(pages as usize)?;
+        // SAFETY: the frame allocator just handed us these pages of RAM, identity-mapped RW,
+        // aligned to their size.
+        unsafe { crate::arch::zero_pages(first.raw(), (pages * PAGE_SIZE) as usize) };
+        Some(first)
     }
 
-    pub fn free(page: PhysAddr) {
-        crate::memory::free_frames(page, 1);
+    pub fn free(first: PhysAddr, pages: u64) {
+        crate::memory::free_frames(first, pages as usize);
     }
 }
 
@@ -29,19 +34,20 @@ mod imp {
     use stage2::PhysAddr;
     use std::alloc::{dealloc, Layout};
 
-    fn layout() -> Layout {
-        Layout::from_size_align(PAGE_SIZE as usize, PAGE_SIZE as usize).expect("a page layout")
+    fn layout(pages: u64) -> Layout {
+        let size = (pages * PAGE_SIZE) as usize;
+        Layout::from_size_align(size, size).expect("a power-of-two run of pages")
     }
 
-    pub fn alloc_zeroed() -> Option<PhysAddr> {
+    pub fn alloc_zeroed(pages: u64) -> Option<PhysAddr> {
         // SAFETY: the layout has a non-zero size.
-        let page = unsafe { std::alloc::alloc_zeroed(layout()) };
+        let page = unsafe { std::alloc::alloc_zeroed(layout(pages)) };
         (!page.is_null()).then(|| PhysAddr::new(page as u64))
     }
 
-    pub fn free(page: PhysAddr) {
-        // SAFETY: `page` came from `alloc_zeroed` above with the same layout.
-        unsafe { dealloc(page.raw() as *mut u8, layout()) };
+    pub fn free(first: PhysAddr, pages: u64) {
+        // SAFETY: `first` came from `alloc_zeroed` above with the same layout.
+        unsafe { dealloc(first.raw() as *mut u8, layout(pages)) };
     }
 }
 
@@ -83,23 +89,24 @@ impl Ledger {
         self.promised -= pages.min(self.promised);
     }
 
-    /// Takes one page: from a promise when `reserved`, otherwise only if one is available.
-    pub fn take(&mut self, reserved: bool) -> bool {
-        if reserved && self.promised > 0 && self.free > 0 {
-            self.promised -= 1;
-            self.free -= 1;
+    /// Takes `pages` pages: from a promise when `reserved`, otherwise only if they are
+    /// available; all or none.
+    pub fn take(&mut self, reserved: bool, pages: u64) -> bool {
+        if reserved && self.promised >= pages && self.free >= pages {
+            self.promised -= pages;
+            self.free -= pages;
             true
-        } else if !reserved && self.available() > 0 {
-            self.free -= 1;
+        } else if !reserved && self.available() >= pages {
+            self.free -= pages;
             true
         } else {
             false
         }
     }
 
-    /// A page came back.
-    pub fn give_back(&mut self) {
-        self.free += 1;
+    /// `pages` pages came back.
+    pub fn give_back(&mut self, pages: u64) {
+        self.free += pages;
     }
 }
 
@@ -135,21 +142,41 @@ pub fn release(pages: u64) {
     LEDGER.lock().release(pages)
 }
 
-/// A zeroed page, or `None` when no page is available (taken from a promise when `reserved`).
-pub fn alloc_zeroed_for(reserved: bool) -> Option<PhysAddr> {
-    if !LEDGER.lock().take(reserved) {
+/// `pages` (1 or [`BLOCK_PAGES`]) zeroed contiguous pages aligned to their size, or `None`
+/// when they are not available (taken from a promise when `reserved`) or, for a block, when
+/// no aligned run is free.
+fn alloc_run(reserved: bool, pages: u64) -> Option<PhysAddr> {
+    if !LEDGER.lock().take(reserved, pages) {
         return None;
     }
-    let page = imp::alloc_zeroed();
-    if page.is_none() {
-        // The allocator disagrees with the account (it cannot, unless a page leaked): undo.
+    let first = imp::alloc_zeroed(pages);
+    if first.is_none() {
+        // No aligned run (fragmentation), or the allocator disagrees with the account (a page
+        // leaked): undo.
         let mut ledger = LEDGER.lock();
-        ledger.give_back();
+        ledger.give_back(pages);
         if reserved {
-            ledger.promised += 1;
+            ledger.promised += pages;
         }
     }
-    page
+    first
+}
+
+/// A zeroed page, or `None` when no page is available (taken from a promise when `reserved`).
+pub fn alloc_zeroed_for(reserved: bool) -> Option<PhysAddr> {
+    alloc_run(reserved, 1)
+}
+
+/// A zeroed 2 MiB block ([`BLOCK_PAGES`] pages, 2 MiB-aligned), or `None` when the pages are
+/// not available or no aligned block is free (the caller then takes pages one by one).
+pub fn alloc_block_zeroed_for(reserved: bool) -> Option<PhysAddr> {
+    alloc_run(reserved, BLOCK_PAGES)
+}
+
+/// Returns a block from [`alloc_block_zeroed_for`].
+pub fn free_block(block: PhysAddr) {
+    imp::free(block, BLOCK_PAGES);
+    LEDGER.lock().give_back(BLOCK_PAGES);
 }
 
 /// A zeroed page, or `None` when memory is exhausted or promised.
@@ -159,8 +186,8 @@ pub fn alloc_zeroed() -> Option<PhysAddr> {
 
 /// Returns a page from [`alloc_zeroed`] or [`alloc_zeroed_for`].
 pub fn free(page: PhysAddr) {
-    imp::free(page);
-    LEDGER.lock().give_back();
+    imp::free(page, 1);
+    LEDGER.lock().give_back(1);
 }
 
 /// The bytes of a page this module handed out.
@@ -184,14 +211,16 @@ mod tests {
         assert!(!ledger.reserve(5), "4 available");
         assert_eq!(ledger.available(), 4);
         for _ in 0..4 {
-            assert!(ledger.take(false));
+            assert!(ledger.take(false, 1));
         }
-        assert!(!ledger.take(false), "the rest is promised");
-        for _ in 0..6 {
-            assert!(ledger.take(true), "a promised page is always there");
+        assert!(!ledger.take(false, 1), "the rest is promised");
+        assert!(!ledger.take(true, 7), "more than the promise: nothing taken");
+        assert!(ledger.take(true, 4), "a run from the promise");
+        for _ in 0..2 {
+            assert!(ledger.take(true, 1), "a promised page is always there");
         }
-        assert!(!ledger.take(true), "no promise left");
-        ledger.give_back();
+        assert!(!ledger.take(true, 1), "no promise left");
+        ledger.give_back(1);
         assert!(ledger.reserve(1));
         ledger.release(1);
         assert_eq!(ledger.available(), 1);

@@ -7,7 +7,7 @@
 
 use super::frames;
 use super::{Status, ZxResult};
-use stage2::table::{vttbr, MemoryKind, Permissions, Stage2, TableSource};
+use stage2::table::{vttbr, MemoryKind, Permissions, Stage2, Stage2Error, TableSource, PAGE_SIZE};
 use stage2::{GuestPhysAddr, PhysAddr};
 
 /// Table pages from the frame allocator.
@@ -84,10 +84,24 @@ impl GuestSpace {
         self.vmid
     }
 
-    /// Maps one guest page.
+    /// Maps one guest page. Inside a block that maps it otherwise (its mapping changed since),
+    /// the block goes first.
     pub fn map(&mut self, ipa: u64, frame: PhysAddr, permissions: Permissions) -> ZxResult {
+        let page = GuestPhysAddr::new(ipa);
+        match self.stage2.map_page(page, frame, permissions, MemoryKind::Normal) {
+            Err(Stage2Error::Occupied) => {
+                self.unmap(ipa, PAGE_SIZE);
+                self.stage2.map_page(page, frame, permissions, MemoryKind::Normal).map_err(|_| Status::NO_MEMORY)
+            }
+            other => other.map_err(|_| Status::NO_MEMORY),
+        }
+    }
+
+    /// Maps the 2 MiB window at `ipa` to `block` with one descriptor; `false` when pages are
+    /// mapped there already (the caller maps the page instead).
+    pub fn map_block(&mut self, ipa: u64, block: PhysAddr, permissions: Permissions) -> ZxResult<bool> {
         self.stage2
-            .map_page(GuestPhysAddr::new(ipa), frame, permissions, MemoryKind::Normal)
+            .map_block(GuestPhysAddr::new(ipa), block, permissions, MemoryKind::Normal)
             .map_err(|_| Status::NO_MEMORY)
     }
 

@@ -12,7 +12,7 @@
 //! dequeued (or it is kicked); if the port is closed, `enter` returns BAD_STATE and the next
 //! `enter` continues after the instruction.
 
-use super::exit::{Access, Exit};
+use super::exit::{Access, Exit, ExitCounts, ExitKind, EXIT_KINDS};
 use super::guest::Guest;
 use super::packet::{GuestMemPacket, PortPacket, VcpuState, CPSR_USER_MASK};
 use super::psci;
@@ -35,6 +35,9 @@ pub const VCPU_IO: u32 = 1;
 /// skipped on the next entry (what the seL4 fault view's `restart` needs). Zircon defines no
 /// kind with this value; unknown kinds stay INVALID_ARGS.
 pub const BELFRY_VCPU_CONTROL: u32 = 0x4246_0001;
+/// Belfry's extension to `zx_vcpu_read_state`: the VCPU's exits by kind, [`EXIT_KINDS`]
+/// little-endian u64 counts in [`crate::object::exit::EXIT_KIND_NAMES`]' order (read only).
+pub const BELFRY_VCPU_EXITS: u32 = 0x4246_0002;
 
 /// The state behind [`BELFRY_VCPU_CONTROL`]: 16 bytes.
 #[repr(C)]
@@ -74,6 +77,8 @@ pub struct Context {
     pub writeback: Option<(u8, i64)>,
     traps: Arc<TrapMap>,
     traps_generation: u64,
+    /// This VCPU's exits so far, by kind.
+    pub exits: ExitCounts,
 }
 
 /// See the module documentation.
@@ -131,6 +136,7 @@ impl Vcpu {
             writeback: None,
             traps,
             traps_generation,
+            exits: ExitCounts::default(),
         };
         Ok(Self {
             guest,
@@ -210,6 +216,13 @@ impl Vcpu {
             let context = self.context.lock();
             buffer[..8].copy_from_slice(&context.pc.to_le_bytes());
             buffer[8..].copy_from_slice(&u64::from(context.skip_instruction).to_le_bytes());
+            return Ok(());
+        }
+        if kind == BELFRY_VCPU_EXITS && buffer.len() == EXIT_KINDS * 8 {
+            let exits = self.context.lock().exits;
+            for (chunk, count) in buffer.chunks_exact_mut(8).zip(exits.0) {
+                chunk.copy_from_slice(&count.to_le_bytes());
+            }
             return Ok(());
         }
         if kind != VCPU_STATE || buffer.len() != size_of::<VcpuState>() {
@@ -296,6 +309,7 @@ impl Vcpu {
                     self.on_fetch(context, address, GuestException::DataAbort { far, write })?
                 }
                 Exit::Hypercall { .. } => {
+                    context.exits.count(ExitKind::Hypercall);
                     let machine = PsciMachine { guest: &self.guest, id: self.id };
                     match psci::handle(&mut context.state, &machine) {
                         psci::Outcome::Continue => {}
@@ -304,16 +318,19 @@ impl Vcpu {
                     }
                 }
                 Exit::SendSgi { value } => {
+                    context.exits.count(ExitKind::Sgi);
                     if let Some(packet) = self.sgi_packet(value) {
                         return Ok(packet);
                     }
                 }
                 Exit::WaitForInterrupt { pending: false, deadline } => {
+                    context.exits.count(ExitKind::Wait);
                     self.signals.wait_for_interrupt(deadline.unwrap_or(sync::INFINITE))
                 }
-                Exit::WaitForInterrupt { pending: true, .. } => {}
+                Exit::WaitForInterrupt { pending: true, .. } => context.exits.count(ExitKind::Wait),
                 Exit::Interrupted => sync::preempt_point(),
                 Exit::Unhandled { class, syndrome, pc } => {
+                    context.exits.count(ExitKind::Other);
                     crate::kernel_error!(
                         "guest killed: unhandled exit, EC {=u8:#04x} ({=str}), ISS {=u32:#x}, PC {=u64:#x}",
                         class,
@@ -364,8 +381,12 @@ impl Vcpu {
             self.deliver(context, abort, what, address);
             return Ok(());
         }
-        match self.guest.vmar().fault(address, false, execute) {
-            Fault::Mapped => Ok(()),
+        let (_, traps) = self.guest.traps();
+        match self.guest.vmar().fault(address, false, execute, &traps) {
+            Fault::Mapped => {
+                context.exits.count(ExitKind::Page);
+                Ok(())
+            }
             Fault::Unmapped | Fault::Denied => {
                 let what = if execute {
                     "an instruction fetch outside guest memory"
@@ -391,6 +412,7 @@ impl Vcpu {
     /// Delivers `exception` to the guest's EL1 for `what` at IPA `address`; the first time
     /// only, says so in the log (a guest repeating it cannot flood the log).
     fn deliver(&self, context: &mut Context, exception: GuestException, what: &'static str, address: u64) {
+        context.exits.count(ExitKind::Abort);
         if !self.warned.swap(true, Ordering::Relaxed) {
             crate::kernel_warn!(
                 "guest VCPU {=usize}: {=str} at IPA {=u64:#x}, PC {=u64:#x}: delivered to the guest as an external abort (logged once)",
@@ -570,8 +592,11 @@ impl Vcpu {
             (context.traps_generation, context.traps) = self.guest.traps();
         }
         let Some(trap) = context.traps.find(address).cloned() else {
-            return match self.guest.vmar().fault(address, access.write, false) {
-                Fault::Mapped => Ok(None),
+            return match self.guest.vmar().fault(address, access.write, false, &context.traps) {
+                Fault::Mapped => {
+                    context.exits.count(ExitKind::Page);
+                    Ok(None)
+                }
                 // Nothing behind the address, or memory that does not permit the access: the
                 // synchronous external abort a board gives, taken by the guest's own EL1.
                 Fault::Unmapped | Fault::Denied => {
@@ -594,6 +619,7 @@ impl Vcpu {
                 }
             };
         };
+        context.exits.count(ExitKind::Trap);
         match trap.kind {
             TrapKind::Mem => {
                 context.skip_instruction = true;

@@ -5,8 +5,9 @@
 //! stage-2 tables that make a mapping visible to the guest are filled lazily from here on the
 //! first fault of each page, so changing a mapping only has to invalidate what was filled.
 
-use super::frames::PAGE_SIZE;
+use super::frames::{BLOCK_SIZE, PAGE_SIZE};
 use super::space::GuestSpace;
+use super::trap::TrapMap;
 use super::vmo::Vmo;
 use super::{Rights, Status, ZxResult};
 use alloc::collections::BTreeMap;
@@ -42,6 +43,10 @@ pub struct Mapping {
     /// What `protect` may raise the permissions to: what the VMO handle allowed at map time.
     pub max_perms: u32,
 }
+
+/// What [`Vmar::translate_extent`] finds: the VMO, the offset in it, the permissions and the
+/// `[start, end)` of the mapping.
+type Translation = (Arc<Vmo>, u64, u32, (u64, u64));
 
 /// See the module documentation.
 #[derive(Default)]
@@ -114,10 +119,12 @@ impl Vmar {
     }
 
     /// Handles a stage-2 fault at `address`: maps the page from its VMO (committing it on first
-    /// touch) if a mapping allows the access.
-    pub fn fault(&self, address: u64, write: bool, execute: bool) -> Fault {
+    /// touch) if a mapping allows the access. Where one VMO block backs the whole 2 MiB window
+    /// around `address`, the mapping covers the window with one VMO offset and no trap of
+    /// `traps` lies in it, the window is mapped with one block instead.
+    pub fn fault(&self, address: u64, write: bool, execute: bool, traps: &TrapMap) -> Fault {
         let Some(space) = &self.space else { return Fault::Unmapped };
-        let Some((vmo, offset, perms)) = self.translate(address) else { return Fault::Unmapped };
+        let Some((vmo, offset, perms, (start, end))) = self.translate_extent(address) else { return Fault::Unmapped };
         let needed = if execute {
             VM_PERM_EXECUTE
         } else if write {
@@ -129,7 +136,24 @@ impl Vmar {
             return Fault::Denied;
         }
         let page = offset & !(PAGE_SIZE - 1);
-        let Ok(frame) = vmo.commit(page) else { return Fault::NoMemory };
+        let Ok((frame, block)) = vmo.commit_with_block(page) else { return Fault::NoMemory };
+        let window = address & !(BLOCK_SIZE - 1);
+        if let Some(block) = block {
+            let window_offset = offset - (address - window);
+            let fits = window >= start
+                && window + BLOCK_SIZE <= end
+                && window_offset.is_multiple_of(BLOCK_SIZE)
+                && traps.check(window, BLOCK_SIZE).is_ok();
+            if fits {
+                // A guest with its MMU off reads memory uncached: what EL2 wrote must reach it.
+                crate::arch::clean_for_guest(block.raw(), BLOCK_SIZE as usize);
+                match space.lock().map_block(window, block, stage2_permissions(perms)) {
+                    Ok(true) => return Fault::Mapped,
+                    Ok(false) => {}
+                    Err(_) => return Fault::NoMemory,
+                }
+            }
+        }
         // A guest with its MMU off reads memory uncached: what EL2 wrote must reach it.
         crate::arch::clean_for_guest(frame.raw(), PAGE_SIZE as usize);
         match space.lock().map(address & !(PAGE_SIZE - 1), frame, stage2_permissions(perms)) {
@@ -272,10 +296,16 @@ impl Vmar {
     /// The mapping that covers `address`: the VMO, the offset of `address` in it, and the
     /// permissions.
     pub fn translate(&self, address: u64) -> Option<(Arc<Vmo>, u64, u32)> {
+        self.translate_extent(address).map(|(vmo, offset, perms, _)| (vmo, offset, perms))
+    }
+
+    /// [`Vmar::translate`], and the `[start, end)` of the mapping that holds `address`.
+    fn translate_extent(&self, address: u64) -> Option<Translation> {
         let mappings = self.mappings.lock();
         let (start, mapping) = mappings.range(..=address).next_back()?;
-        (address < start + mapping.size)
-            .then(|| (mapping.vmo.clone(), mapping.vmo_offset + (address - start), mapping.perms))
+        (address < start + mapping.size).then(|| {
+            (mapping.vmo.clone(), mapping.vmo_offset + (address - start), mapping.perms, (*start, start + mapping.size))
+        })
     }
 
     /// Copies of the current mappings, in address order.
@@ -409,19 +439,19 @@ mod tests {
         let memory = vmo(4);
         map(&vmar, 0x10000, &memory, 4).unwrap();
         assert_eq!(vmar.stage2_lookup(0x11000), None);
-        assert_eq!(vmar.fault(0x11008, true, false), Fault::Mapped);
+        assert_eq!(vmar.fault(0x11008, true, false, &TrapMap::default()), Fault::Mapped);
         let (frame, permissions) = vmar.stage2_lookup(0x11000).unwrap();
         assert_eq!(frame, memory.lookup(0x1000).unwrap());
         assert_eq!(permissions, Permissions::RWX);
         assert_eq!(memory.committed_pages(), 1, "only the touched page is committed");
-        assert_eq!(vmar.fault(0x20000, false, false), Fault::Unmapped);
+        assert_eq!(vmar.fault(0x20000, false, false, &TrapMap::default()), Fault::Unmapped);
         vmar.protect(Rights::GUEST_VMAR, VM_PERM_READ, 0x11000, PAGE_SIZE).unwrap();
         assert!(!vmar.stage2_lookup(0x11000).unwrap().1.write);
-        assert_eq!(vmar.fault(0x11000, true, false), Fault::Denied);
-        assert_eq!(vmar.fault(0x11000, false, true), Fault::Denied);
+        assert_eq!(vmar.fault(0x11000, true, false, &TrapMap::default()), Fault::Denied);
+        assert_eq!(vmar.fault(0x11000, false, true, &TrapMap::default()), Fault::Denied);
         vmar.unmap(0x10000, 4 * PAGE_SIZE).unwrap();
         assert_eq!(vmar.stage2_lookup(0x11000), None);
-        assert_eq!(vmar.fault(0x11000, false, false), Fault::Unmapped);
+        assert_eq!(vmar.fault(0x11000, false, false, &TrapMap::default()), Fault::Unmapped);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::vgic::Vgic;
 use super::world::{self, El1State, FpState};
 use crate::inject::GuestException;
 use crate::machine::MAX_CPUS;
-use crate::object::exit::{Access, Exit};
+use crate::object::exit::{Access, Exit, ExitKind};
 use crate::object::signals::Signals;
 use crate::object::vcpu::Context;
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, HPFAR_EL2, SPSR_EL2};
@@ -231,6 +231,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
     }
     match kind & 3 {
         1 | 2 => {
+            context.exits.count(ExitKind::Interrupt);
             crate::irq::drain();
             return Exit::Interrupted;
         }
@@ -294,6 +295,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             // ISS.TI: 0b00 WFI, 0b01 WFE, 0b10 WFIT, 0b11 WFET. WFE and WFET only yield.
             let ti = esr.iss() & 0b11;
             if ti & 1 == 1 {
+                context.exits.count(ExitKind::Wait);
                 return Exit::Interrupted;
             }
             // An armed timer ends the sleep at its deadline (an expired one was raised above).
@@ -323,7 +325,11 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
         }
         ExceptionClass::SystemRegister => {
             let access = SystemAccess::from_iss(esr.iss());
-            match system_action(access) {
+            let action = system_action(access);
+            if !matches!(action, SystemAction::SendSgi) {
+                context.exits.count(ExitKind::SystemRegister);
+            }
+            match action {
                 SystemAction::SendSgi => {
                     context.skip_instruction = true;
                     Exit::SendSgi { value: context.state.register(access.rt) }
@@ -365,8 +371,12 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
         // SVE, SME and the other features the guest's ID registers do not show: UNDEF, as on a
         // CPU without them (their traps are CPTR_EL2.TZ/TSM and, without pointer
         // authentication, HCR_EL2.API).
-        ExceptionClass::Other(0x09 | 0x19 | 0x1d) => undefined(context, esr),
+        ExceptionClass::Other(0x09 | 0x19 | 0x1d) => {
+            context.exits.count(ExitKind::SystemRegister);
+            undefined(context, esr)
+        }
         ExceptionClass::FpAccess => {
+            context.exits.count(ExitKind::Fp);
             switch_fp(context);
             Exit::Interrupted
         }
@@ -469,6 +479,8 @@ pub fn invalidate_guest(vttbr: u64) {
     // SAFETY: as above.
     unsafe { world::invalidate_vmid(vttbr) }
 }
+
+pub use super::world::zero_pages;
 
 /// Makes `len` bytes at `address` (identity-mapped) visible to a guest running with its
 /// caches off, and its instruction fetches.

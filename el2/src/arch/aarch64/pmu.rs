@@ -103,3 +103,40 @@ pub fn el2_instructions() -> Option<u64> {
         value
     })
 }
+
+/// Each CPU's EL2 instructions since boot outside its idle waits, widened to 64 bits, as of its
+/// last [`publish`].
+static TOTALS: [AtomicU64; crate::machine::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::machine::MAX_CPUS];
+/// Each CPU's counter reading at its last [`publish`] or [`idle_end`].
+static LAST: [AtomicU64; crate::machine::MAX_CPUS] = [const { AtomicU64::new(0) }; crate::machine::MAX_CPUS];
+
+/// Adds this CPU's instructions since its last publication to its total. Called before each
+/// idle wait (often enough that the 32-bit counter cannot wrap twice in between) and by
+/// [`all_cpus`].
+pub fn publish() {
+    let Some(now) = el2_instructions() else { return };
+    let cpu = super::cpu::index();
+    let (Some(last), Some(total)) = (LAST.get(cpu), TOTALS.get(cpu)) else { return };
+    let before = last.swap(now, Ordering::Relaxed);
+    total.fetch_add(counted(before, now), Ordering::Relaxed);
+}
+
+/// After an idle wait: what the counter advanced meanwhile is not this CPU's work. (Under
+/// QEMU `-icount` the counter follows the global instruction count while the CPU sits at EL2,
+/// so a waiting CPU would otherwise be charged every other CPU's instructions.)
+pub fn idle_end() {
+    let Some(now) = el2_instructions() else { return };
+    if let Some(last) = LAST.get(super::cpu::index()) {
+        last.store(now, Ordering::Relaxed);
+    }
+}
+
+/// EL2 instructions on every CPU since boot, outside idle waits: this CPU's now, the others'
+/// as of their last idle wait (exact for a CPU that is idle). `None` without a PMU. Under QEMU
+/// with several CPUs busy at once a CPU's count also includes instructions the others ran
+/// while it stayed at EL2 (see [`idle_end`]); with one busy CPU it is exact.
+pub fn all_cpus() -> Option<u64> {
+    el2_instructions()?;
+    publish();
+    Some(TOTALS.iter().map(|t| t.load(Ordering::Relaxed)).sum())
+}
