@@ -54,6 +54,7 @@ macro_rules! kernel_warn {
 
 pub mod api;
 pub mod arch;
+pub mod debug;
 pub mod exit_code;
 pub mod fdt_check;
 pub mod inject;

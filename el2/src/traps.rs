@@ -36,8 +36,10 @@ pub const GUEST_HCR: u64 = HCR_EL2::VM::SET.value
 pub const GUEST_HCR_PAUTH: u64 = HCR_EL2::API::SET.value | HCR_EL2::APK::SET.value;
 
 /// MDCR_EL2 while a guest runs (besides the PMU partition bits Belfry's own counter needs):
-/// TDA (debug registers), TDOSA (OS lock registers), TDRA (debug ROM address) trap to EL2,
-/// which makes them RAZ/WI; TPM and TPMCR trap every PMU register (RAZ/WI: the PMU is not
+/// TDA (debug registers), TDOSA (OS lock registers), TDRA (debug ROM address) trap to EL2:
+/// the breakpoint, watchpoint, MDSCR and OS lock registers are served from the VCPU's state
+/// ([`crate::debug`]), the rest RAZ/WI; TDE stays clear, so the guest's EL1 takes its own
+/// debug exceptions; TPM and TPMCR trap every PMU register (RAZ/WI: the PMU is not
 /// switched per VCPU, and its last counter is Belfry's, which QEMU does not protect with HPMN).
 pub const GUEST_MDCR: u64 = MDCR_EL2::TDA::SET.value
     | MDCR_EL2::TDOSA::SET.value
@@ -89,6 +91,8 @@ pub enum SystemAction {
     /// A read of an ID register (op0 3, op1 0, CRn 0, CRm 1..7): the value of
     /// [`guest_id_register`] for (CRm, op2).
     IdRegister { crm: u8, op2: u8 },
+    /// A debug register switched per VCPU ([`crate::debug`]).
+    Debug(crate::debug::DebugRegister),
     /// The EL1 physical timer's registers, emulated per VCPU ([`crate::ptimer`]).
     PhysicalTimer(crate::ptimer::Register),
     /// A register or instruction that does not exist for the guest: an UNDEF exception is
@@ -116,6 +120,11 @@ pub fn system_action(access: SystemAccess) -> SystemAction {
             _ => {}
         }
     }
+    if a.op0 == 2 {
+        if let Some(register) = crate::debug::DebugRegister::decode(a.op1, a.crn, a.crm, a.op2) {
+            return SystemAction::Debug(register);
+        }
+    }
     // ACTLR_EL1 (HCR_EL2.TACR): IMPLEMENTATION DEFINED, always present; RAZ/WI, as KVM gives.
     if a.is(3, 0, 1, 0, 1) {
         return SystemAction::RazWi;
@@ -124,7 +133,8 @@ pub fn system_action(access: SystemAccess) -> SystemAction {
     // guest pages are cleaned and invalidated to the point of coherency when they are mapped,
     // so set/way maintenance has nothing left to do.
     let set_way = a.op0 == 1 && a.op1 == 0 && a.crn == 7 && a.op2 == 2 && matches!(a.crm, 6 | 10 | 14);
-    // Debug and OS-lock registers (op0 = 2, trapped by MDCR_EL2).
+    // The other debug registers (op0 = 2, trapped by MDCR_EL2): the debug communications
+    // channel, claim tags, OSDLR, DBGPRCR, authentication status: nothing behind them.
     let debug = a.op0 == 2;
     // The PMU (MDCR_EL2.TPM): PMCR_EL0 and the c9 group, PMINTEN*_EL1 and PMMIR_EL1, the event
     // counters and types in c14.
@@ -217,7 +227,16 @@ mod tests {
         assert_eq!(decide(3, 0, 12, 11, 5, true), SystemAction::Undefined, "ICC_SGI1R_EL1 is write-only");
         assert_eq!(decide(1, 0, 7, 6, 2, false), SystemAction::RazWi, "DC ISW");
         assert_eq!(decide(1, 0, 7, 14, 2, false), SystemAction::RazWi, "DC CISW");
-        assert_eq!(decide(2, 0, 0, 2, 2, true), SystemAction::RazWi, "MDSCR_EL1");
+        use crate::debug::DebugRegister;
+        assert_eq!(decide(2, 0, 0, 2, 2, true), SystemAction::Debug(DebugRegister::Mdscr), "MDSCR_EL1");
+        assert_eq!(
+            decide(2, 0, 0, 5, 5, false),
+            SystemAction::Debug(DebugRegister::BreakpointControl(5)),
+            "DBGBCR5_EL1"
+        );
+        assert_eq!(decide(2, 0, 1, 0, 4, false), SystemAction::Debug(DebugRegister::OsLockAccess), "OSLAR_EL1");
+        assert_eq!(decide(2, 0, 0, 2, 0, true), SystemAction::RazWi, "MDCCINT_EL1");
+        assert_eq!(decide(2, 0, 1, 3, 4, false), SystemAction::RazWi, "OSDLR_EL1");
         assert_eq!(decide(3, 3, 9, 12, 0, true), SystemAction::RazWi, "PMCR_EL0");
         assert_eq!(decide(3, 3, 9, 13, 0, false), SystemAction::RazWi, "PMCCNTR_EL0");
         assert_eq!(decide(3, 0, 9, 14, 1, false), SystemAction::RazWi, "PMINTENSET_EL1");

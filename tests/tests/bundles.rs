@@ -239,3 +239,33 @@ fn system_off_from_any_vcpu_stops_the_whole_vm() {
         expect_line(&outcome, Some(0), "bundle: every VM has stopped");
     }
 }
+
+/// The guest's own debug: a breakpoint, a watchpoint and three single steps taken at its EL1
+/// (the class and address of each checked by the guest), and breakpoints per VCPU: cpu1, placed
+/// on the same host CPU as cpu0 and with its own debug state, runs the code cpu0 has a
+/// breakpoint on 200 times without a trap, and cpu0's breakpoint then still fires, on every board.
+#[test]
+fn the_guest_debugs_itself_with_breakpoints_watchpoints_and_steps() {
+    let mut debug = vm("debug", 4, 2, 16 << 20);
+    debug.cpus = Some(vec![1, 1]);
+    let path = bundle("debug", &[debug], |_| {});
+    for board in Board::ALL {
+        let outcome = run(board, &path);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        assert_eq!(
+            console(&outcome, "debug"),
+            [
+                "debug: breakpoints, watchpoints and single-step at the guest's EL1",
+                "debug: breakpoint 0 hit at its address (EC 0x31)",
+                "debug: watchpoint 0 hit on a load, FAR its address (EC 0x35)",
+                "debug: three single steps, one instruction each (EC 0x33)",
+                "debug: cpu1 ran the code cpu0 watches 200 times without a trap",
+                "debug: cpu0's breakpoint still fires for cpu0"
+            ],
+            "{}",
+            outcome.transcript()
+        );
+        assert_eq!(console_cpus(&outcome, "debug"), [Some(1); 6], "both VCPUs served on cpu1");
+        expect_line(&outcome, None, "vm debug: powered off (PSCI SYSTEM_OFF from VCPU 0)");
+    }
+}

@@ -13,6 +13,7 @@
 use super::cpu;
 use super::vgic::Vgic;
 use super::world::{self, El1State, FpState};
+use crate::debug::DebugState;
 use crate::inject::GuestException;
 use crate::machine::MAX_CPUS;
 use crate::object::exit::{Access, Exit, ExitKind};
@@ -20,7 +21,7 @@ use crate::object::signals::Signals;
 use crate::object::vcpu::Context;
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, HPFAR_EL2, SPSR_EL2};
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use stage2::syndrome::{DataAbort, Esr, ExceptionClass, FaultStatus};
 
 use crate::traps::{system_action, SystemAccess, SystemAction, GUEST_HCR, GUEST_HCR_PAUTH, GUEST_MDCR};
@@ -33,6 +34,8 @@ const CPTR_TFP: u64 = 1 << 10;
 const AARCH32_STATE: u64 = 1 << 4;
 /// The guest starts at EL1h with DAIF masked.
 const INITIAL_PSTATE: u64 = 0x3c5;
+/// SPSR_EL2.SS: the software-step state bit.
+const SPSR_SS: u64 = 1 << 21;
 
 /// The virtual timer's PPI.
 const VIRTUAL_TIMER_INTID: u32 = crate::irq::VIRTUAL_TIMER_INTID;
@@ -75,6 +78,8 @@ pub struct VcpuArch {
     ptimer: crate::ptimer::PhysicalTimer,
     /// An UNDEF has been injected for a missing register and logged (once per VCPU).
     undef_logged: bool,
+    /// The guest's breakpoints, watchpoints, MDSCR_EL1 and OS lock ([`crate::debug`]).
+    debug: Box<DebugState>,
 }
 
 impl core::fmt::Debug for VcpuArch {
@@ -99,6 +104,7 @@ impl VcpuArch {
             pauth: Box::default(),
             ptimer: crate::ptimer::PhysicalTimer::default(),
             undef_logged: false,
+            debug: Box::default(),
         }
     }
 }
@@ -136,6 +142,28 @@ fn switch_pauth(context: &mut Context) {
     owner_slot.store(me as usize, Ordering::Release);
 }
 
+/// The version of the debug state each CPU's hardware holds, 0 for none (see
+/// [`crate::debug`]).
+static DEBUG_LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Before entering a VCPU: its debug state in the hardware if it is active (loaded unless the
+/// CPU already holds that very version), otherwise the hardware disarmed (MDSCR_EL1 cleared)
+/// if it holds another VCPU's.
+fn prepare_debug(debug: &DebugState) {
+    let Some(slot) = DEBUG_LOADED.get(cpu::index()) else { return };
+    let loaded = slot.load(Ordering::Relaxed);
+    if debug.active() {
+        if loaded != debug.version {
+            let (breakpoints, watchpoints) = world::debug_points();
+            world::load_debug(debug, breakpoints, watchpoints);
+            slot.store(debug.version, Ordering::Relaxed);
+        }
+    } else if loaded != 0 {
+        world::write_mdscr(0);
+        slot.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Guest-physical address where a guest finds its GICv2 CPU interface (QEMU `virt`'s GICC).
 pub const GUEST_GICC: u64 = 0x0801_0000;
 
@@ -159,7 +187,11 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
             };
             *base = base.wrapping_add_signed(delta);
         }
+        // The emulated instruction completed a software step: the step exception is due before
+        // the next one (PSTATE.SS clear: active-pending), as after any instruction.
+        context.arch.pstate &= !SPSR_SS;
     }
+    prepare_debug(&context.arch.debug);
     let me = &*context.arch.fp as *const FpState as usize;
     let fp_live = FP_OWNER.get(cpu::index()).is_some_and(|owner| owner.load(Ordering::Relaxed) == me);
     let pstate =
@@ -350,6 +382,20 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                     }
                     context.skip_instruction = true;
                     Exit::Interrupted
+                }
+                SystemAction::Debug(register) => {
+                    let (breakpoints, watchpoints) = world::debug_points();
+                    let value = context.state.register(access.rt);
+                    match context.arch.debug.access(register, access.read, value, breakpoints, watchpoints) {
+                        Ok(read) => {
+                            if let (Some(read), Some(x)) = (read, context.state.x.get_mut(usize::from(access.rt))) {
+                                *x = read;
+                            }
+                            context.skip_instruction = true;
+                            Exit::Interrupted
+                        }
+                        Err(crate::debug::Undefined) => undefined(context, esr),
+                    }
                 }
                 SystemAction::PhysicalTimer(register) => {
                     let now = super::timer::ticks();

@@ -1,0 +1,10 @@
+//! The `debug` test guest: all of it is in `common.S` and `debug.S`.
+#![no_std]
+#![no_main]
+
+core::arch::global_asm!(include_str!("../../common.S"), include_str!("../../debug.S"));
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
