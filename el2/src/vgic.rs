@@ -199,16 +199,48 @@ impl ListRegisters {
     pub fn fill(&mut self, signals: &Signals) {
         let flavor = self.flavor;
         let mut waiting = false;
+        // GICv2 SGIs whose next source must wait until the one in a list register is over
+        // (one source per SGI in the list registers at a time; its EOI brings the next).
+        let mut deferred: u16 = 0;
         // Each pass places one vector; a vector placed leaves the pending set, one evicted
         // re-enters it only when a strictly better one takes its place, so this ends.
-        while let Some((vector, priority)) = signals.best_pending(|v| self.is_spilled(v)) {
+        while let Some((vector, priority)) =
+            signals.best_pending(|v| self.is_spilled(v) || (v < 16 && deferred & (1 << v) != 0))
+        {
+            // GICv2 SGIs carry their source in the list register (CPUID, bits 12:10).
+            let sgi = flavor == Flavor::V2 && vector < 16;
+            let sources = if sgi { signals.sgi_sources(vector) } else { 0 };
+            let mut source = sources.trailing_zeros().min(7) as u8;
+            let word = |eoi: bool| {
+                let lr = flavor.encode(vector, priority, eoi || vector == self.eoi_vector);
+                if sgi {
+                    lr | (u64::from(source) << 10)
+                } else {
+                    lr
+                }
+            };
             if let Some(index) = self.live(vector) {
+                let live_source = ((self.lrs[index] >> 10) & 0b111) as u8;
+                if sgi && (sources == 0 && live_source != 0 || sources != 0 && sources & (1 << live_source) == 0) {
+                    // Another source's SGI: after this one ends.
+                    self.lrs[index] |= flavor.eoi_bit();
+                    deferred |= 1 << vector;
+                    continue;
+                }
+                // The same source again: pending once more in its register.
+                source = live_source;
                 self.lrs[index] |= flavor.pending_bit();
             } else if let Some(index) = (0..self.count).find(|&i| flavor.state(self.lrs[i]) == 0) {
-                self.lrs[index] = flavor.encode(vector, priority, vector == self.eoi_vector);
+                self.lrs[index] = word(false);
             } else if let Some(index) = self.worst_in_state(0b01).filter(|&i| flavor.priority(self.lrs[i]) > priority) {
-                signals.raise(flavor.vector(self.lrs[index]));
-                self.lrs[index] = flavor.encode(vector, priority, vector == self.eoi_vector);
+                let evicted = self.lrs[index];
+                let evicted_vector = flavor.vector(evicted);
+                if flavor == Flavor::V2 && evicted_vector < 16 {
+                    signals.raise_sgi(evicted_vector, ((evicted >> 10) & 0b111) as u8);
+                } else {
+                    signals.raise(evicted_vector);
+                }
+                self.lrs[index] = word(false);
             } else if let Some(index) = self
                 .worst_in_state(0b10)
                 .filter(|&i| flavor.priority(self.lrs[i]) > priority && self.spilled_count < MAX_SPILLED)
@@ -216,10 +248,21 @@ impl ListRegisters {
                 let lr = self.lrs[index];
                 self.spilled[self.spilled_count] = Spilled { vector: flavor.vector(lr), priority: flavor.priority(lr) };
                 self.spilled_count += 1;
-                self.lrs[index] = flavor.encode(vector, priority, vector == self.eoi_vector);
+                self.lrs[index] = word(false);
             } else {
                 waiting = true;
                 break;
+            }
+            if sgi && sources != 0 {
+                signals.take_sgi_source(vector, source);
+                if sources & !(1 << source) != 0 {
+                    // More sources: the vector stays pending, for after this one.
+                    if let Some(index) = self.live(vector) {
+                        self.lrs[index] |= flavor.eoi_bit();
+                    }
+                    deferred |= 1 << vector;
+                    continue;
+                }
             }
             signals.clear(vector);
         }
@@ -383,6 +426,46 @@ mod tests {
         assert_eq!(placed, [32, 33, 34, 36]);
         assert!(signals.is_pending(35));
         assert_eq!(regs.hcr, HCR_EN | HCR_NPIE);
+    }
+
+    /// GICv2: an SGI carries its sender in the list register (CPUID, bits 12:10); one pending
+    /// per source; a second source waits for the first one's end (EOI maintenance), a repeat
+    /// from the same source merges.
+    #[test]
+    fn gicv2_sgis_carry_their_source_one_at_a_time() {
+        let signals = Signals::new();
+        signals.raise_sgi(3, 1);
+        signals.raise_sgi(3, 2);
+        let mut regs = ListRegisters::new(Flavor::V2, 4);
+        regs.fill(&signals);
+        let lr = regs.lrs[0];
+        assert_eq!((lr & 0x3ff, (lr >> 10) & 0b111), (3, 1), "SGI 3 from VCPU 1 first");
+        assert_ne!(lr & Flavor::V2.eoi_bit(), 0, "its end brings the next source");
+        assert_eq!(regs.live_entries().count(), 1, "one source at a time");
+        assert!(signals.is_pending(3) && signals.sgi_sources(3) == 0b100);
+        let mut interface = Interface::new(Flavor::V2);
+        assert_eq!(interface.acknowledge(&mut regs), Some(3));
+        // The same source again while it is active: pending in its own register.
+        signals.raise_sgi(3, 1);
+        interface.exit(&mut regs);
+        regs.fill(&signals);
+        assert_eq!(regs.live_entries().collect::<Vec<_>>(), [(3, 0xa0, 0b11)]);
+        assert_eq!((regs.lrs[0] >> 10) & 0b111, 1);
+        assert_eq!(signals.sgi_sources(3), 0b100, "source 2 still waits");
+        interface.end(&mut regs, 3);
+        assert_eq!(interface.acknowledge(&mut regs), Some(3));
+        interface.end(&mut regs, 3);
+        interface.exit(&mut regs);
+        regs.fill(&signals);
+        let lr = regs.lrs.iter().copied().find(|&lr| Flavor::V2.state(lr) != 0).unwrap();
+        assert_eq!((lr & 0x3ff, (lr >> 10) & 0b111), (3, 2), "then VCPU 2's");
+        assert_eq!(lr & Flavor::V2.eoi_bit(), 0, "nothing more waits");
+        assert!(!signals.any_pending());
+        // GICv3 list registers have no source: an SGI is one interrupt.
+        let mut v3 = ListRegisters::new(Flavor::V3, 4);
+        signals.raise_sgi(5, 3);
+        v3.fill(&signals);
+        assert_eq!(v3.live_entries().collect::<Vec<_>>(), [(5, 0xa0, 0b01)]);
     }
 
     #[test]

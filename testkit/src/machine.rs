@@ -122,6 +122,13 @@ impl Machine {
                         call("vcpu_interrupt", self.process.vcpu_interrupt(handle, vector))?;
                     }
                 }
+                Action::Sgi { vcpu, vector, sources } => {
+                    if let Some(handle) = self.vcpu(vcpu) {
+                        for source in (0..8u8).filter(|s| sources & (1 << s) != 0) {
+                            call("vcpu_interrupt_sgi", self.process.vcpu_interrupt_sgi(handle, vector, source))?;
+                        }
+                    }
+                }
                 Action::Priority { vcpu, vector, priority } => {
                     if let Some(handle) = self.vcpu(vcpu) {
                         call(

@@ -269,3 +269,22 @@ fn the_guest_debugs_itself_with_breakpoints_watchpoints_and_steps() {
         expect_line(&outcome, None, "vm debug: powered off (PSCI SYSTEM_OFF from VCPU 0)");
     }
 }
+
+/// GICv2 SGIs carry their sender: VCPU 1 sends SGI 5 to VCPU 0 through GICD_SGIR and VCPU 0
+/// reads CPUID 1 in GICC_IAR (the guest checks the ID and the field), on the GICv2 boards
+/// (`virt-gicv2`, and the Pi 4's GIC-400).
+#[test]
+fn a_gicv2_sgi_names_its_sender() {
+    let path = bundle("sgi", &[vm("sgi", 5, 2, 16 << 20)], |_| {});
+    for board in [Board::VirtGicv2, Board::Rpi4] {
+        let outcome = run(board, &path);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        assert_eq!(
+            console(&outcome, "sgi"),
+            ["sgi: cpu1 sends SGI 5 to cpu0 through GICD_SGIR", "sgi: cpu0 read SGI 5 from cpu1 in GICC_IAR"],
+            "{}",
+            outcome.transcript()
+        );
+        expect_line(&outcome, None, "vm sgi: powered off (PSCI SYSTEM_OFF from VCPU 0)");
+    }
+}

@@ -41,6 +41,9 @@ pub enum Version {
 pub enum Action {
     /// `vcpu_interrupt(vcpus[vcpu], vector)`.
     Interrupt { vcpu: usize, vector: u32 },
+    /// GICv2: SGI `vector` to VCPU `vcpu` from each VCPU in `sources` (bit n: VCPU n), with
+    /// `vcpu_interrupt_sgi`, so the guest reads who sent it.
+    Sgi { vcpu: usize, vector: u32, sources: u8 },
     /// Deliver `vector` with `priority` on VCPU `vcpu` from now on.
     Priority { vcpu: usize, vector: u32, priority: u8 },
 }
@@ -119,6 +122,8 @@ pub struct Distributor {
     banked: Vec<[Line; 32]>,
     /// GICR_WAKER of each VCPU (v3).
     waker: Vec<u32>,
+    /// GICv2: for each VCPU and SGI, the senders whose SGI is latched pending (bit n: VCPU n).
+    sgi_sources: Vec<[u8; 16]>,
 }
 
 impl Distributor {
@@ -140,6 +145,7 @@ impl Distributor {
             spis: alloc::vec![Line::RESET; spis],
             banked: alloc::vec![sgi_ppi; vcpus],
             waker: alloc::vec![WAKER_SLEEP | WAKER_ASLEEP; vcpus],
+            sgi_sources: alloc::vec![[0; 16]; vcpus],
         }
     }
 
@@ -210,7 +216,15 @@ impl Distributor {
             if let Some(line) = self.line_mut(vcpu, intid) {
                 line.pending = false;
             }
-            out(Action::Interrupt { vcpu: target, vector: intid });
+            let sources = match self.sgi_sources.get_mut(vcpu).and_then(|s| s.get_mut(intid as usize)) {
+                Some(sources) if self.version == Version::V2 => core::mem::take(sources),
+                _ => 0,
+            };
+            if sources != 0 {
+                out(Action::Sgi { vcpu: target, vector: intid, sources });
+            } else {
+                out(Action::Interrupt { vcpu: target, vector: intid });
+            }
         }
     }
 
@@ -238,6 +252,12 @@ impl Distributor {
     /// SGI `intid` (0..16) from one VCPU to those in `targets` (bit n: VCPU n), as a GICv3
     /// INTERRUPT packet carries it or GICD_SGIR names it.
     pub fn send_sgi(&mut self, targets: u64, intid: u32, out: &mut dyn FnMut(Action)) {
+        self.send_sgi_from(None, targets, intid, out)
+    }
+
+    /// [`Distributor::send_sgi`] from VCPU `source`, when known (GICv2's GICD_SGIR: the
+    /// target reads the sender with the interrupt).
+    fn send_sgi_from(&mut self, source: Option<usize>, targets: u64, intid: u32, out: &mut dyn FnMut(Action)) {
         if intid >= 16 {
             return;
         }
@@ -245,6 +265,9 @@ impl Distributor {
             if targets & (1 << vcpu) != 0 {
                 if let Some(line) = self.line_mut(vcpu, intid) {
                     line.pending = true;
+                }
+                if let (Some(source), Some(sources)) = (source.filter(|&s| s < 8), self.sgi_sources.get_mut(vcpu)) {
+                    sources[intid as usize] |= 1 << source;
                 }
                 self.deliver(vcpu, intid, out);
             }
@@ -300,7 +323,7 @@ impl Distributor {
                     2 => 1 << vcpu,
                     _ => 0,
                 };
-                self.send_sgi(targets & all, sgir & 0xf, out);
+                self.send_sgi_from(Some(vcpu), targets & all, sgir & 0xf, out);
             }
             (gicd::IROUTER..gicd::PIDR2, _) if self.version == Version::V3 => {
                 let index = (offset - gicd::IROUTER) / 8;
@@ -591,10 +614,37 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match *a {
-                Action::Interrupt { vcpu, vector } => Some((vcpu, vector)),
+                Action::Interrupt { vcpu, vector } | Action::Sgi { vcpu, vector, .. } => Some((vcpu, vector)),
                 _ => None,
             })
             .collect()
+    }
+
+    /// GICv2 SGIs name their sender: each target gets them from the writer of GICD_SGIR, and
+    /// senders latched while the distributor is off are all delivered when it turns on.
+    #[test]
+    fn sgis_v2_carry_the_sender() {
+        let mut d = Distributor::new(Version::V2, 4, 32);
+        let sgir = |filter: u64, list: u64, intid: u64| (filter << 24) | (list << 16) | intid;
+        run(|out| d.write_distributor(1, gicd::SGIR, 4, sgir(0, 0b0001, 7), out));
+        run(|out| d.write_distributor(3, gicd::SGIR, 4, sgir(0, 0b0001, 7), out));
+        assert!(run(|out| d.write_distributor(2, gicd::SGIR, 4, sgir(0, 0b0001, 7), out)).is_empty(), "off");
+        let actions = run(|out| d.write_distributor(0, gicd::CTLR, 4, 1, out));
+        assert_eq!(actions, [Action::Sgi { vcpu: 0, vector: 7, sources: 0b1110 }]);
+        let actions = run(|out| d.write_distributor(2, gicd::SGIR, 4, sgir(1, 0, 4), out));
+        assert_eq!(
+            actions,
+            [
+                Action::Sgi { vcpu: 0, vector: 4, sources: 0b100 },
+                Action::Sgi { vcpu: 1, vector: 4, sources: 0b100 },
+                Action::Sgi { vcpu: 3, vector: 4, sources: 0b100 }
+            ]
+        );
+        // GICv3: the INTERRUPT packet's SGIs have no sender to carry.
+        let mut v3 = Distributor::new(Version::V3, 2, 32);
+        run(|out| v3.write_distributor(0, gicd::CTLR, 4, 0x12, out));
+        let actions = run(|out| v3.send_sgi(0b10, 3, out));
+        assert!(actions.iter().all(|a| matches!(a, Action::Interrupt { .. })), "{actions:?}");
     }
 
     #[test]

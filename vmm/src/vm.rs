@@ -496,6 +496,16 @@ impl Vm {
                         }
                     }
                 }
+                Action::Sgi { vcpu, vector, sources } => {
+                    if let Some(handle) = self.vcpu(vcpu) {
+                        for source in (0..8u8).filter(|s| sources & (1 << s) != 0) {
+                            match self.process.vcpu_interrupt_sgi(handle, vector, source) {
+                                Ok(()) | Err(Status::BAD_HANDLE) => {}
+                                Err(status) => return Err(("vcpu_interrupt_sgi", status)),
+                            }
+                        }
+                    }
+                }
                 Action::Priority { vcpu, vector, priority } => {
                     if let Some(handle) = self.vcpu(vcpu) {
                         match self.process.vcpu_set_interrupt_priority(handle, vector, priority) {

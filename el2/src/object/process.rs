@@ -215,6 +215,13 @@ impl Process {
         vcpu.interrupt(vector)
     }
 
+    /// Belfry extension: SGI `vector` from VCPU `source` (GICv2: the guest reads the source
+    /// with it); needs SIGNAL, as `zx_vcpu_interrupt`.
+    pub fn vcpu_interrupt_sgi(&self, vcpu: u32, vector: u32, source: u8) -> ZxResult {
+        let (vcpu, _) = typed!(self, vcpu, Vcpu, Rights::SIGNAL);
+        vcpu.interrupt_sgi(vector, source)
+    }
+
     /// Belfry extension: the delivery priority of `vector` on this VCPU; needs SIGNAL, as
     /// `zx_vcpu_interrupt`.
     pub fn vcpu_set_interrupt_priority(&self, vcpu: u32, vector: u32, priority: u8) -> ZxResult {

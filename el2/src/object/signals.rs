@@ -29,6 +29,10 @@ pub struct Signals {
     kicked: AtomicBool,
     pending: [AtomicU64; WORDS],
     priority: [AtomicU8; NUM_INTERRUPTS as usize],
+    /// For each SGI, the sending VCPUs (bit n: VCPU n) whose SGI is pending (GICv2: one
+    /// pending SGI per source, and the list register names the source). An SGI raised without
+    /// a source counts as from VCPU 0.
+    sgi_sources: [AtomicU8; 16],
     wake: WaitQueue,
 }
 
@@ -44,6 +48,7 @@ impl Signals {
             kicked: AtomicBool::new(false),
             pending: core::array::from_fn(|_| AtomicU64::new(0)),
             priority: core::array::from_fn(|_| AtomicU8::new(DEFAULT_PRIORITY)),
+            sgi_sources: core::array::from_fn(|_| AtomicU8::new(0)),
             wake: WaitQueue::default(),
         }
     }
@@ -84,6 +89,27 @@ impl Signals {
         if let Some(word) = self.pending.get((vector / 64) as usize) {
             word.fetch_or(1 << (vector % 64), Ordering::AcqRel);
             self.wake.notify_all();
+        }
+    }
+
+    /// Any thread: SGI `vector` (0..16) from VCPU `source` (0..8) is pending (GICv2).
+    pub fn raise_sgi(&self, vector: u32, source: u8) {
+        if let (Some(sources), true) = (self.sgi_sources.get(vector as usize), source < 8) {
+            sources.fetch_or(1 << source, Ordering::AcqRel);
+            self.raise(vector);
+        }
+    }
+
+    /// The VCPU's thread: the sources of pending SGI `vector` (bit n: VCPU n; 0 when it was
+    /// raised without one).
+    pub fn sgi_sources(&self, vector: u32) -> u8 {
+        self.sgi_sources.get(vector as usize).map_or(0, |s| s.load(Ordering::Acquire))
+    }
+
+    /// The VCPU's thread: SGI `vector` from `source` went into a list register.
+    pub fn take_sgi_source(&self, vector: u32, source: u8) {
+        if let (Some(sources), true) = (self.sgi_sources.get(vector as usize), source < 8) {
+            sources.fetch_and(!(1 << source), Ordering::AcqRel);
         }
     }
 

@@ -194,6 +194,21 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Belfry extension (a GICv2 distributor model): SGI `vector` (0..16) sent by VCPU `source`
+    /// (0..8); on a GICv2 the guest reads the source with the interrupt (GICC_IAR.CPUID), and
+    /// each source's SGI is pending once.
+    pub fn interrupt_sgi(&self, vector: u32, source: u8) -> ZxResult {
+        if vector >= 16 || source >= 8 {
+            return Err(Status::OUT_OF_RANGE);
+        }
+        self.signals.raise_sgi(vector, source);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(cpu) = self.running_on.load(Ordering::Relaxed).checked_sub(1) {
+            crate::arch::interrupt_cpu(cpu);
+        }
+        Ok(())
+    }
+
     /// Belfry extension (the VMM's distributor model): the priority `vector` is delivered with,
     /// as the guest programmed it (lower is more urgent). Takes effect at the next entry.
     pub fn set_interrupt_priority(&self, vector: u32, priority: u8) -> ZxResult {
