@@ -1,0 +1,10 @@
+//! The `ticker` test guest: all of it is in `common.S` and `ticker.S`.
+#![no_std]
+#![no_main]
+
+core::arch::global_asm!(include_str!("../../common.S"), include_str!("../../ticker.S"));
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
