@@ -58,6 +58,7 @@ pub mod debug;
 pub mod exit_code;
 pub mod fdt_check;
 pub mod inject;
+pub mod logring;
 pub mod machine;
 pub mod memory;
 pub mod object;
@@ -86,6 +87,22 @@ pub mod console {
     /// Moves received bytes into `buffer` without waiting; returns how many.
     pub fn read(buffer: &mut [u8]) -> usize {
         crate::logger::read_input(buffer)
+    }
+
+    /// Logs a guest's console output with `log`: dropped (and counted) rather than waited for
+    /// when the log is backed up (see `logger`).
+    pub fn guest_output<R>(log: impl FnOnce() -> R) -> R {
+        crate::logger::droppable(log)
+    }
+
+    /// Guest console lines dropped since the last call.
+    pub fn dropped() -> u64 {
+        crate::logger::take_dropped()
+    }
+
+    /// Moves pending log bytes into the UART as far as it takes them, without waiting.
+    pub fn pump() {
+        crate::logger::pump()
     }
 }
 #[cfg(target_os = "none")]

@@ -5,13 +5,24 @@
 //! its fatal report logs again, the report takes the lock over (ending the broken frame with a
 //! delimiter) instead of deadlocking against itself.
 //!
+//! Frames go into a ring in memory ([`RING`] bytes, the policy in [`crate::logring`]), and the
+//! ring into the UART only as fast as its FIFO takes bytes: no CPU waits for the UART while it
+//! logs (at 115 200 baud a line takes milliseconds). Every log call, and [`pump`] (the idle loop
+//! and the console poll), moves what the FIFO has room for. A guest's console output
+//! ([`droppable`]) may fill only half the ring: beyond that its line is dropped and counted
+//! ([`take_dropped`]), so a guest flooding its console slows nobody and cannot crowd out
+//! Belfry's own frames, which always have the other half. Should Belfry's own frames fill the
+//! ring, the logging CPU waits for the UART: they are never lost.
+//!
 //! Every line carries the CPU index and a timestamp from the generic counter.
 
 use crate::arch::aarch64::{cpu, timer};
+use crate::logring::{Ring, Sink};
+use crate::machine::MAX_CPUS;
 use arm_pl011_uart::{DataBits, LineConfig, PL011Registers, Parity, StopBits, Uart, UniqueMmioPointer};
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use stage2::PhysAddr;
 
 defmt::timestamp!("cpu{=usize} {=u64:us}", cpu::index(), timer::micros());
@@ -21,10 +32,29 @@ const FREE: usize = usize::MAX;
 
 static OWNER: AtomicUsize = AtomicUsize::new(FREE);
 
+/// Bytes of log the ring holds.
+pub const RING: usize = 16 * 1024;
+
 struct State {
     uart: Option<Uart<'static>>,
     encoder: defmt::Encoder,
     saved_daif: u64,
+    ring: Ring<RING>,
+}
+
+/// The board's UART as the ring's sink (absent before `init`: bytes are dropped).
+struct Port<'a>(&'a mut Option<Uart<'static>>);
+
+impl Sink for Port<'_> {
+    fn full(&self) -> bool {
+        self.0.as_ref().is_some_and(|uart| uart.is_tx_fifo_full())
+    }
+
+    fn write(&mut self, byte: u8) {
+        if let Some(uart) = self.0 {
+            uart.write_word(byte);
+        }
+    }
 }
 
 struct Shared(UnsafeCell<State>);
@@ -33,7 +63,11 @@ struct Shared(UnsafeCell<State>);
 // CPU before any other CPU runs).
 unsafe impl Sync for Shared {}
 
-static STATE: Shared = Shared(UnsafeCell::new(State { uart: None, encoder: defmt::Encoder::new(), saved_daif: 0 }));
+static STATE: Shared =
+    Shared(UnsafeCell::new(State { uart: None, encoder: defmt::Encoder::new(), saved_daif: 0, ring: Ring::new() }));
+
+/// Per CPU: the frames this CPU logs now are a guest's console output ([`droppable`]).
+static DROPPABLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// Sets up the UART at `base` (115200 8N1 from a `clock_hz` reference clock) and starts
 /// logging. Frames logged before this are dropped.
@@ -68,15 +102,44 @@ fn take_lock() -> bool {
     }
 }
 
-fn write_bytes(uart: &mut Option<Uart<'static>>, bytes: &[u8]) {
-    if let Some(uart) = uart {
-        for &byte in bytes {
-            while uart.is_tx_fifo_full() {
-                core::hint::spin_loop();
-            }
-            uart.write_word(byte);
-        }
+/// Runs `log` with the frames this CPU logs marked as a guest's console output: dropped, and
+/// counted, when the log ring is half full (see the module documentation).
+pub fn droppable<R>(log: impl FnOnce() -> R) -> R {
+    let daif = cpu::mask_interrupts();
+    let flag = DROPPABLE.get(cpu::index());
+    if let Some(flag) = flag {
+        flag.store(true, Ordering::Relaxed);
     }
+    let result = log();
+    if let Some(flag) = flag {
+        flag.store(false, Ordering::Relaxed);
+    }
+    cpu::restore_interrupts(daif);
+    result
+}
+
+/// Runs `operation` on the state if no CPU is logging (never waits).
+fn try_with_state<R>(operation: impl FnOnce(&mut State) -> R) -> Option<R> {
+    let daif = cpu::mask_interrupts();
+    let mut result = None;
+    if OWNER.compare_exchange(FREE, cpu::index(), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        // SAFETY: we hold the lock.
+        result = Some(operation(unsafe { &mut *STATE.0.get() }));
+        OWNER.store(FREE, Ordering::Release);
+    }
+    cpu::restore_interrupts(daif);
+    result
+}
+
+/// Guest console frames dropped since the last call (the caller reports them); 0 while
+/// another CPU logs (they are counted next time).
+pub fn take_dropped() -> u64 {
+    try_with_state(|state| state.ring.take_dropped()).unwrap_or(0)
+}
+
+/// Moves what the UART has room for out of the ring, unless another CPU is logging.
+pub fn pump() {
+    try_with_state(|state| state.ring.send(&mut Port(&mut state.uart), false));
 }
 
 #[defmt::global_logger]
@@ -91,20 +154,25 @@ unsafe impl defmt::Logger for Logger {
         let reentered = take_lock();
         // SAFETY: we hold the lock.
         let state = unsafe { &mut *STATE.0.get() };
+        let droppable = DROPPABLE.get(cpu::index()).is_some_and(|f| f.load(Ordering::Relaxed));
         if reentered {
             // The interrupted frame is lost; a zero byte ends it so the decoder resynchronises.
-            write_bytes(&mut state.uart, &[0]);
+            state.ring.begin(false);
+            state.ring.put(&mut Port(&mut state.uart), &[0]);
+            state.ring.end();
             state.encoder = defmt::Encoder::new();
         } else {
             state.saved_daif = daif;
         }
-        let State { uart, encoder, .. } = state;
-        encoder.start_frame(|bytes| write_bytes(uart, bytes));
+        let State { uart, encoder, ring, .. } = state;
+        ring.begin(droppable && !reentered);
+        encoder.start_frame(|bytes| ring.put(&mut Port(uart), bytes));
     }
 
     unsafe fn flush() {
         // SAFETY: called between acquire and release, so we hold the lock.
         let state = unsafe { &mut *STATE.0.get() };
+        state.ring.send(&mut Port(&mut state.uart), true);
         if let Some(uart) = &state.uart {
             while uart.is_busy() {
                 core::hint::spin_loop();
@@ -115,8 +183,10 @@ unsafe impl defmt::Logger for Logger {
     unsafe fn release() {
         // SAFETY: called after acquire, so we hold the lock.
         let state = unsafe { &mut *STATE.0.get() };
-        let State { uart, encoder, saved_daif } = state;
-        encoder.end_frame(|bytes| write_bytes(uart, bytes));
+        let State { uart, encoder, saved_daif, ring } = state;
+        encoder.end_frame(|bytes| ring.put(&mut Port(uart), bytes));
+        ring.end();
+        ring.send(&mut Port(uart), false);
         let daif = *saved_daif;
         OWNER.store(FREE, Ordering::Release);
         cpu::restore_interrupts(daif);
@@ -125,8 +195,8 @@ unsafe impl defmt::Logger for Logger {
     unsafe fn write(bytes: &[u8]) {
         // SAFETY: called between acquire and release, so we hold the lock.
         let state = unsafe { &mut *STATE.0.get() };
-        let State { uart, encoder, .. } = state;
-        encoder.write(bytes, |bytes| write_bytes(uart, bytes));
+        let State { uart, encoder, ring, .. } = state;
+        encoder.write(bytes, |bytes| ring.put(&mut Port(uart), bytes));
     }
 }
 
@@ -138,6 +208,9 @@ pub fn read_input(buffer: &mut [u8]) -> usize {
     let reentered = take_lock();
     // SAFETY: we hold the lock.
     let state = unsafe { &mut *STATE.0.get() };
+    if !reentered {
+        state.ring.send(&mut Port(&mut state.uart), false);
+    }
     let mut count = 0;
     if let Some(uart) = &mut state.uart {
         while count < buffer.len() {

@@ -341,6 +341,7 @@ fn schedule(deadline: Option<Deadline>) {
                     core::hint::spin_loop();
                 } else {
                     crate::arch::aarch64::pmu::publish();
+                    crate::console::pump();
                     // A deadline of this CPU's is on the EL2 timer, whose interrupt ends the WFI.
                     aarch64_cpu::asm::wfi();
                     crate::arch::aarch64::pmu::idle_end();

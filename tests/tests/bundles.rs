@@ -288,3 +288,52 @@ fn a_gicv2_sgi_names_its_sender() {
         expect_line(&outcome, None, "vm sgi: powered off (PSCI SYSTEM_OFF from VCPU 0)");
     }
 }
+
+/// A console flood: VM `flood` prints 1 MiB (16384 lines) as fast as its PL011 takes it while
+/// VM `ticker`, on another CPU, prints a line every 10 ms of its virtual counter. Every flood
+/// line arrives whole, no log frame is lost or broken, Belfry's own lines are all there, and
+/// the ticker is not held up: its twenty ticks are logged (by Belfry, with Belfry's
+/// timestamps) while the flood goes on, about 10 ms apart. Deterministic time (`-icount`), on
+/// `virt`. Under `-icount` QEMU runs the CPUs round-robin: a CPU that waits for a lock the
+/// flooding CPU holds waits for that CPU's next turn, which can take tens of milliseconds of
+/// virtual time (lock-holder preemption by the emulator, which real CPUs running side by side
+/// do not have), so a gap may reach 50 ms and the twenty ticks 300 ms; a flood that held the
+/// ticker up until it ended would take 6 s.
+#[test]
+fn a_console_flood_stalls_nobody() {
+    let flood = VmInput { cpus: Some(vec![1]), ..vm("flood", 6, 1, 16 << 20) };
+    let ticker = VmInput { cpus: Some(vec![2]), ..vm("ticker", 7, 1, 16 << 20) };
+    let path = bundle("flood", &[flood, ticker], |_| {});
+    let outcome = boot(RunOptions {
+        bundle: Some(path),
+        ram_mib: Some(1024),
+        icount: true,
+        timeout: Duration::from_secs(600),
+        ..RunOptions::new(Board::Virt)
+    });
+    expect_exit(&outcome, exit_code::SUCCESS);
+    let lines = console(&outcome, "flood");
+    assert_eq!(lines.len(), 16385, "every line of the flood");
+    assert!(lines[..16384].iter().all(|l| l == "flood: 0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRS"));
+    assert_eq!(lines[16384], "flood: done");
+    assert!(!outcome.lines.iter().any(|l| l.message.contains("malformed")), "a broken log frame");
+    for line in [
+        "vm flood: powered off (PSCI SYSTEM_OFF from VCPU 0)",
+        "vm flood: stopped: powered off",
+        "vm ticker: powered off (PSCI SYSTEM_OFF from VCPU 0)",
+        "vm ticker: stopped: powered off",
+        "bundle: every VM has stopped",
+    ] {
+        expect_line(&outcome, None, line);
+    }
+    let seconds = |l: &LogLine| l.time.parse::<f64>().unwrap();
+    let ticks: Vec<f64> =
+        outcome.lines.iter().filter(|l| l.message == "console ticker: ticker: tick").map(seconds).collect();
+    assert_eq!(ticks.len(), 20, "{}", outcome.transcript());
+    let gaps: Vec<f64> = ticks.windows(2).map(|p| p[1] - p[0]).collect();
+    assert!(gaps.iter().all(|&gap| gap <= 0.050), "the ticker was held up: {gaps:?}");
+    assert!(ticks[19] - ticks[0] <= 0.300, "the ticker was held up: {gaps:?}");
+    let flood = outcome.lines.iter().filter(|l| l.message.starts_with("console flood: ")).map(seconds);
+    let (first, last) = flood.fold((f64::MAX, 0.0f64), |(a, b), t| (a.min(t), b.max(t)));
+    assert!(first < ticks[0] && ticks[19] < last, "the ticks came while the flood went on");
+}

@@ -111,11 +111,17 @@ fn emit(vm: &str, output: Output<'_>) {
         Output::Line(bytes) => (true, bytes),
         Output::Piece(bytes) => (false, bytes),
     };
-    match (core::str::from_utf8(bytes), text) {
+    // A guest's output may be dropped when the board's UART is behind (a flood must not hold
+    // up the VMs or crowd out Belfry's own lines); what was dropped is said, by Belfry.
+    el2::console::guest_output(|| match (core::str::from_utf8(bytes), text) {
         (Ok(text), true) => defmt::info!("console {=str}: {=str}", vm, text),
         (Ok(text), false) => defmt::info!("console {=str}~ {=str}", vm, text),
         (Err(_), true) => defmt::info!("console {=str}: {=[u8]:a}", vm, bytes),
         (Err(_), false) => defmt::info!("console {=str}~ {=[u8]:a}", vm, bytes),
+    });
+    let dropped = el2::console::dropped();
+    if dropped > 0 {
+        defmt::warn!("console: {=u64} guest console line(s) dropped: the board's UART is behind", dropped);
     }
 }
 
