@@ -292,8 +292,12 @@ impl Vm {
             let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{name} {}", count.load(Ordering::Relaxed)));
         }
         defmt::info!("vm {=str}: exits: {=str}", &*self.name, line.as_str());
+        // Without a counting PMU (QEMU counts instructions only under -icount) there is no figure.
         if let (Some(start), Some(now)) = (self.el2_at_start, el2::arch::aarch64::pmu::all_cpus()) {
-            defmt::info!("vm {=str}: el2 instructions {=u64}", &*self.name, now.wrapping_sub(start));
+            let counted = now.wrapping_sub(start);
+            if counted > 0 {
+                defmt::info!("vm {=str}: el2 instructions {=u64}", &*self.name, counted);
+            }
         }
     }
 
