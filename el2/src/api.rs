@@ -171,6 +171,15 @@ impl<'p> Vcpu<'p> {
         Ok(counts)
     }
 
+    /// Belfry extension: sets general-purpose register `index` (0..=30) to `value`
+    /// (`BELFRY_VCPU_REGISTER`).
+    pub fn write_register(&self, index: u8, value: u64) -> ZxResult {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&u64::from(index).to_le_bytes());
+        bytes[8..].copy_from_slice(&value.to_le_bytes());
+        self.0.process.vcpu_write_state(self.0.value, crate::object::vcpu::BELFRY_VCPU_REGISTER, &bytes)
+    }
+
     /// Belfry extension: sets the guest PC and skip flag.
     pub fn write_control(&self, control: &VcpuControl) -> ZxResult {
         let mut bytes = [0u8; 16];

@@ -2,13 +2,14 @@
 //! Vcpu protocol), against the syscall surface. `docs/zircon-api-tests.md` maps each sentence
 //! to its test. Guest execution is the host's scripted guest (`el2::arch::fake`).
 
+use el2::object::exit::EXIT_KINDS;
 use el2::object::exit::{Access, Exit};
 use el2::object::packet::{GuestMemPacket, Packet, PortPacket, PKT_TYPE_GUEST_BELL, PKT_TYPE_GUEST_MEM};
 use el2::object::process::Process;
 use el2::object::resource::{RSRC_KIND_HYPERVISOR, RSRC_KIND_MMIO};
 use el2::object::ring::TRAP_PACKETS;
 use el2::object::trap::{GUEST_TRAP_BELL, GUEST_TRAP_IO, GUEST_TRAP_MEM};
-use el2::object::vcpu::{VCPU_IO, VCPU_STATE};
+use el2::object::vcpu::{BELFRY_VCPU_EXITS, BELFRY_VCPU_REGISTER, VCPU_IO, VCPU_STATE};
 use el2::object::vmar::GUEST_PHYSICAL_SIZE;
 use el2::object::{Rights, Status};
 use el2::sync::INFINITE;
@@ -569,6 +570,40 @@ fn state_round_trips_and_keeps_only_nzcv() {
         p.vcpu_read_state(vcpu, VCPU_STATE, &mut back).unwrap();
         assert_eq!(back[..256], state[..256]);
         assert_eq!(u32::from_le_bytes(back[256..260].try_into().unwrap()), 0x6000_0000);
+    });
+}
+
+/// Belfry's extensions: one register written (how a VMM completes an emulated load), and the
+/// exit counts read; x31 (XZR) and bad sizes are INVALID_ARGS; the counts cannot be written.
+#[test]
+fn one_register_and_the_exit_counts() {
+    let f = fixture();
+    let (p, guest) = (f.process.clone(), f.guest);
+    on_thread(move || {
+        let vcpu = p.vcpu_create(guest, 0, 0).unwrap();
+        let register = |index: u64, value: u64| {
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&index.to_le_bytes());
+            bytes[8..].copy_from_slice(&value.to_le_bytes());
+            bytes
+        };
+        p.vcpu_write_state(vcpu, BELFRY_VCPU_REGISTER, &register(7, 0xfeed_f00d)).unwrap();
+        p.vcpu_write_state(vcpu, BELFRY_VCPU_REGISTER, &register(30, 3)).unwrap();
+        let mut state = [0u8; STATE_SIZE];
+        p.vcpu_read_state(vcpu, VCPU_STATE, &mut state).unwrap();
+        assert_eq!(u64::from_le_bytes(state[56..64].try_into().unwrap()), 0xfeed_f00d);
+        assert_eq!(u64::from_le_bytes(state[240..248].try_into().unwrap()), 3);
+        assert!(state[..56].iter().all(|&b| b == 0), "nothing else changed");
+        for bad in [31, 32, u64::MAX] {
+            assert_eq!(p.vcpu_write_state(vcpu, BELFRY_VCPU_REGISTER, &register(bad, 1)), Err(Status::INVALID_ARGS));
+        }
+        assert_eq!(p.vcpu_write_state(vcpu, BELFRY_VCPU_REGISTER, &register(1, 1)[..15]), Err(Status::INVALID_ARGS));
+        let mut counts = [0xffu8; EXIT_KINDS * 8];
+        p.vcpu_read_state(vcpu, BELFRY_VCPU_EXITS, &mut counts).unwrap();
+        assert!(counts.iter().all(|&b| b == 0), "a new VCPU has no exits");
+        assert_eq!(p.vcpu_read_state(vcpu, BELFRY_VCPU_EXITS, &mut counts[..8]), Err(Status::INVALID_ARGS));
+        assert_eq!(p.vcpu_write_state(vcpu, BELFRY_VCPU_EXITS, &counts), Err(Status::INVALID_ARGS));
+        assert_eq!(p.vcpu_read_state(vcpu, BELFRY_VCPU_REGISTER, &mut counts[..16]), Err(Status::INVALID_ARGS));
     });
 }
 

@@ -10,7 +10,7 @@
 
 use crate::guests;
 use crate::machine::{GICD_KEY, GUEST_GICD};
-use crate::suite::{call, check, complete, fixture, is_exit, join, Failure, Outcome};
+use crate::suite::{call, check, fixture, is_exit, join, Failure, Outcome};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use el2::api::{Port, Vcpu};
@@ -86,9 +86,7 @@ fn start_companion(process: &'static Process, guest: u32, cpu: usize) -> Result<
             let vcpu = Vcpu(el2::api::OwnedHandle::new(process, vcpu));
             while let Ok(packet) = vcpu.enter() {
                 if let Packet::Mem { mem, .. } = packet {
-                    let Ok(mut control) = vcpu.read_control() else { return };
-                    let view = vmm::fault::FaultView::new(mem, control.pc);
-                    if complete(&vcpu, &view, &mut control).is_err() {
+                    if vmm::fault::FaultView::new(mem, 0).finish(&vcpu).is_err() {
                         return;
                     }
                     el2::thread::yield_now();
@@ -177,8 +175,7 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
             Packet::Mem { mem, .. } => mem,
             _ => return Err(Failure::Mismatch("a MEM or INTERRUPT packet")),
         };
-        let mut control = call("read_control", vcpu.read_control())?;
-        let mut view = vmm::fault::FaultView::new(mem, control.pc);
+        let mut view = vmm::fault::FaultView::new(mem, 0);
         match view.address() {
             MARK_ADDR => {
                 if let Some(slot) = marks.get_mut(count) {
@@ -199,7 +196,7 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
         if view.is_read() {
             view.set_data(0);
         }
-        complete(&vcpu, &view, &mut control)?;
+        call("complete the access", view.finish(&vcpu))?;
         if path.companion == Companion::SwitchPartner && view.address() == TRAP_ADDR {
             el2::thread::yield_now();
         }

@@ -116,6 +116,23 @@ impl FaultView {
 
     /// Applies the outcome to the VCPU's state: the read's register (unless XZR) and whether the
     /// instruction is skipped.
+    /// Completes the access on `vcpu` with the fewest calls: EL2 left an emulated access to be
+    /// skipped, so a store that advances needs nothing, a load that advances one register
+    /// write (none for XZR), and only a restart (the instruction runs again) rewrites the
+    /// control state.
+    pub fn finish(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult {
+        match self.resume {
+            Resume::Advance if !self.is_read() => Ok(()),
+            Resume::Advance if self.packet.xt >= 31 => Ok(()),
+            Resume::Advance => vcpu.write_register(self.packet.xt, self.read_result()),
+            Resume::Restart => {
+                let mut control = vcpu.read_control()?;
+                control.flags = 0;
+                vcpu.write_control(&control)
+            }
+        }
+    }
+
     pub fn complete(&self, state: &mut VcpuState, control: &mut VcpuControl) {
         if self.is_read() && self.resume == Resume::Advance {
             if let Some(register) = state.x.get_mut(usize::from(self.packet.xt)) {

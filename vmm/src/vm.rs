@@ -14,7 +14,7 @@
 use crate::bus::{Bus, Device, Trigger};
 use crate::devicetree::{self, Description};
 use crate::distributor::{Action, Distributor, Version};
-use crate::fault::{FaultView, Resume};
+use crate::fault::FaultView;
 use crate::layout::*;
 use crate::loader::{self, LoadError};
 use crate::pl011::{Output, Pl011};
@@ -422,26 +422,7 @@ impl Vm {
                 Packet::Mem { key, mem } => {
                     let mut view = FaultView::new(mem, 0);
                     self.serve_mem(index, key, &mut view)?;
-                    // EL2 left the access to be skipped on the next entry: an emulated store
-                    // needs nothing more, a load its register; only a restart (the instruction
-                    // runs again) changes the control state.
-                    match view.resume() {
-                        Resume::Advance if !view.is_read() => {}
-                        Resume::Advance => {
-                            let register = usize::from(mem.xt);
-                            let mut state = vcpu.read_state().map_err(call("read_state"))?;
-                            if let Some(x) = state.x.get_mut(register) {
-                                *x = view.read_result();
-                                vcpu.write_state(&state).map_err(call("write_state"))?;
-                            }
-                        }
-                        Resume::Restart => {
-                            let mut control = vcpu.read_control().map_err(call("read_control"))?;
-                            let mut state = vcpu.read_state().map_err(call("read_state"))?;
-                            view.complete(&mut state, &mut control);
-                            vcpu.write_control(&control).map_err(call("write_control"))?;
-                        }
-                    }
+                    view.finish(vcpu).map_err(call("complete the access"))?;
                 }
                 Packet::VcpuInterrupt { mask, vector, .. } => {
                     self.with_distributor(|d, out| d.send_sgi(mask, u32::from(vector), out))?

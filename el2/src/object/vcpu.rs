@@ -38,6 +38,10 @@ pub const BELFRY_VCPU_CONTROL: u32 = 0x4246_0001;
 /// Belfry's extension to `zx_vcpu_read_state`: the VCPU's exits by kind, [`EXIT_KINDS`]
 /// little-endian u64 counts in [`crate::object::exit::EXIT_KIND_NAMES`]' order (read only).
 pub const BELFRY_VCPU_EXITS: u32 = 0x4246_0002;
+/// Belfry's extension to `zx_vcpu_write_state`: one general-purpose register, 16 bytes (index
+/// 0..=30, then the value, little-endian u64s): how a VMM completes an emulated load without
+/// copying the whole state twice (write only).
+pub const BELFRY_VCPU_REGISTER: u32 = 0x4246_0003;
 
 /// The state behind [`BELFRY_VCPU_CONTROL`]: 16 bytes.
 #[repr(C)]
@@ -256,6 +260,14 @@ impl Vcpu {
             let word = |at: usize| u64::from_le_bytes(core::array::from_fn(|i| buffer[at + i]));
             context.pc = word(0);
             context.skip_instruction = word(8) & 1 != 0;
+            return Ok(());
+        }
+        if kind == BELFRY_VCPU_REGISTER && buffer.len() == 16 {
+            let word = |at: usize| u64::from_le_bytes(core::array::from_fn(|i| buffer[at + i]));
+            let mut context = self.context.lock();
+            let register = usize::try_from(word(0)).ok().and_then(|index| context.state.x.get_mut(index));
+            let Some(register) = register else { return Err(Status::INVALID_ARGS) };
+            *register = word(8);
             return Ok(());
         }
         if kind != VCPU_STATE || buffer.len() != size_of::<VcpuState>() {
