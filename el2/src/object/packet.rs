@@ -121,44 +121,36 @@ pub enum Packet {
     Other(PortPacket),
 }
 
-fn to_words(bytes: [u8; 32]) -> [u64; 4] {
-    core::array::from_fn(|i| u64::from_le_bytes(core::array::from_fn(|b| bytes[i * 8 + b])))
-}
-
-fn to_bytes(words: [u64; 4]) -> [u8; 32] {
-    core::array::from_fn(|i| words[i / 8].to_le_bytes()[i % 8])
-}
-
 impl GuestMemPacket {
     /// Belfry extension: whether the transfer register is 64 bits wide (`padding1[0]`).
     pub fn sixty_four_bit(&self) -> bool {
         self.padding1[0] == 1
     }
 
-    fn bytes(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out[0..8].copy_from_slice(&self.addr.to_le_bytes());
-        out[8] = self.access_size;
-        out[9] = self.sign_extend as u8;
-        out[10] = self.xt;
-        out[11] = self.read as u8;
-        out[12..16].copy_from_slice(&self.padding1);
-        out[16..24].copy_from_slice(&self.data.to_le_bytes());
-        out[24..32].copy_from_slice(&self.reserved.to_le_bytes());
-        out
+    /// The packet as the payload's four little-endian words (the C layout: `addr`; then
+    /// `access_size`, `sign_extend`, `xt`, `read` and `padding1` in bytes 8..16; `data`;
+    /// `reserved`), packed word by word.
+    fn words(&self) -> [u64; 4] {
+        let padding = u64::from(u32::from_le_bytes(self.padding1));
+        let control = u64::from(self.access_size)
+            | (u64::from(self.sign_extend) << 8)
+            | (u64::from(self.xt) << 16)
+            | (u64::from(self.read) << 24)
+            | (padding << 32);
+        [self.addr, control, self.data, self.reserved]
     }
 
-    fn from_bytes(b: [u8; 32]) -> Self {
-        let word = |at: usize| u64::from_le_bytes(core::array::from_fn(|i| b[at + i]));
+    fn from_words(w: [u64; 4]) -> Self {
+        let control = w[1];
         Self {
-            addr: word(0),
-            access_size: b[8],
-            sign_extend: b[9] != 0,
-            xt: b[10],
-            read: b[11] != 0,
-            padding1: [b[12], b[13], b[14], b[15]],
-            data: word(16),
-            reserved: word(24),
+            addr: w[0],
+            access_size: control as u8,
+            sign_extend: (control >> 8) as u8 != 0,
+            xt: (control >> 16) as u8,
+            read: (control >> 24) as u8 != 0,
+            padding1: ((control >> 32) as u32).to_le_bytes(),
+            data: w[2],
+            reserved: w[3],
         }
     }
 }
@@ -176,7 +168,7 @@ impl PortPacket {
 
     /// A MEM packet.
     pub fn mem(key: u64, mem: GuestMemPacket) -> Self {
-        Self { key, packet_type: PKT_TYPE_GUEST_MEM, status: 0, payload: to_words(mem.bytes()) }
+        Self { key, packet_type: PKT_TYPE_GUEST_MEM, status: 0, payload: mem.words() }
     }
 
     /// A VCPU INTERRUPT packet: the guest sent vector `vector` to the VCPUs in `mask`.
@@ -197,7 +189,7 @@ impl PortPacket {
         match self.packet_type {
             PKT_TYPE_USER => Packet::User { key, status: self.status, data: self.payload },
             PKT_TYPE_GUEST_BELL => Packet::Bell { key, addr: self.payload[0] },
-            PKT_TYPE_GUEST_MEM => Packet::Mem { key, mem: GuestMemPacket::from_bytes(to_bytes(self.payload)) },
+            PKT_TYPE_GUEST_MEM => Packet::Mem { key, mem: GuestMemPacket::from_words(self.payload) },
             PKT_TYPE_GUEST_VCPU => match (self.payload[0] & 0xffff_ffff) as u32 {
                 PKT_GUEST_VCPU_INTERRUPT => {
                     Packet::VcpuInterrupt { key, mask: self.payload[1], vector: self.payload[2] as u8 }
@@ -236,6 +228,25 @@ mod tests {
         assert_eq!(packet.payload[1] & 0xff, 4);
         assert_eq!((packet.payload[1] >> 16) & 0xff, 7);
         assert_eq!(packet.decode(), Packet::Mem { key: 0x1234, mem });
+        // Every byte in its C place: the payload as bytes equals the struct's own bytes.
+        let mem = GuestMemPacket {
+            addr: 0x0102_0304_0506_0708,
+            access_size: 8,
+            sign_extend: false,
+            xt: 30,
+            read: false,
+            padding1: [1, 0xaa, 0xbb, 0xcc],
+            data: 0x1112_1314_1516_1718,
+            reserved: 0x2122_2324_2526_2728,
+        };
+        let payload: Vec<u8> = PortPacket::mem(1, mem).payload.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut expected = Vec::new();
+        expected.extend(mem.addr.to_le_bytes());
+        expected.extend([8, 0, 30, 0, 1, 0xaa, 0xbb, 0xcc]);
+        expected.extend(mem.data.to_le_bytes());
+        expected.extend(mem.reserved.to_le_bytes());
+        assert_eq!(payload, expected);
+        assert_eq!(PortPacket::mem(1, mem).decode(), Packet::Mem { key: 1, mem });
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub const DEFAULT_PRIORITY: u8 = 0xa0;
 pub struct Signals {
     kicked: AtomicBool,
     pending: [AtomicU64; WORDS],
+    /// Bit n: word n of `pending` may be non-zero (set by every raise after its word; cleared
+    /// only by the VCPU's thread when it finds the word empty, see [`Signals::retire`]), so the
+    /// list-register fill looks at the words in use, not all of them.
+    summary: AtomicU64,
     priority: [AtomicU8; NUM_INTERRUPTS as usize],
     /// For each SGI, the sending VCPUs (bit n: VCPU n) whose SGI is pending (GICv2: one
     /// pending SGI per source, and the list register names the source). An SGI raised without
@@ -47,6 +51,7 @@ impl Signals {
         Self {
             kicked: AtomicBool::new(false),
             pending: core::array::from_fn(|_| AtomicU64::new(0)),
+            summary: AtomicU64::new(0),
             priority: core::array::from_fn(|_| AtomicU8::new(DEFAULT_PRIORITY)),
             sgi_sources: core::array::from_fn(|_| AtomicU8::new(0)),
             wake: WaitQueue::default(),
@@ -88,6 +93,7 @@ impl Signals {
     pub fn raise(&self, vector: u32) {
         if let Some(word) = self.pending.get((vector / 64) as usize) {
             word.fetch_or(1 << (vector % 64), Ordering::AcqRel);
+            self.summary.fetch_or(1 << (vector / 64), Ordering::AcqRel);
             self.wake.notify_all();
         }
     }
@@ -122,8 +128,16 @@ impl Signals {
     /// priority value, then the lowest vector.
     pub fn best_pending(&self, skip: impl Fn(u32) -> bool) -> Option<(u32, u8)> {
         let mut best: Option<(u32, u8)> = None;
-        for (index, word) in self.pending.iter().enumerate() {
+        let mut words = self.summary.load(Ordering::Acquire);
+        while words != 0 {
+            let index = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let Some(word) = self.pending.get(index) else { break };
             let mut bits = word.load(Ordering::Acquire);
+            if bits == 0 {
+                self.retire(index);
+                continue;
+            }
             while bits != 0 {
                 let vector = index as u32 * 64 + bits.trailing_zeros();
                 bits &= bits - 1;
@@ -136,6 +150,20 @@ impl Signals {
         best
     }
 
+    /// The VCPU's thread: word `index` was found empty: its summary bit goes, unless a raise
+    /// filled it meanwhile. A raise sets its word before the summary, both with read-modify-
+    /// writes: if this clear comes after the raise's summary update in the summary's
+    /// modification order, it synchronises with the raise and the re-check sees the word; if
+    /// before, the raise sets the bit again. Either way no pending vector loses its bit (loom
+    /// model `a_raise_racing_a_retire_is_never_lost`).
+    fn retire(&self, index: usize) {
+        let bit = 1u64 << index;
+        self.summary.fetch_and(!bit, Ordering::AcqRel);
+        if self.pending.get(index).is_some_and(|word| word.load(Ordering::Acquire) != 0) {
+            self.summary.fetch_or(bit, Ordering::AcqRel);
+        }
+    }
+
     /// The VCPU's thread: `vector` is no longer pending (it went into a list register).
     pub fn clear(&self, vector: u32) {
         if let Some(word) = self.pending.get((vector / 64) as usize) {
@@ -145,7 +173,15 @@ impl Signals {
 
     /// Whether any interrupt is pending.
     pub fn any_pending(&self) -> bool {
-        self.pending.iter().any(|word| word.load(Ordering::Acquire) != 0)
+        let mut words = self.summary.load(Ordering::Acquire);
+        while words != 0 {
+            let index = words.trailing_zeros() as usize;
+            words &= words - 1;
+            if self.pending.get(index).is_some_and(|word| word.load(Ordering::Acquire) != 0) {
+                return true;
+            }
+        }
+        false
     }
 
     /// The VCPU's thread, after a guest WFI: sleeps until an interrupt is pending, a kick is
@@ -224,6 +260,27 @@ mod loom_tests {
             kicker.join().unwrap();
             let next_enter = signals.take_kick();
             assert!(this_enter ^ next_enter, "exactly one enter is canceled: {this_enter} {next_enter}");
+        });
+    }
+
+    /// A raise on another thread racing with the VCPU finding the same word empty (and retiring
+    /// its summary bit): the vector is found by the next look, never lost.
+    #[test]
+    fn a_raise_racing_a_retire_is_never_lost() {
+        loom::model(|| {
+            let signals = Arc::new(Signals::new());
+            // A stale summary bit: vector 70 raised and taken before.
+            signals.raise(70);
+            signals.clear(70);
+            let raiser = {
+                let signals = signals.clone();
+                loom::thread::spawn(move || signals.raise(71))
+            };
+            let first = signals.best_pending(|_| false);
+            raiser.join().unwrap();
+            assert!(first.is_none() || first == Some((71, DEFAULT_PRIORITY)));
+            assert_eq!(signals.best_pending(|_| false), Some((71, DEFAULT_PRIORITY)));
+            assert!(signals.any_pending());
         });
     }
 

@@ -618,7 +618,8 @@ impl Vcpu {
         if context.traps_generation != self.guest.trap_generation() {
             (context.traps_generation, context.traps) = self.guest.traps();
         }
-        let Some(trap) = context.traps.find(address).cloned() else {
+        // Borrowed, not cloned: only other fields of `context` change while the trap is in use.
+        let Some(trap) = context.traps.find(address) else {
             return match self.guest.vmar().fault(address, access.write, false, &context.traps) {
                 Fault::Mapped => {
                     context.exits.count(ExitKind::Page);
