@@ -20,7 +20,7 @@ use crate::arch::aarch64::switch::{initial_context, switch_context, SwitchContex
 use crate::arch::aarch64::{cpu, timer};
 use crate::machine::MAX_CPUS;
 use crate::object::{Status, ZxResult};
-use crate::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Deadline, INFINITE};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -112,6 +112,11 @@ impl Drop for Thread {
 
 struct Cpu {
     run_queue: spin::Mutex<VecDeque<Arc<Thread>>>,
+    /// `run_queue`'s length, written under its lock, read without it: `before_guest` and
+    /// `yield_now` only ask whether anyone is waiting. A push on another CPU that this read
+    /// misses is followed by that CPU's wake SGI (after a `dsb ishst`), which brings the guest
+    /// out to look again.
+    queued: AtomicUsize,
     /// Threads of this CPU blocked with a deadline, and the deadline.
     sleepers: spin::Mutex<Sleepers<Arc<Thread>>>,
     /// When the running guest's time slice ends (`INFINITE`: no slice).
@@ -149,6 +154,7 @@ pub fn init_cpu(index: usize) {
             });
             Cpu {
                 run_queue: spin::Mutex::new(VecDeque::new()),
+                queued: AtomicUsize::new(0),
                 sleepers: spin::Mutex::new(Sleepers::new()),
                 slice_end: AtomicI64::new(INFINITE),
                 current: UnsafeCell::new(Some(main)),
@@ -189,8 +195,28 @@ pub fn spawn(target: usize, name: &'static str, entry: impl FnOnce() + Send + 's
     Ok(thread)
 }
 
+impl Cpu {
+    fn push(&self, thread: Arc<Thread>) {
+        let mut queue = self.run_queue.lock();
+        queue.push_back(thread);
+        self.queued.store(queue.len(), Ordering::Release);
+    }
+
+    fn pop(&self) -> Option<Arc<Thread>> {
+        let mut queue = self.run_queue.lock();
+        let thread = queue.pop_front();
+        self.queued.store(queue.len(), Ordering::Release);
+        thread
+    }
+
+    /// Whether another thread of this CPU is ready (without the lock; see `queued`).
+    fn others_ready(&self) -> bool {
+        self.queued.load(Ordering::Acquire) != 0
+    }
+}
+
 fn enqueue(queue: &Cpu, target: usize, thread: Arc<Thread>) {
-    queue.run_queue.lock().push_back(thread);
+    queue.push(thread);
     if target != cpu::index() {
         crate::irq::wake(target);
     }
@@ -208,11 +234,11 @@ pub fn wake(thread: &Arc<Thread>) {
 /// Lets the other ready threads of this CPU run first.
 pub fn yield_now() {
     let (Some(cpu_state), Some(me)) = (this_cpu(), current()) else { return };
-    if cpu_state.run_queue.lock().is_empty() {
+    if !cpu_state.others_ready() {
         return;
     }
     me.state.yield_ready();
-    cpu_state.run_queue.lock().push_back(me);
+    cpu_state.push(me);
     schedule(None);
 }
 
@@ -249,7 +275,7 @@ fn rearm(cpu_state: &Cpu, next: Deadline) {
 pub fn before_guest() {
     let Some(cpu_state) = this_cpu() else { return };
     let sliced = cpu_state.slice_end.load(Ordering::Relaxed) != INFINITE;
-    let others_ready = !cpu_state.run_queue.lock().is_empty();
+    let others_ready = cpu_state.others_ready();
     if others_ready == sliced {
         return;
     }
@@ -310,7 +336,7 @@ fn schedule(deadline: Option<Deadline>) {
         wake_expired_and_rearm(cpu_state);
         // SAFETY: only this CPU touches its `current` slot.
         let Some(me) = (unsafe { (*cpu_state.current.get()).clone() }) else { return };
-        let next = cpu_state.run_queue.lock().pop_front();
+        let next = cpu_state.pop();
         let popped = next.as_ref().map(|next| (Arc::ptr_eq(next, &me), &next.state));
         let deadline_passed = deadline.is_some_and(|deadline| now() >= deadline);
         // The policy (`sched::pick`): a stale entry of an exiting thread must not bring it back
@@ -449,5 +475,5 @@ impl WaitQueue {
 
 /// Nanoseconds since reset on the generic counter.
 pub fn now() -> Deadline {
-    (u128::from(timer::ticks()) * 1_000_000_000 / u128::from(timer::frequency())) as Deadline
+    timer::ticks_to_ns(timer::ticks()).min(Deadline::MAX as u64) as Deadline
 }

@@ -48,7 +48,7 @@ fn timer_fired(el1: &El1State) -> bool {
 
 /// A counter value as a deadline on the monotonic clock (ns).
 fn counter_to_ns(ticks: u64) -> i64 {
-    (u128::from(ticks) * 1_000_000_000 / u128::from(super::timer::frequency())).min(i64::MAX as u128) as i64
+    super::timer::ticks_to_ns(ticks).min(i64::MAX as u64) as i64
 }
 
 /// Per CPU: the address of the `FpState` whose values are in this CPU's FP/SIMD registers.

@@ -88,15 +88,40 @@ pub fn hyp_timer_fired() {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
-/// Counter ticks of `nanos` nanoseconds since reset (saturating).
+/// Fixed-point factors between counter ticks and nanoseconds, 32 fractional bits, both
+/// rounded up: (nanoseconds per tick, ticks per nanosecond). Computed once; the exit and switch
+/// paths then convert with a multiplication instead of a 128-bit division.
+static FACTORS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+fn factors() -> (u64, u64) {
+    let ns_per_tick = FACTORS[0].load(Ordering::Relaxed);
+    if ns_per_tick != 0 {
+        return (ns_per_tick, FACTORS[1].load(Ordering::Relaxed));
+    }
+    let hz = u128::from(frequency());
+    let ns_per_tick = ((1_000_000_000u128 << 32).div_ceil(hz)).min(u128::from(u64::MAX)) as u64;
+    let ticks_per_ns = ((hz << 32).div_ceil(1_000_000_000)).min(u128::from(u64::MAX)) as u64;
+    FACTORS[1].store(ticks_per_ns, Ordering::Relaxed);
+    FACTORS[0].store(ns_per_tick, Ordering::Relaxed);
+    (ns_per_tick, ticks_per_ns)
+}
+
+/// Nanoseconds of `ticks` counter ticks (never less than the exact value, at most a
+/// nanosecond more per 2^32 ticks, so a deadline converted by [`ticks_at`] has always passed
+/// when the counter reaches its tick).
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    ((u128::from(ticks) * u128::from(factors().0)) >> 32).min(u128::from(u64::MAX)) as u64
+}
+
+/// Counter ticks of `nanos` nanoseconds since reset, rounded up (saturating).
 pub fn ticks_at(nanos: i64) -> u64 {
-    let ticks = u128::from(nanos.max(0) as u64) * u128::from(frequency()) / 1_000_000_000;
+    let ticks = (u128::from(nanos.max(0) as u64) * u128::from(factors().1)).div_ceil(1 << 32);
     ticks.min(u128::from(u64::MAX)) as u64
 }
 
 /// Microseconds since reset.
 pub fn micros() -> u64 {
-    (u128::from(ticks()) * 1_000_000 / u128::from(frequency())) as u64
+    ticks_to_ns(ticks()) / 1000
 }
 
 /// A busy-waiting delay on the physical counter.
