@@ -464,9 +464,26 @@ impl WaitQueue {
     /// Wakes every waiter.
     pub fn notify_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let waiters = core::mem::take(&mut *self.waiters.lock());
-        for waiter in &waiters {
-            wake(waiter);
+        // Taken out a few at a time and woken without the lock, leaving the vector's capacity
+        // in place: waiting and being notified allocate nothing once a queue has been used
+        // (taking the whole vector freed it, and the next wait allocated again).
+        loop {
+            let mut batch: [Option<Arc<Thread>>; 4] = Default::default();
+            let mut taken = 0;
+            {
+                let mut waiters = self.waiters.lock();
+                while taken < batch.len() {
+                    let Some(waiter) = waiters.pop() else { break };
+                    batch[taken] = Some(waiter);
+                    taken += 1;
+                }
+            }
+            for waiter in batch.iter().flatten() {
+                wake(waiter);
+            }
+            if taken < batch.len() {
+                break;
+            }
         }
         // CPUs waiting before their scheduler started wait in WFE.
         cpu::send_event();
