@@ -263,6 +263,7 @@ pub fn run(process: &'static Process, resource: u32) -> Outcome {
     };
     let paths = [
         path("null-hvc", guests::bench_null_hvc(), 64, None, Companion::None, 1),
+        path("sysreg", guests::bench_sysreg(), 64, None, Companion::None, 1),
         path("mem-store", guests::bench_mem_store(), 64, None, Companion::None, 1),
         path("mem-load", guests::bench_mem_load(), 64, None, Companion::None, 1),
         path("bell", guests::bench_bell(), 32, None, Companion::None, 1),

@@ -1468,6 +1468,26 @@ bench_guest!(
     tail: ""
 );
 
+// Benchmark: a trapped ID register read (HCR_EL2.TID3), answered in EL2 from the guest's CPU
+// model.
+bench_guest!(
+    bench_sysreg,
+    guest_bench_sysreg_start,
+    guest_bench_sysreg_end,
+    setup: r#"
+    movz    x25, #0x8400, lsl #16
+    movk    x25, #0x00ff
+    mov     x27, #0xffe000
+    movz    x28, #0xff, lsl #16
+    movk    x28, #0xc000
+    movz    x21, #0x10, lsl #16
+"#,
+    op: r#"
+    mrs     x0, id_aa64pfr0_el1
+"#,
+    tail: ""
+);
+
 // Benchmark: a store to the MEM trap at x27, completed by the VMM.
 bench_guest!(
     bench_mem_store,

@@ -45,6 +45,10 @@ pub enum Exit {
     WaitForInterrupt { pending: bool, deadline: Option<i64> },
     /// Guest execution was interrupted (a physical interrupt, a kick, WFE): re-check and resume.
     Interrupted,
+    /// EL2 emulated the instruction itself (a system register, an UNDEF injected, the lazy FP
+    /// switch): resume at once. Not a preemption point: a physical interrupt (the time slice's
+    /// end among them) exits as `Interrupted`.
+    Emulated,
     /// Something Belfry does not handle: the guest is killed.
     Unhandled { class: u8, syndrome: u32, pc: u64 },
     /// This build cannot run guest code.

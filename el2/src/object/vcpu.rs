@@ -356,6 +356,7 @@ impl Vcpu {
                 }
                 Exit::WaitForInterrupt { pending: true, .. } => context.exits.count(ExitKind::Wait),
                 Exit::Interrupted => sync::preempt_point(),
+                Exit::Emulated => {}
                 Exit::Unhandled { class, syndrome, pc } => {
                     context.exits.count(ExitKind::Other);
                     crate::kernel_error!(

@@ -373,7 +373,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                         }
                     }
                     context.skip_instruction = true;
-                    Exit::Interrupted
+                    Exit::Emulated
                 }
                 SystemAction::IdRegister { crm, op2 } => {
                     let value = crate::traps::guest_id_register(crm, op2, world::read_id_register(crm, op2));
@@ -381,7 +381,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                         *x = value;
                     }
                     context.skip_instruction = true;
-                    Exit::Interrupted
+                    Exit::Emulated
                 }
                 SystemAction::Debug(register) => {
                     let (breakpoints, watchpoints) = world::debug_points();
@@ -392,7 +392,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                                 *x = read;
                             }
                             context.skip_instruction = true;
-                            Exit::Interrupted
+                            Exit::Emulated
                         }
                         Err(crate::debug::Undefined) => undefined(context, esr),
                     }
@@ -409,7 +409,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                         context.arch.ptimer.write(register, value, now);
                     }
                     context.skip_instruction = true;
-                    Exit::Interrupted
+                    Exit::Emulated
                 }
                 SystemAction::Undefined => undefined(context, esr),
             }
@@ -424,7 +424,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
         ExceptionClass::FpAccess => {
             context.exits.count(ExitKind::Fp);
             switch_fp(context);
-            Exit::Interrupted
+            Exit::Emulated
         }
         _ => unhandled,
     }
@@ -443,7 +443,7 @@ fn undefined(context: &mut Context, esr: Esr) -> Exit {
         );
     }
     inject(context, GuestException::Undefined);
-    Exit::Interrupted
+    Exit::Emulated
 }
 
 /// The guest's current stack pointer (register 31 as a base): SP_EL1 in EL1h, else SP_EL0.
