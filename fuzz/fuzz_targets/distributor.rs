@@ -1,6 +1,7 @@
 //! The guest-visible GIC distributor model: any sequence of guest accesses (any offset, any
 //! width, any value, from any VCPU) and device raises never panics, and every action it asks
-//! the VMM to perform names a VCPU that exists and an interrupt ID the GIC has.
+//! the VMM to perform names a VCPU that exists and an interrupt ID the GIC has (a GICv2 SGI's
+//! senders too).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,12 @@ fuzz_target!(|data: &[u8]| {
         Action::Interrupt { vcpu, vector } | Action::Priority { vcpu, vector, .. } => {
             assert!(vcpu < vcpus, "{action:?}");
             assert!(vector < 32 + spis, "{action:?}");
+        }
+        // GICv2 SGIs name their senders: VCPUs that exist, at least one.
+        Action::Sgi { vcpu, vector, sources } => {
+            assert!(version == Version::V2, "{action:?}");
+            assert!(vcpu < vcpus && vector < 16, "{action:?}");
+            assert!(sources != 0 && u32::from(sources) < (1 << vcpus), "{action:?}");
         }
     };
     while ops.len() >= 12 {
