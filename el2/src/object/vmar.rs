@@ -139,10 +139,11 @@ impl Vmar {
         let Ok((frame, block)) = vmo.commit_with_block(page) else { return Fault::NoMemory };
         let window = address & !(BLOCK_SIZE - 1);
         if let Some(block) = block {
-            let window_offset = offset - (address - window);
+            // The VMO offset of the window's start (only meaningful when the mapping covers it).
+            let window_offset = offset.checked_sub(address - window);
             let fits = window >= start
                 && window + BLOCK_SIZE <= end
-                && window_offset.is_multiple_of(BLOCK_SIZE)
+                && window_offset.is_some_and(|o| o.is_multiple_of(BLOCK_SIZE))
                 && traps.check(window, BLOCK_SIZE).is_ok();
             if fits {
                 // A guest with its MMU off reads memory uncached: what EL2 wrote must reach it.
@@ -452,6 +453,35 @@ mod tests {
         vmar.unmap(0x10000, 4 * PAGE_SIZE).unwrap();
         assert_eq!(vmar.stage2_lookup(0x11000), None);
         assert_eq!(vmar.fault(0x11000, false, false, &TrapMap::default()), Fault::Unmapped);
+    }
+
+    /// A charged VMO's 2 MiB block is mapped whole only where the mapping covers the window at
+    /// a block-aligned VMO offset and no trap lies in it; elsewhere by pages.
+    #[test]
+    fn blocks_where_they_fit_pages_elsewhere() {
+        let traps = TrapMap::default();
+        let aligned = Vmar::for_guest().unwrap();
+        let memory = Arc::new(Vmo::new_charged(3 * BLOCK_SIZE).unwrap());
+        let size = 3 * BLOCK_SIZE / PAGE_SIZE;
+        map(&aligned, 0x4000_0000, &memory, size).unwrap();
+        assert_eq!(aligned.fault(0x4000_1008, true, false, &traps), Fault::Mapped);
+        let (last, _) = aligned.stage2_lookup(0x401f_f000).expect("the whole window mapped by one fault");
+        assert_eq!(last.raw(), memory.lookup(BLOCK_SIZE - PAGE_SIZE).unwrap().raw());
+        // A trap in the second window: that window goes by pages.
+        let mut trapped = TrapMap::default();
+        trapped
+            .insert(super::super::trap::Trap::new(super::super::trap::TrapKind::Mem, 0x4030_0000, PAGE_SIZE, 0, None))
+            .unwrap();
+        assert_eq!(aligned.fault(0x4020_0000, false, false, &trapped), Fault::Mapped);
+        assert!(aligned.stage2_lookup(0x4020_0000).is_some());
+        assert_eq!(aligned.stage2_lookup(0x4020_1000), None, "one page, not the block");
+        // A mapping that starts mid-window: pages, and no arithmetic on offsets before it.
+        let unaligned = Vmar::for_guest().unwrap();
+        map(&unaligned, 0x4010_0000, &memory, size).unwrap();
+        assert_eq!(unaligned.fault(0x4010_0000, false, false, &traps), Fault::Mapped);
+        assert_eq!(unaligned.stage2_lookup(0x4010_1000), None);
+        assert_eq!(unaligned.fault(0x4020_0000, false, false, &traps), Fault::Mapped);
+        assert_eq!(unaligned.stage2_lookup(0x4020_1000), None, "the VMO offset is not block-aligned there");
     }
 
     #[test]
