@@ -31,6 +31,14 @@ puts:
     str     w10, [x9]
     ret
 
+// cpu_on: PSCI CPU_ON (SMC64) over HVC for the CPU in x1, entered at x2 with x3 in its x0;
+// returns PSCI's answer in x0.
+cpu_on:
+    movz    w0, #0x0003
+    movk    w0, #0xc400, lsl #16
+    hvc     #0
+    ret
+
 // system_off: PSCI SYSTEM_OFF over HVC; does not return.
 system_off:
     movz    w0, #0x0008

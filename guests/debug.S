@@ -101,12 +101,10 @@ stepped:
     mov     x0, #0xa000
     msr     mdscr_el1, x0
     isb
-    movz    w0, #0x0003             // CPU_ON (SMC64)
-    movk    w0, #0xc400, lsl #16
     mov     x1, #1
     adr     x2, secondary
     mov     x3, #0
-    hvc     #0
+    bl      cpu_on                  // CPU_ON
     cbnz    x0, fail
 1:  ldr     x1, cpu1_done
     cbz     x1, 1b

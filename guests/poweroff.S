@@ -6,12 +6,10 @@ main:
     adr     x0, banner
     bl      puts
     mov     x19, #1
-1:  movz    w0, #0x0003             // CPU_ON (SMC64)
-    movk    w0, #0xc400, lsl #16
-    mov     x1, x19
+1:  mov     x1, x19
     adr     x2, secondary
     mov     x3, x19                 // context id: the CPU's number
-    hvc     #0
+    bl      cpu_on                  // CPU_ON
     add     x19, x19, #1
     cmp     x19, #4
     b.lo    1b

@@ -14,12 +14,10 @@ main:
     str     w0, [x21, #0x4]         // GICC_PMR: every priority
     mov     w0, #1
     str     w0, [x21]               // GICC_CTLR: on
-    movz    w0, #0x0003             // CPU_ON (SMC64)
-    movk    w0, #0xc400, lsl #16
     mov     x1, #1
     adr     x2, secondary
     mov     x3, #0
-    hvc     #0
+    bl      cpu_on                  // CPU_ON
     cbnz    x0, fail
     movz    x19, #0x100, lsl #16    // give up after this many polls
 1:  ldr     w1, [x21, #0xc]         // GICC_IAR

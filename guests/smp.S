@@ -6,12 +6,10 @@
 main:
     adr     x0, banner
     bl      puts
-    movz    w0, #0x0003             // CPU_ON (SMC64)
-    movk    w0, #0xc400, lsl #16
     mov     x1, #1                  // target: MPIDR Aff0 = 1
     adr     x2, secondary
     movz    x3, #0x5a17             // context id
-    hvc     #0
+    bl      cpu_on                  // CPU_ON
     mov     x7, x0
     adr     x0, refused
     cbnz    x7, 1f                  // not SUCCESS: say so and power off

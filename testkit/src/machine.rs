@@ -165,7 +165,7 @@ impl Machine {
                     self.start(target as usize, entry, context, handler)?
                 }
                 Packet::Mem { key: key @ (GICD_KEY | GICR_KEY), mem } => {
-                    let mut control = call("read_control", vcpu.read_control())?;
+                    let control = call("read_control", vcpu.read_control())?;
                     let mut view = FaultView::new(mem, control.pc);
                     let (size, data) = (view.size(), view.data());
                     let mut actions = Vec::new();
@@ -184,7 +184,7 @@ impl Machine {
                         }
                     }
                     self.perform(&actions)?;
-                    complete(vcpu, &view, &mut control)?;
+                    complete(vcpu, &view)?;
                 }
                 packet => {
                     if is_exit(&packet) {

@@ -125,7 +125,7 @@ pub(crate) fn join(thread: &el2::thread::Thread) {
 
 /// Applies a served MEM fault to the VCPU: the read's register and the skip of the
 /// instruction.
-pub(crate) fn complete(vcpu: &Vcpu<'_>, view: &FaultView, _control: &mut el2::object::vcpu::VcpuControl) -> Outcome {
+pub(crate) fn complete(vcpu: &Vcpu<'_>, view: &FaultView) -> Outcome {
     call("complete the access", view.finish(vcpu))
 }
 
@@ -442,7 +442,7 @@ fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mu
         if key == 0 {
             return Ok(reads);
         }
-        let mut control = call("read_control", vcpu.read_control())?;
+        let control = call("read_control", vcpu.read_control())?;
         let mut view = FaultView::new(mem, control.pc);
         let offset = view.address() - TRAP_ADDR;
         if view.is_read() {
@@ -454,7 +454,7 @@ fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mu
             *slot = (offset, view.size(), view.data());
             *write_count += 1;
         }
-        complete(vcpu, &view, &mut control)?;
+        complete(vcpu, &view)?;
     }
 }
 
@@ -600,7 +600,7 @@ fn demo(process: &'static Process, resource: u32) -> Outcome {
             Ok(_) => return Err(Failure::Mismatch("an unexpected packet")),
             Err(status) => break status,
         };
-        let mut control = call("read_control", vcpu.read_control())?;
+        let control = call("read_control", vcpu.read_control())?;
         let mut view = FaultView::new(mem, control.pc);
         match key {
             DEMO_UART_KEY => {
@@ -616,7 +616,7 @@ fn demo(process: &'static Process, resource: u32) -> Outcome {
             STATUS_KEY => defmt::info!("vmm: guest 1 took interrupt {=u64} and acknowledged it", view.data() & 0x3ff),
             _ => return Err(Failure::Mismatch("a MEM packet from an unknown trap")),
         }
-        complete(&vcpu, &view, &mut control)?;
+        complete(&vcpu, &view)?;
     };
     join(&doorbells);
     defmt::info!("vmm: guest 1 exited: vcpu_enter returned {}", status);
@@ -944,7 +944,7 @@ fn self_ipi(process: &Process, resource: u32) -> Outcome {
             }
             Packet::Mem { key: GICD_KEY, mem } => {
                 route = "the distributor model (GICD_SGIR)";
-                let mut control = call("read_control", vcpu.read_control())?;
+                let control = call("read_control", vcpu.read_control())?;
                 let view = FaultView::new(mem, control.pc);
                 if !view.is_read() && view.address() - GUEST_GICD == GICD_SGIR {
                     let sgir = view.data() as u32;
@@ -955,7 +955,7 @@ fn self_ipi(process: &Process, resource: u32) -> Outcome {
                         call("vcpu_interrupt", vcpu.interrupt(sgir & 0xf))?;
                     }
                 }
-                complete(&vcpu, &view, &mut control)?;
+                complete(&vcpu, &view)?;
             }
             packet => {
                 check("the exit after the SGI", is_exit(&packet))?;
@@ -1104,10 +1104,10 @@ fn all_active(process: &Process, resource: u32) -> Outcome {
 
 /// Completes a store the guest made to a MEM trap (the VMM has acted on it).
 fn complete_store(vcpu: &Vcpu<'_>, mem: &el2::object::packet::GuestMemPacket) -> Outcome {
-    let mut control = call("read_control", vcpu.read_control())?;
+    let control = call("read_control", vcpu.read_control())?;
     let view = FaultView::new(*mem, control.pc);
     check("a store", !view.is_read())?;
-    complete(vcpu, &view, &mut control)
+    complete(vcpu, &view)
 }
 
 /// Reads `N` words of guest memory at `address`.

@@ -10,8 +10,7 @@
 //! the load asks (SSE) to 32 or 64 bits (SF), a 32-bit register's upper half is cleared, and
 //! register 31 (XZR) drops the value.
 
-use el2::object::packet::{GuestMemPacket, VcpuState};
-use el2::object::vcpu::VcpuControl;
+use el2::object::packet::GuestMemPacket;
 
 /// What happens to the faulting instruction when the VCPU resumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,36 +113,40 @@ impl FaultView {
         value
     }
 
-    /// Applies the outcome to the VCPU's state: the read's register (unless XZR) and whether the
-    /// instruction is skipped.
-    /// Completes the access on `vcpu` with the fewest calls: EL2 left an emulated access to be
-    /// skipped, so a store that advances needs nothing, a load that advances one register
-    /// write (none for XZR), and only a restart (the instruction runs again) rewrites the
-    /// control state.
-    pub fn finish(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult {
+    /// What completing the access takes. EL2 leaves an emulated access to be skipped, so a
+    /// store that advances needs nothing, a load that advances its register (nothing for XZR),
+    /// and only a restart (the instruction runs again) changes the control state.
+    pub fn completion(&self) -> Completion {
         match self.resume {
-            Resume::Advance if !self.is_read() => Ok(()),
-            Resume::Advance if self.packet.xt >= 31 => Ok(()),
-            Resume::Advance => vcpu.write_register(self.packet.xt, self.read_result()),
-            Resume::Restart => {
+            Resume::Advance if !self.is_read() || self.packet.xt >= 31 => Completion::Nothing,
+            Resume::Advance => Completion::Register { index: self.packet.xt, value: self.read_result() },
+            Resume::Restart => Completion::Restart,
+        }
+    }
+
+    /// Carries [`FaultView::completion`] out on `vcpu`: at most one call (two for a restart).
+    pub fn finish(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult {
+        match self.completion() {
+            Completion::Nothing => Ok(()),
+            Completion::Register { index, value } => vcpu.write_register(index, value),
+            Completion::Restart => {
                 let mut control = vcpu.read_control()?;
                 control.flags = 0;
                 vcpu.write_control(&control)
             }
         }
     }
+}
 
-    pub fn complete(&self, state: &mut VcpuState, control: &mut VcpuControl) {
-        if self.is_read() && self.resume == Resume::Advance {
-            if let Some(register) = state.x.get_mut(usize::from(self.packet.xt)) {
-                *register = self.read_result();
-            }
-        }
-        control.flags = match self.resume {
-            Resume::Advance => 1,
-            Resume::Restart => 0,
-        };
-    }
+/// What finishing an emulated access asks of the VCPU ([`FaultView::completion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// The access is skipped as EL2 left it.
+    Nothing,
+    /// A load: general-purpose register `index` gets `value`.
+    Register { index: u8, value: u64 },
+    /// The instruction runs again: the skip is cleared.
+    Restart,
 }
 
 #[cfg(test)]
@@ -189,23 +192,19 @@ mod tests {
     }
 
     #[test]
-    fn complete_writes_the_register_or_drops_xzr() {
-        let mut state = VcpuState::default();
-        let mut control = VcpuControl::default();
+    fn completion_writes_the_register_or_drops_xzr() {
         let mut view = read(0xffe000, 8, false, 4, true);
         view.set_data(42);
-        view.complete(&mut state, &mut control);
-        assert_eq!((state.x[4], control.flags), (42, 1));
+        assert_eq!(view.completion(), Completion::Register { index: 4, value: 42 });
         let mut xzr = read(0xffe000, 8, false, 31, true);
         xzr.set_data(7);
-        let before = state;
-        xzr.complete(&mut state, &mut control);
-        assert_eq!(state, before, "XZR: the value is dropped");
+        assert_eq!(xzr.completion(), Completion::Nothing, "XZR: the value is dropped");
         let mut restart = read(0xffe000, 8, false, 4, true);
         restart.set_data(99);
         restart.restart();
-        restart.complete(&mut state, &mut control);
-        assert_eq!((state.x[4], control.flags), (42, 0), "restart re-executes; nothing written");
+        assert_eq!(restart.completion(), Completion::Restart, "restart re-executes; nothing written");
+        let store = FaultView::new(GuestMemPacket { addr: 0xffe000, access_size: 4, data: 5, ..Default::default() }, 0);
+        assert_eq!(store.completion(), Completion::Nothing, "a store is already done");
     }
 
     #[test]

@@ -433,225 +433,43 @@ pub fn write_mdscr(value: u64) {
     unsafe { core::arch::asm!("msr mdscr_el1, {}", "isb", in(reg) value, options(nomem, nostack, preserves_flags)) };
 }
 
+/// Writes `value` to the `n`th register of a family of sixteen (`DBGBVR<n>_EL1` and the like);
+/// an `n` past 15 writes nothing.
+macro_rules! write_numbered {
+    ($family:literal, $n:expr, $value:expr) => {
+        write_numbered!($family, $n, $value, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+    };
+    ($family:literal, $n:expr, $value:expr, [$($index:literal),*]) => {
+        match $n {
+            $(
+                // SAFETY: one of the guest's own debug registers, which fire only at EL1 and EL0
+                // (MDCR_EL2.TDE is clear); no memory is touched.
+                $index => unsafe {
+                    core::arch::asm!(concat!("msr ", $family, stringify!($index), "_el1, {}"), in(reg) $value,
+                        options(nomem, nostack, preserves_flags))
+                },
+            )*
+            _ => {}
+        }
+    };
+}
+
 /// Loads a VCPU's breakpoints, watchpoints and MDSCR_EL1 into this CPU (`breakpoints` and
 /// `watchpoints` of each, as [`debug_points`] counts them).
 pub fn load_debug(state: &crate::debug::DebugState, breakpoints: usize, watchpoints: usize) {
     // Disarmed while the registers change.
     write_mdscr(0);
-    for n in 0..breakpoints.min(16) {
-        // SAFETY: the guest's own breakpoint registers (n < the CPU's count); they fire only at
-        // EL1 and EL0.
-        unsafe {
-            match n {
-                0 => {
-                    core::arch::asm!("msr dbgbvr0_el1, {}", in(reg) state.bvr[0], options(nomem, nostack, preserves_flags))
-                }
-                1 => {
-                    core::arch::asm!("msr dbgbvr1_el1, {}", in(reg) state.bvr[1], options(nomem, nostack, preserves_flags))
-                }
-                2 => {
-                    core::arch::asm!("msr dbgbvr2_el1, {}", in(reg) state.bvr[2], options(nomem, nostack, preserves_flags))
-                }
-                3 => {
-                    core::arch::asm!("msr dbgbvr3_el1, {}", in(reg) state.bvr[3], options(nomem, nostack, preserves_flags))
-                }
-                4 => {
-                    core::arch::asm!("msr dbgbvr4_el1, {}", in(reg) state.bvr[4], options(nomem, nostack, preserves_flags))
-                }
-                5 => {
-                    core::arch::asm!("msr dbgbvr5_el1, {}", in(reg) state.bvr[5], options(nomem, nostack, preserves_flags))
-                }
-                6 => {
-                    core::arch::asm!("msr dbgbvr6_el1, {}", in(reg) state.bvr[6], options(nomem, nostack, preserves_flags))
-                }
-                7 => {
-                    core::arch::asm!("msr dbgbvr7_el1, {}", in(reg) state.bvr[7], options(nomem, nostack, preserves_flags))
-                }
-                8 => {
-                    core::arch::asm!("msr dbgbvr8_el1, {}", in(reg) state.bvr[8], options(nomem, nostack, preserves_flags))
-                }
-                9 => {
-                    core::arch::asm!("msr dbgbvr9_el1, {}", in(reg) state.bvr[9], options(nomem, nostack, preserves_flags))
-                }
-                10 => {
-                    core::arch::asm!("msr dbgbvr10_el1, {}", in(reg) state.bvr[10], options(nomem, nostack, preserves_flags))
-                }
-                11 => {
-                    core::arch::asm!("msr dbgbvr11_el1, {}", in(reg) state.bvr[11], options(nomem, nostack, preserves_flags))
-                }
-                12 => {
-                    core::arch::asm!("msr dbgbvr12_el1, {}", in(reg) state.bvr[12], options(nomem, nostack, preserves_flags))
-                }
-                13 => {
-                    core::arch::asm!("msr dbgbvr13_el1, {}", in(reg) state.bvr[13], options(nomem, nostack, preserves_flags))
-                }
-                14 => {
-                    core::arch::asm!("msr dbgbvr14_el1, {}", in(reg) state.bvr[14], options(nomem, nostack, preserves_flags))
-                }
-                15 => {
-                    core::arch::asm!("msr dbgbvr15_el1, {}", in(reg) state.bvr[15], options(nomem, nostack, preserves_flags))
-                }
-                _ => {}
-            }
-            match n {
-                0 => {
-                    core::arch::asm!("msr dbgbcr0_el1, {}", in(reg) state.bcr[0], options(nomem, nostack, preserves_flags))
-                }
-                1 => {
-                    core::arch::asm!("msr dbgbcr1_el1, {}", in(reg) state.bcr[1], options(nomem, nostack, preserves_flags))
-                }
-                2 => {
-                    core::arch::asm!("msr dbgbcr2_el1, {}", in(reg) state.bcr[2], options(nomem, nostack, preserves_flags))
-                }
-                3 => {
-                    core::arch::asm!("msr dbgbcr3_el1, {}", in(reg) state.bcr[3], options(nomem, nostack, preserves_flags))
-                }
-                4 => {
-                    core::arch::asm!("msr dbgbcr4_el1, {}", in(reg) state.bcr[4], options(nomem, nostack, preserves_flags))
-                }
-                5 => {
-                    core::arch::asm!("msr dbgbcr5_el1, {}", in(reg) state.bcr[5], options(nomem, nostack, preserves_flags))
-                }
-                6 => {
-                    core::arch::asm!("msr dbgbcr6_el1, {}", in(reg) state.bcr[6], options(nomem, nostack, preserves_flags))
-                }
-                7 => {
-                    core::arch::asm!("msr dbgbcr7_el1, {}", in(reg) state.bcr[7], options(nomem, nostack, preserves_flags))
-                }
-                8 => {
-                    core::arch::asm!("msr dbgbcr8_el1, {}", in(reg) state.bcr[8], options(nomem, nostack, preserves_flags))
-                }
-                9 => {
-                    core::arch::asm!("msr dbgbcr9_el1, {}", in(reg) state.bcr[9], options(nomem, nostack, preserves_flags))
-                }
-                10 => {
-                    core::arch::asm!("msr dbgbcr10_el1, {}", in(reg) state.bcr[10], options(nomem, nostack, preserves_flags))
-                }
-                11 => {
-                    core::arch::asm!("msr dbgbcr11_el1, {}", in(reg) state.bcr[11], options(nomem, nostack, preserves_flags))
-                }
-                12 => {
-                    core::arch::asm!("msr dbgbcr12_el1, {}", in(reg) state.bcr[12], options(nomem, nostack, preserves_flags))
-                }
-                13 => {
-                    core::arch::asm!("msr dbgbcr13_el1, {}", in(reg) state.bcr[13], options(nomem, nostack, preserves_flags))
-                }
-                14 => {
-                    core::arch::asm!("msr dbgbcr14_el1, {}", in(reg) state.bcr[14], options(nomem, nostack, preserves_flags))
-                }
-                15 => {
-                    core::arch::asm!("msr dbgbcr15_el1, {}", in(reg) state.bcr[15], options(nomem, nostack, preserves_flags))
-                }
-                _ => {}
-            }
-        }
+    for (n, &value) in state.bvr.iter().enumerate().take(breakpoints) {
+        write_numbered!("dbgbvr", n, value);
     }
-    for n in 0..watchpoints.min(16) {
-        // SAFETY: the guest's own watchpoint registers (n < the CPU's count), as above.
-        unsafe {
-            match n {
-                0 => {
-                    core::arch::asm!("msr dbgwvr0_el1, {}", in(reg) state.wvr[0], options(nomem, nostack, preserves_flags))
-                }
-                1 => {
-                    core::arch::asm!("msr dbgwvr1_el1, {}", in(reg) state.wvr[1], options(nomem, nostack, preserves_flags))
-                }
-                2 => {
-                    core::arch::asm!("msr dbgwvr2_el1, {}", in(reg) state.wvr[2], options(nomem, nostack, preserves_flags))
-                }
-                3 => {
-                    core::arch::asm!("msr dbgwvr3_el1, {}", in(reg) state.wvr[3], options(nomem, nostack, preserves_flags))
-                }
-                4 => {
-                    core::arch::asm!("msr dbgwvr4_el1, {}", in(reg) state.wvr[4], options(nomem, nostack, preserves_flags))
-                }
-                5 => {
-                    core::arch::asm!("msr dbgwvr5_el1, {}", in(reg) state.wvr[5], options(nomem, nostack, preserves_flags))
-                }
-                6 => {
-                    core::arch::asm!("msr dbgwvr6_el1, {}", in(reg) state.wvr[6], options(nomem, nostack, preserves_flags))
-                }
-                7 => {
-                    core::arch::asm!("msr dbgwvr7_el1, {}", in(reg) state.wvr[7], options(nomem, nostack, preserves_flags))
-                }
-                8 => {
-                    core::arch::asm!("msr dbgwvr8_el1, {}", in(reg) state.wvr[8], options(nomem, nostack, preserves_flags))
-                }
-                9 => {
-                    core::arch::asm!("msr dbgwvr9_el1, {}", in(reg) state.wvr[9], options(nomem, nostack, preserves_flags))
-                }
-                10 => {
-                    core::arch::asm!("msr dbgwvr10_el1, {}", in(reg) state.wvr[10], options(nomem, nostack, preserves_flags))
-                }
-                11 => {
-                    core::arch::asm!("msr dbgwvr11_el1, {}", in(reg) state.wvr[11], options(nomem, nostack, preserves_flags))
-                }
-                12 => {
-                    core::arch::asm!("msr dbgwvr12_el1, {}", in(reg) state.wvr[12], options(nomem, nostack, preserves_flags))
-                }
-                13 => {
-                    core::arch::asm!("msr dbgwvr13_el1, {}", in(reg) state.wvr[13], options(nomem, nostack, preserves_flags))
-                }
-                14 => {
-                    core::arch::asm!("msr dbgwvr14_el1, {}", in(reg) state.wvr[14], options(nomem, nostack, preserves_flags))
-                }
-                15 => {
-                    core::arch::asm!("msr dbgwvr15_el1, {}", in(reg) state.wvr[15], options(nomem, nostack, preserves_flags))
-                }
-                _ => {}
-            }
-            match n {
-                0 => {
-                    core::arch::asm!("msr dbgwcr0_el1, {}", in(reg) state.wcr[0], options(nomem, nostack, preserves_flags))
-                }
-                1 => {
-                    core::arch::asm!("msr dbgwcr1_el1, {}", in(reg) state.wcr[1], options(nomem, nostack, preserves_flags))
-                }
-                2 => {
-                    core::arch::asm!("msr dbgwcr2_el1, {}", in(reg) state.wcr[2], options(nomem, nostack, preserves_flags))
-                }
-                3 => {
-                    core::arch::asm!("msr dbgwcr3_el1, {}", in(reg) state.wcr[3], options(nomem, nostack, preserves_flags))
-                }
-                4 => {
-                    core::arch::asm!("msr dbgwcr4_el1, {}", in(reg) state.wcr[4], options(nomem, nostack, preserves_flags))
-                }
-                5 => {
-                    core::arch::asm!("msr dbgwcr5_el1, {}", in(reg) state.wcr[5], options(nomem, nostack, preserves_flags))
-                }
-                6 => {
-                    core::arch::asm!("msr dbgwcr6_el1, {}", in(reg) state.wcr[6], options(nomem, nostack, preserves_flags))
-                }
-                7 => {
-                    core::arch::asm!("msr dbgwcr7_el1, {}", in(reg) state.wcr[7], options(nomem, nostack, preserves_flags))
-                }
-                8 => {
-                    core::arch::asm!("msr dbgwcr8_el1, {}", in(reg) state.wcr[8], options(nomem, nostack, preserves_flags))
-                }
-                9 => {
-                    core::arch::asm!("msr dbgwcr9_el1, {}", in(reg) state.wcr[9], options(nomem, nostack, preserves_flags))
-                }
-                10 => {
-                    core::arch::asm!("msr dbgwcr10_el1, {}", in(reg) state.wcr[10], options(nomem, nostack, preserves_flags))
-                }
-                11 => {
-                    core::arch::asm!("msr dbgwcr11_el1, {}", in(reg) state.wcr[11], options(nomem, nostack, preserves_flags))
-                }
-                12 => {
-                    core::arch::asm!("msr dbgwcr12_el1, {}", in(reg) state.wcr[12], options(nomem, nostack, preserves_flags))
-                }
-                13 => {
-                    core::arch::asm!("msr dbgwcr13_el1, {}", in(reg) state.wcr[13], options(nomem, nostack, preserves_flags))
-                }
-                14 => {
-                    core::arch::asm!("msr dbgwcr14_el1, {}", in(reg) state.wcr[14], options(nomem, nostack, preserves_flags))
-                }
-                15 => {
-                    core::arch::asm!("msr dbgwcr15_el1, {}", in(reg) state.wcr[15], options(nomem, nostack, preserves_flags))
-                }
-                _ => {}
-            }
-        }
+    for (n, &value) in state.bcr.iter().enumerate().take(breakpoints) {
+        write_numbered!("dbgbcr", n, value);
+    }
+    for (n, &value) in state.wvr.iter().enumerate().take(watchpoints) {
+        write_numbered!("dbgwvr", n, value);
+    }
+    for (n, &value) in state.wcr.iter().enumerate().take(watchpoints) {
+        write_numbered!("dbgwcr", n, value);
     }
     write_mdscr(state.mdscr);
 }
