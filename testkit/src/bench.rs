@@ -101,6 +101,15 @@ fn start_companion(process: &'static Process, guest: u32, cpu: usize) -> Result<
     Ok(thread)
 }
 
+/// Called at every mark: `cargo xtask bench --trace` finds the marks in QEMU's execution log by
+/// this function's address (three per path, in the order of [`run`]'s paths).
+#[unsafe(no_mangle)]
+#[inline(never)]
+extern "C" fn belfry_bench_mark() {
+    // SAFETY: an empty instruction sequence the compiler cannot remove or merge.
+    unsafe { core::arch::asm!("nop", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Runs one benchmark path; see the module documentation.
 fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost, Failure> {
     let n = path.n;
@@ -178,6 +187,7 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
         let mut view = vmm::fault::FaultView::new(mem, 0);
         match view.address() {
             MARK_ADDR => {
+                belfry_bench_mark();
                 if let Some(slot) = marks.get_mut(count) {
                     *slot = (el2, view.data());
                 }
@@ -279,6 +289,8 @@ pub fn run(process: &'static Process, resource: u32) -> Outcome {
     let mut guest_loop_ns = 0;
     let mut mem_store = Cost { el2: 0, guest_ns: 0 };
     for path in &paths {
+        // For `cargo xtask bench --trace`: how many operations each window's difference holds.
+        defmt::info!("bench-trace: {=str} operations {=u64}", path.name, path.n * path.per_operation);
         let cost = measure(process, resource, path)?;
         match path.name {
             "guest-loop" => guest_loop_ns = cost.guest_ns,

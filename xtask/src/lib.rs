@@ -19,6 +19,7 @@ pub mod qemu;
 pub mod stress;
 pub mod terminal;
 pub mod tools;
+pub mod trace;
 
 pub use board::Board;
 pub use el2::exit_code;

@@ -133,6 +133,11 @@ enum Task {
         /// checked, never written).
         #[arg(long)]
         only: Option<String>,
+        /// Instead: trace the exit paths on `virt` instruction by instruction and report, per
+        /// path, EL2 instructions and system-register accesses per operation and the functions
+        /// they are spent in (target/bench/trace.txt; slow: about ten minutes).
+        #[arg(long)]
+        trace: bool,
     },
 }
 
@@ -203,7 +208,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(code.clamp(0, 255) as u8))
         }
         Task::Test => test(),
-        Task::Bench { update_baseline, only } => {
+        Task::Bench { trace: true, .. } => {
+            tools::ensure_qemu()?;
+            build::build(&[Board::Virt])?;
+            let traces = xtask::trace::trace(&build::test_firmware(Board::Virt)?)?;
+            let report = xtask::trace::report(&traces);
+            print!("{report}");
+            let out = xtask::workspace_root().join("target/bench");
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("trace.txt"), report)?;
+            println!("xtask: wrote {}", out.join("trace.txt").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Bench { update_baseline, only, .. } => {
             tools::ensure_qemu()?;
             let found = xtask::bench::bench(update_baseline, only.as_deref())?;
             for regression in &found {
