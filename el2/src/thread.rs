@@ -119,6 +119,11 @@ struct Cpu {
     queued: AtomicUsize,
     /// Threads of this CPU blocked with a deadline, and the deadline.
     sleepers: spin::Mutex<Sleepers<Arc<Thread>>>,
+    /// No sleeper's deadline is earlier than this (`INFINITE`: none sleeps). Only this CPU's
+    /// threads add or remove its sleepers, and they change it with them: lowered by a push,
+    /// set exactly when the expired are taken, left by a removal (still a lower bound). Before
+    /// it, `wake_expired` has nothing to do and takes no lock.
+    earliest_sleeper: AtomicI64,
     /// When the running guest's time slice ends (`INFINITE`: no slice).
     slice_end: AtomicI64,
     current: UnsafeCell<Option<Arc<Thread>>>,
@@ -156,6 +161,7 @@ pub fn init_cpu(index: usize) {
                 run_queue: spin::Mutex::new(VecDeque::new()),
                 queued: AtomicUsize::new(0),
                 sleepers: spin::Mutex::new(Sleepers::new()),
+                earliest_sleeper: AtomicI64::new(INFINITE),
                 slice_end: AtomicI64::new(INFINITE),
                 current: UnsafeCell::new(Some(main)),
                 previous: UnsafeCell::new(None),
@@ -252,7 +258,17 @@ fn wake_expired_and_rearm(cpu_state: &Cpu) {
 /// Wakes this CPU's sleepers whose deadline has passed; returns whether it woke any, and the
 /// earliest deadline of those left.
 fn wake_expired(cpu_state: &Cpu) -> (bool, Deadline) {
-    let (expired, next) = cpu_state.sleepers.lock().take_expired(now());
+    let now = now();
+    let earliest = cpu_state.earliest_sleeper.load(Ordering::Relaxed);
+    if now < earliest {
+        return (false, earliest);
+    }
+    let (expired, next) = {
+        let mut sleepers = cpu_state.sleepers.lock();
+        let taken = sleepers.take_expired(now);
+        cpu_state.earliest_sleeper.store(taken.1, Ordering::Relaxed);
+        taken
+    };
     for thread in &expired {
         wake(thread);
     }
@@ -452,6 +468,7 @@ impl WaitQueue {
             let cpu_state = this_cpu();
             if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
                 cpu_state.sleepers.lock().push(deadline, me.clone());
+                cpu_state.earliest_sleeper.fetch_min(deadline, Ordering::Relaxed);
             }
             schedule(sleeping.then_some(deadline));
             self.waiters.lock().retain(|waiter| !Arc::ptr_eq(waiter, &me));

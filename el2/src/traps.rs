@@ -64,6 +64,7 @@ pub struct SystemAccess {
 impl SystemAccess {
     /// Decodes the ISS of EC 0x18 (Arm ARM D24.2.41, ISS encoding for an exception from MSR,
     /// MRS or a system instruction). Total: every 25-bit value decodes.
+    #[inline(always)]
     pub const fn from_iss(iss: u32) -> Self {
         Self {
             op0: ((iss >> 20) & 0b11) as u8,

@@ -11,16 +11,19 @@ pub struct Esr(pub u64);
 
 impl Esr {
     /// The exception class, bits [31:26].
+    #[inline(always)]
     pub const fn class(self) -> ExceptionClass {
         ExceptionClass::from_bits(((self.0 >> 26) & 0x3f) as u8)
     }
 
     /// The raw exception class number.
+    #[inline(always)]
     pub const fn class_bits(self) -> u8 {
         ((self.0 >> 26) & 0x3f) as u8
     }
 
     /// The instruction-specific syndrome, bits [24:0].
+    #[inline(always)]
     pub const fn iss(self) -> u32 {
         (self.0 & 0x01ff_ffff) as u32
     }
@@ -83,6 +86,7 @@ pub enum ExceptionClass {
 
 impl ExceptionClass {
     /// Decodes a 6-bit EC value.
+    #[inline(always)]
     pub const fn from_bits(ec: u8) -> Self {
         match ec {
             0x00 => Self::Unknown,

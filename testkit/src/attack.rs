@@ -39,6 +39,25 @@ fn word(memory: &el2::api::Vmo<'_>, address: u64) -> Result<u64, Failure> {
     Ok(u64::from_le_bytes(bytes))
 }
 
+/// The short exit's answers reach every general register, and leave the others as they were
+/// (`guests::short_exit_registers`).
+pub fn short_exit_registers(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::short_exit_registers())?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    check("the guest ran to its end", is_exit(&packet))?;
+    let pfr0 = el2::traps::guest_id_register(4, 0, el2::arch::aarch64::world::read_id_register(4, 0));
+    let mut wrong = 0u64;
+    for n in 1..=30u64 {
+        wrong += u64::from(word(&f.memory, 0x30000 + 8 * (n - 1))? != pfr0);
+        let expected = if n == 1 { el2::object::psci::SUCCESS } else { n };
+        wrong += u64::from(word(&f.memory, 0x31000 + 8 * (n - 1))? != expected);
+    }
+    wrong += u64::from(word(&f.memory, 0x32000)? != 0);
+    defmt::info!("short-exit-registers: 61 registers checked, {=u64} wrong", wrong);
+    check("every register as the short exit left it", wrong == 0)
+}
+
 /// MRS of every op0 = 2 and op0 = 3 encoding.
 pub fn sysreg_sweep(process: &Process, resource: u32) -> Outcome {
     const ENCODINGS: u64 = 0x8000;

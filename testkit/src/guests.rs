@@ -1448,14 +1448,14 @@ macro_rules! bench_guest {
 // markers'. Registers: x21 a fresh page, x25 an unknown PSCI function, x27 the MEM trap,
 // x28 the BELL trap.
 
-// Benchmark: hvc #0 with an unknown PSCI function (x0 = x25): Belfry answers NOT_SUPPORTED itself.
+// Benchmark: hvc #0 with PSCI_VERSION (x0 = x25): Belfry answers 1.1 itself (in its exception
+// vector, from a table).
 bench_guest!(
     bench_null_hvc,
     guest_bench_null_hvc_start,
     guest_bench_null_hvc_end,
     setup: r#"
     movz    x25, #0x8400, lsl #16
-    movk    x25, #0x00ff
     mov     x27, #0xffe000
     movz    x28, #0xff, lsl #16
     movk    x28, #0xc000
@@ -2417,6 +2417,155 @@ guest!(
     eoi_x12!(),
     r#"
     eret
+"#
+);
+
+// The short exit writes back any general register: an ID register read into each of x1..x30
+// (x1..x30 set to 0x5a5a first), stored at 0x30000; PSCI_FEATURES(PSCI_VERSION) with xN = N
+// (x1's answer at 0x31000, x2..x30 after the call at 0x31008..); a PMU read (RAZ) into x29 at
+// 0x32000.
+guest!(
+    short_exit_registers,
+    guest_short_exit_registers_start,
+    guest_short_exit_registers_end,
+    r#"
+    movz    x1, #0x5a5a
+    mov     x2, x1
+    mov     x3, x1
+    mov     x4, x1
+    mov     x5, x1
+    mov     x6, x1
+    mov     x7, x1
+    mov     x8, x1
+    mov     x9, x1
+    mov     x10, x1
+    mov     x11, x1
+    mov     x12, x1
+    mov     x13, x1
+    mov     x14, x1
+    mov     x15, x1
+    mov     x16, x1
+    mov     x17, x1
+    mov     x18, x1
+    mov     x19, x1
+    mov     x20, x1
+    mov     x21, x1
+    mov     x22, x1
+    mov     x23, x1
+    mov     x24, x1
+    mov     x25, x1
+    mov     x26, x1
+    mov     x27, x1
+    mov     x28, x1
+    mov     x29, x1
+    mov     x30, x1
+    mrs     x1, id_aa64pfr0_el1
+    mrs     x2, id_aa64pfr0_el1
+    mrs     x3, id_aa64pfr0_el1
+    mrs     x4, id_aa64pfr0_el1
+    mrs     x5, id_aa64pfr0_el1
+    mrs     x6, id_aa64pfr0_el1
+    mrs     x7, id_aa64pfr0_el1
+    mrs     x8, id_aa64pfr0_el1
+    mrs     x9, id_aa64pfr0_el1
+    mrs     x10, id_aa64pfr0_el1
+    mrs     x11, id_aa64pfr0_el1
+    mrs     x12, id_aa64pfr0_el1
+    mrs     x13, id_aa64pfr0_el1
+    mrs     x14, id_aa64pfr0_el1
+    mrs     x15, id_aa64pfr0_el1
+    mrs     x16, id_aa64pfr0_el1
+    mrs     x17, id_aa64pfr0_el1
+    mrs     x18, id_aa64pfr0_el1
+    mrs     x19, id_aa64pfr0_el1
+    mrs     x20, id_aa64pfr0_el1
+    mrs     x21, id_aa64pfr0_el1
+    mrs     x22, id_aa64pfr0_el1
+    mrs     x23, id_aa64pfr0_el1
+    mrs     x24, id_aa64pfr0_el1
+    mrs     x25, id_aa64pfr0_el1
+    mrs     x26, id_aa64pfr0_el1
+    mrs     x27, id_aa64pfr0_el1
+    mrs     x28, id_aa64pfr0_el1
+    mrs     x29, id_aa64pfr0_el1
+    mrs     x30, id_aa64pfr0_el1
+    mov     x0, #0x30000
+    stp     x1, x2, [x0, #0]
+    stp     x3, x4, [x0, #16]
+    stp     x5, x6, [x0, #32]
+    stp     x7, x8, [x0, #48]
+    stp     x9, x10, [x0, #64]
+    stp     x11, x12, [x0, #80]
+    stp     x13, x14, [x0, #96]
+    stp     x15, x16, [x0, #112]
+    stp     x17, x18, [x0, #128]
+    stp     x19, x20, [x0, #144]
+    stp     x21, x22, [x0, #160]
+    stp     x23, x24, [x0, #176]
+    stp     x25, x26, [x0, #192]
+    stp     x27, x28, [x0, #208]
+    stp     x29, x30, [x0, #224]
+    movz    x0, #0x3, lsl #16
+    movk    x0, #0x1000
+    mov     x2, #2
+    mov     x3, #3
+    mov     x4, #4
+    mov     x5, #5
+    mov     x6, #6
+    mov     x7, #7
+    mov     x8, #8
+    mov     x9, #9
+    mov     x10, #10
+    mov     x11, #11
+    mov     x12, #12
+    mov     x13, #13
+    mov     x14, #14
+    mov     x15, #15
+    mov     x16, #16
+    mov     x17, #17
+    mov     x18, #18
+    mov     x19, #19
+    mov     x20, #20
+    mov     x21, #21
+    mov     x22, #22
+    mov     x23, #23
+    mov     x24, #24
+    mov     x25, #25
+    mov     x26, #26
+    mov     x27, #27
+    mov     x28, #28
+    mov     x29, #29
+    mov     x30, #30
+    movz    x0, #0x8400, lsl #16
+    movk    x0, #0x000a
+    movz    x1, #0x8400, lsl #16
+    hvc     #0
+    mov     x1, x0
+    movz    x0, #0x3, lsl #16
+    movk    x0, #0x1000
+    stp     x1, x2, [x0, #0]
+    stp     x3, x4, [x0, #16]
+    stp     x5, x6, [x0, #32]
+    stp     x7, x8, [x0, #48]
+    stp     x9, x10, [x0, #64]
+    stp     x11, x12, [x0, #80]
+    stp     x13, x14, [x0, #96]
+    stp     x15, x16, [x0, #112]
+    stp     x17, x18, [x0, #128]
+    stp     x19, x20, [x0, #144]
+    stp     x21, x22, [x0, #160]
+    stp     x23, x24, [x0, #176]
+    stp     x25, x26, [x0, #192]
+    stp     x27, x28, [x0, #208]
+    stp     x29, x30, [x0, #224]
+    mov     x29, #0x77
+    mrs     x29, pmcr_el0
+    movz    x0, #0x3, lsl #16
+    movk    x0, #0x2000
+    str     x29, [x0]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
 "#
 );
 

@@ -198,6 +198,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "timer-level" => timer_level(process, resource),
         "active-pending" => active_pending(process, resource),
         "sysreg-sweep" => crate::attack::sysreg_sweep(process, resource),
+        "short-exit-registers" => crate::attack::short_exit_registers(process, resource),
         "psci-sweep" => crate::attack::psci_sweep(process, resource),
         "doorbell-flood" => crate::attack::doorbell_flood(process, resource),
         "random-words" => crate::attack::random_words(process, resource),

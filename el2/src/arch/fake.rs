@@ -54,12 +54,12 @@ pub fn inject(context: &mut Context, exception: crate::inject::GuestException) {
 }
 
 /// The scripted guest's stack pointer (it runs at EL1h).
-pub fn stack_pointer(context: &Context) -> u64 {
+pub fn stack_pointer(context: &mut Context) -> u64 {
     context.state.sp
 }
 
 /// The scripted guest runs with its MMU off: virtual addresses are guest-physical.
-pub fn translate_data(_context: &Context, address: u64) -> Option<u64> {
+pub fn translate_data(_context: &mut Context, address: u64) -> Option<u64> {
     Some(address)
 }
 

@@ -90,6 +90,7 @@ pub const EXIT_KIND_NAMES: [&str; EXIT_KINDS] =
 
 /// Exits by [`ExitKind`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
 pub struct ExitCounts(pub [u64; EXIT_KINDS]);
 
 impl ExitCounts {

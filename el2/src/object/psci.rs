@@ -78,13 +78,97 @@ pub trait Machine {
     fn is_entry_point(&self, entry: u64) -> bool;
 }
 
+/// The answer to a call that needs nothing but its own arguments (`function` in x0, the first
+/// argument in x1): the versions, PSCI_FEATURES, SMCCC_ARCH_FEATURES, MIGRATE_INFO_TYPE and
+/// every function Belfry does not implement (NOT_SUPPORTED). `None` for the calls that look
+/// at or change the guest's power states (CPU_ON, CPU_OFF, AFFINITY_INFO, SYSTEM_OFF,
+/// SYSTEM_RESET). Pure, so the short exit can answer these with the guest's state still loaded
+/// (`arch::aarch64::guest`), and [`handle`] gives the same answer on the full exit.
+#[inline(always)]
+pub const fn answer(function: u64, x1: u64) -> Option<u64> {
+    // The PSCI functions, 0x8400_0000 + n (SMC32) and 0xc400_0000 + n (SMC64) for n < 32, by n:
+    // bit n of MACHINE when the call needs the power states, of IMPLEMENTED when it is PSCI's.
+    const MACHINE: u32 = 1 << 2 | 1 << 3 | 1 << 4 | 1 << 8 | 1 << 9;
+    const SMC64_MACHINE: u32 = 1 << 3 | 1 << 4;
+    let psci = function.wrapping_sub(PSCI_VERSION);
+    if psci < 32 {
+        if MACHINE & (1 << psci) != 0 {
+            return None;
+        }
+        return Some(match function {
+            PSCI_VERSION => VERSION_1_1,
+            MIGRATE_INFO_TYPE => MIGRATE_NOT_PRESENT,
+            PSCI_FEATURES => features(x1),
+            _ => NOT_SUPPORTED,
+        });
+    }
+    let psci64 = function.wrapping_sub(PSCI_VERSION | 1 << 30);
+    if psci64 < 32 && SMC64_MACHINE & (1 << psci64) != 0 {
+        return None;
+    }
+    Some(match function {
+        SMCCC_VERSION => SMCCC_VERSION_1_1,
+        // No architectural workaround or optional SMCCC function is implemented.
+        SMCCC_ARCH_FEATURES => NOT_SUPPORTED,
+        _ => NOT_SUPPORTED,
+    })
+}
+
+/// What [`VECTOR_ANSWERS`] holds for a call the table cannot answer (no PSCI answer is 1).
+pub const VECTOR_DECLINED: u64 = 1;
+
+/// The answers EL2's exception vector gives itself, without calling any Rust: entry n for
+/// function 0x8400_0000 + n, entry 32 + n for 0xc400_0000 + n (n < 32), computed here from
+/// [`answer`] at compile time, so the assembly holds no PSCI knowledge of its own.
+/// PSCI_FEATURES (its answer depends on x1) and the calls that need the power states are
+/// [`VECTOR_DECLINED`]: they take the short exit or the full one.
+pub const VECTOR_ANSWERS: [u64; 64] = {
+    let mut table = [VECTOR_DECLINED; 64];
+    let mut n = 0;
+    while n < 64 {
+        let function = PSCI_VERSION + (n as u64 & 31) + if n >= 32 { 1 << 30 } else { 0 };
+        if function != PSCI_FEATURES {
+            if let Some(value) = answer(function, 0) {
+                assert!(value != VECTOR_DECLINED, "a PSCI answer collides with VECTOR_DECLINED");
+                table[n] = value;
+            }
+        }
+        n += 1;
+    }
+    table
+};
+
+/// PSCI_FEATURES (an SMC32 call: its argument is 32 bits wide).
+#[inline(always)]
+const fn features(x1: u64) -> u64 {
+    let supported = matches!(
+        x1 & 0xffff_ffff,
+        PSCI_VERSION
+            | CPU_OFF
+            | CPU_ON
+            | CPU_ON_32
+            | AFFINITY_INFO
+            | AFFINITY_INFO_32
+            | MIGRATE_INFO_TYPE
+            | SYSTEM_OFF
+            | SYSTEM_RESET
+            | PSCI_FEATURES
+            | SMCCC_VERSION
+    );
+    if supported {
+        SUCCESS
+    } else {
+        NOT_SUPPORTED
+    }
+}
+
 /// Handles the call in `state.x[0..4]` for a VCPU of `machine`. Every argument is the guest's
 /// and hostile: a target that cannot exist is INVALID_PARAMETERS, a VCPU already on is
 /// ALREADY_ON (so CPU_ON in a loop starts nothing), an entry point with no guest memory behind
 /// it is INVALID_ADDRESS. SMC32 calls take the low 32 bits of their arguments.
 pub fn handle(state: &mut VcpuState, machine: &impl Machine) -> Outcome {
     let function = state.x[0];
-    let answer = |state: &mut VcpuState, value| {
+    let answer_with = |state: &mut VcpuState, value| {
         state.x[0] = value;
         Outcome::Continue
     };
@@ -97,28 +181,10 @@ pub fn handle(state: &mut VcpuState, machine: &impl Machine) -> Outcome {
             value
         }
     };
+    if let Some(value) = answer(function, state.x[1]) {
+        return answer_with(state, value);
+    }
     match function {
-        PSCI_VERSION => answer(state, VERSION_1_1),
-        SMCCC_VERSION => answer(state, SMCCC_VERSION_1_1),
-        // No architectural workaround or optional SMCCC function is implemented.
-        SMCCC_ARCH_FEATURES => answer(state, NOT_SUPPORTED),
-        PSCI_FEATURES => {
-            let supported = matches!(
-                argument(1),
-                PSCI_VERSION
-                    | CPU_OFF
-                    | CPU_ON
-                    | CPU_ON_32
-                    | AFFINITY_INFO
-                    | AFFINITY_INFO_32
-                    | MIGRATE_INFO_TYPE
-                    | SYSTEM_OFF
-                    | SYSTEM_RESET
-                    | PSCI_FEATURES
-                    | SMCCC_VERSION
-            );
-            answer(state, if supported { SUCCESS } else { NOT_SUPPORTED })
-        }
         CPU_ON | CPU_ON_32 => {
             let (target, entry, context) = (argument(1), argument(2), argument(3));
             let code = match machine.power(target) {
@@ -132,7 +198,7 @@ pub fn handle(state: &mut VcpuState, machine: &impl Machine) -> Outcome {
                     return Outcome::Packet(PortPacket::vcpu_startup(0, target, entry, context));
                 }
             };
-            answer(state, code)
+            answer_with(state, code)
         }
         CPU_OFF => {
             machine.turn_off_self();
@@ -143,7 +209,7 @@ pub fn handle(state: &mut VcpuState, machine: &impl Machine) -> Outcome {
         AFFINITY_INFO | AFFINITY_INFO_32 => {
             // Only level 0 (a single CPU) is described.
             if argument(2) != 0 {
-                return answer(state, INVALID_PARAMETERS);
+                return answer_with(state, INVALID_PARAMETERS);
             }
             let code = match machine.power(argument(1)) {
                 None => INVALID_PARAMETERS,
@@ -151,10 +217,9 @@ pub fn handle(state: &mut VcpuState, machine: &impl Machine) -> Outcome {
                 Some(Power::Off) => AFFINITY_OFF,
                 Some(Power::OnPending) => AFFINITY_ON_PENDING,
             };
-            answer(state, code)
+            answer_with(state, code)
         }
-        MIGRATE_INFO_TYPE => answer(state, MIGRATE_NOT_PRESENT),
-        _ => answer(state, NOT_SUPPORTED),
+        _ => answer_with(state, NOT_SUPPORTED),
     }
 }
 
@@ -257,5 +322,48 @@ mod tests {
             call_on(&machine, CPU_ON, [0xffff_ffff_0000_0003, 0x8000, 0]),
             (Outcome::Continue, INVALID_PARAMETERS)
         );
+    }
+
+    /// The short exit answers with [`answer`] alone: it must decline exactly the calls that need
+    /// the machine, and give DEN0022's answer to every other function of both PSCI ranges and
+    /// the SMCCC ones (written out here independently of `answer`'s bit tables).
+    #[test]
+    fn answer_declines_exactly_the_machine_calls() {
+        let machine_calls = [CPU_ON, CPU_ON_32, CPU_OFF, SYSTEM_OFF, SYSTEM_RESET, AFFINITY_INFO, AFFINITY_INFO_32];
+        let mut functions: alloc::vec::Vec<u64> = (0..40).flat_map(|n| [0x8400_0000 + n, 0xc400_0000 + n]).collect();
+        functions.extend([SMCCC_VERSION, SMCCC_ARCH_FEATURES, 0x8000_0002, 0x1_8400_0000, 0x83ff_ffff, 0, u64::MAX]);
+        for function in functions {
+            for x1 in [0, PSCI_VERSION, CPU_ON, 0xffff_ffff_0000_0000 | CPU_OFF, CPU_SUSPEND, u64::MAX] {
+                let expected = match function {
+                    f if machine_calls.contains(&f) => None,
+                    PSCI_VERSION => Some(VERSION_1_1),
+                    MIGRATE_INFO_TYPE => Some(MIGRATE_NOT_PRESENT),
+                    SMCCC_VERSION => Some(SMCCC_VERSION_1_1),
+                    PSCI_FEATURES if [PSCI_VERSION, CPU_ON, CPU_OFF].contains(&(x1 & 0xffff_ffff)) => Some(SUCCESS),
+                    _ => Some(NOT_SUPPORTED),
+                };
+                assert_eq!(answer(function, x1), expected, "{function:#x} {x1:#x}");
+                if let Some(value) = expected {
+                    assert_eq!(call_on(&fake(), function, [x1, 0, 0]), (Outcome::Continue, value));
+                }
+            }
+        }
+    }
+
+    /// The vector's table gives `answer`'s answer, or declines, for every PSCI function.
+    #[test]
+    fn vector_answers_are_answers() {
+        for n in 0..64u64 {
+            let function = PSCI_VERSION + (n & 31) + if n >= 32 { 1 << 30 } else { 0 };
+            let entry = VECTOR_ANSWERS[n as usize];
+            if entry == VECTOR_DECLINED {
+                assert!(function == PSCI_FEATURES || answer(function, 0).is_none(), "{function:#x}");
+            } else {
+                assert_eq!(answer(function, u64::MAX), Some(entry), "{function:#x}");
+            }
+        }
+        assert_eq!(VECTOR_ANSWERS[0], VERSION_1_1);
+        assert_eq!(VECTOR_ANSWERS[0xff & 31], NOT_SUPPORTED);
+        assert_eq!(VECTOR_ANSWERS[3], VECTOR_DECLINED);
     }
 }

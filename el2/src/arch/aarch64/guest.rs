@@ -16,7 +16,8 @@ use super::world::{self, El1State, FpState};
 use crate::debug::DebugState;
 use crate::inject::GuestException;
 use crate::machine::MAX_CPUS;
-use crate::object::exit::{Access, Exit, ExitKind};
+use crate::object::exit::{Access, Exit, ExitCounts, ExitKind};
+use crate::object::psci;
 use crate::object::signals::Signals;
 use crate::object::vcpu::Context;
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, HPFAR_EL2, SPSR_EL2};
@@ -40,10 +41,10 @@ const SPSR_SS: u64 = 1 << 21;
 /// The virtual timer's PPI.
 const VIRTUAL_TIMER_INTID: u32 = crate::irq::VIRTUAL_TIMER_INTID;
 
-/// Whether the guest's virtual timer condition holds: enabled, not masked, CNTVCT >= CVAL
-/// (CNTVOFF_EL2 is 0, so the guest's virtual count is the physical count).
-fn timer_fired(el1: &El1State) -> bool {
-    el1.cntv_ctl & 0b11 == 0b01 && super::timer::ticks() >= el1.cntv_cval
+/// Whether a virtual timer (CNTV_CTL_EL0, CNTV_CVAL_EL0) has fired: enabled, not masked,
+/// CNTVCT >= CVAL (CNTVOFF_EL2 is 0, so the guest's virtual count is the physical count).
+fn timer_fired((ctl, cval): (u64, u64)) -> bool {
+    ctl & 0b11 == 0b01 && super::timer::ticks() >= cval
 }
 
 /// A counter value as a deadline on the monotonic clock (ns).
@@ -51,28 +52,46 @@ fn counter_to_ns(ticks: u64) -> i64 {
     super::timer::ticks_to_ns(ticks).min(i64::MAX as u64) as i64
 }
 
-/// Per CPU: the address of the `FpState` whose values are in this CPU's FP/SIMD registers.
-static FP_OWNER: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
-/// Per CPU: the address of the `PauthKeys` loaded in this CPU's key registers (switched lazily,
-/// as FP is: the same VCPU re-entering pays nothing; EL2 never uses the keys).
-static PAUTH_OWNER: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// Per CPU: whose lazily switched state the hardware holds, by the address of the (boxed,
+/// so stable) state: the EL1 registers (with the VCPU's stage-2 and identity registers), the
+/// FP/SIMD registers, the pointer-authentication keys. The same VCPU re-entering on the same
+/// CPU loads none of them; whoever enters next saves the previous owner's first.
+///
+/// Only the CPU itself changes its slots to a new owner, and only for the VCPU its current
+/// thread runs (threads never leave their CPU), so a VCPU that reads its own address there
+/// is the owner until it runs another guest. The one other writer is a VCPU's drop, on any
+/// CPU, clearing the slots it owns; `lock` keeps that from freeing a state while its CPU is
+/// saving it (the CPU takes it around every change of owner, the drop around its clearing).
+struct Loaded {
+    lock: spin::Mutex<()>,
+    el1: AtomicUsize,
+    fp: AtomicUsize,
+    pauth: AtomicUsize,
+}
+
+static LOADED: [Loaded; MAX_CPUS] = [const {
+    Loaded { lock: spin::Mutex::new(()), el1: AtomicUsize::new(0), fp: AtomicUsize::new(0), pauth: AtomicUsize::new(0) }
+}; MAX_CPUS];
 
 /// Per-VCPU architectural state.
 pub struct VcpuArch {
-    el1: El1State,
+    /// The guest's EL1 registers; boxed so `LOADED` can name them by a stable address. While
+    /// this CPU's `LOADED.el1` names them the CPU's registers are newer than these: read them
+    /// through [`VcpuArch::el1_current`] and change them through [`VcpuArch::el1_mut`].
+    el1: Box<El1State>,
     /// SPSR_EL2 while the guest is out: its PSTATE.
     pstate: u64,
     vttbr: u64,
     vmpidr: u64,
     /// Length of the instruction that caused the last exit (IL).
     instruction_len: u64,
-    /// FP/SIMD registers; boxed so `FP_OWNER` can name them by a stable address.
+    /// FP/SIMD registers; boxed so `LOADED` can name them by a stable address.
     fp: Box<FpState>,
     vgic: Vgic,
     /// The guest's DISR_EL1 (VDISR_EL2), switched when the CPU has FEAT_RAS.
     vdisr: u64,
     /// The guest's pointer-authentication keys, switched (lazily) when the CPU has FEAT_PAuth;
-    /// boxed so `PAUTH_OWNER` can name them by a stable address.
+    /// boxed so `LOADED` can name them by a stable address.
     pauth: Box<world::PauthKeys>,
     /// The guest's EL1 physical timer, emulated.
     ptimer: crate::ptimer::PhysicalTimer,
@@ -93,7 +112,7 @@ impl VcpuArch {
     /// stage-2 tables `vttbr` names.
     pub fn new(id: usize, vttbr: u64) -> Self {
         Self {
-            el1: El1State::reset(),
+            el1: Box::new(El1State::reset()),
             pstate: INITIAL_PSTATE,
             vttbr,
             vmpidr: (1 << 31) | (id as u64 & 0xff),
@@ -107,17 +126,79 @@ impl VcpuArch {
             debug: Box::default(),
         }
     }
+
+    fn el1_address(&self) -> usize {
+        &*self.el1 as *const El1State as usize
+    }
+
+    /// Whether this CPU's EL1 registers are this VCPU's (newer than `el1`).
+    fn el1_live(&self) -> bool {
+        LOADED.get(cpu::index()).is_some_and(|slot| slot.el1.load(Ordering::Relaxed) == self.el1_address())
+    }
+
+    /// The guest's EL1 registers, brought up to date from the CPU when they are live there
+    /// (they stay live).
+    fn el1_current(&mut self) -> &El1State {
+        if self.el1_live() {
+            self.el1.save();
+        }
+        &self.el1
+    }
+
+    /// The guest's EL1 registers to change: brought up to date from the CPU, which gives them
+    /// up, so the next entry loads the changed values.
+    fn el1_mut(&mut self) -> &mut El1State {
+        if self.el1_live() {
+            self.el1.save();
+            if let Some(slot) = LOADED.get(cpu::index()) {
+                slot.el1.store(0, Ordering::Relaxed);
+            }
+        }
+        &mut self.el1
+    }
+
+    /// The guest's virtual timer (CNTV_CTL_EL0, CNTV_CVAL_EL0), from the CPU when it holds it.
+    fn virtual_timer(&self) -> (u64, u64) {
+        if self.el1_live() {
+            world::read_virtual_timer()
+        } else {
+            (self.el1.cntv_ctl, self.el1.cntv_cval)
+        }
+    }
+
+    /// Makes the CPU's EL1 registers this VCPU's: saves the previous owner's, loads ours.
+    /// Returns whether they were loaded (the VCPU's stage-2 registers must be too).
+    fn load_el1(&mut self) -> bool {
+        let Some(slot) = LOADED.get(cpu::index()) else { return false };
+        let me = self.el1_address();
+        if slot.el1.load(Ordering::Relaxed) == me {
+            return false;
+        }
+        let _guard = slot.lock.lock();
+        let owner = slot.el1.load(Ordering::Relaxed) as *mut El1State;
+        if !owner.is_null() {
+            // SAFETY: a registered owner is a live `El1State` (its VCPU's drop clears the
+            // registration under `lock`, which we hold) of a VCPU not running (its thread is on
+            // this CPU, which runs us).
+            unsafe { (*owner).save() };
+        }
+        // SAFETY: EL2 between guest runs; our own registers.
+        unsafe { self.el1.restore() };
+        slot.el1.store(me, Ordering::Relaxed);
+        true
+    }
 }
 
 impl Drop for VcpuArch {
     fn drop(&mut self) {
-        let me = &*self.fp as *const FpState as usize;
-        for owner in &FP_OWNER {
-            let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
-        }
+        let el1 = self.el1_address();
+        let fp = &*self.fp as *const FpState as usize;
         let keys = &*self.pauth as *const world::PauthKeys as usize;
-        for owner in &PAUTH_OWNER {
-            let _ = owner.compare_exchange(keys, 0, Ordering::AcqRel, Ordering::Relaxed);
+        for slot in &LOADED {
+            let _guard = slot.lock.lock();
+            for (owner, me) in [(&slot.el1, el1), (&slot.fp, fp), (&slot.pauth, keys)] {
+                let _ = owner.compare_exchange(me, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -125,21 +206,21 @@ impl Drop for VcpuArch {
 /// Makes this VCPU's pointer-authentication keys the ones in the CPU: saves the previous
 /// owner's, loads ours; nothing when they are already ours.
 fn switch_pauth(context: &mut Context) {
-    let Some(owner_slot) = PAUTH_OWNER.get(cpu::index()) else { return };
+    let Some(slot) = LOADED.get(cpu::index()) else { return };
     let me = &mut *context.arch.pauth as *mut world::PauthKeys;
-    let owner = owner_slot.load(Ordering::Acquire) as *mut world::PauthKeys;
-    if owner == me {
+    if slot.pauth.load(Ordering::Relaxed) == me as usize {
         return;
     }
+    let _guard = slot.lock.lock();
+    let owner = slot.pauth.load(Ordering::Relaxed) as *mut world::PauthKeys;
     if !owner.is_null() {
         // SAFETY: FEAT_PAuth is present (the caller checked); a registered owner is a live
-        // `PauthKeys` (a VCPU clears its registration when dropped) of a thread on this CPU,
-        // which is not running.
+        // `PauthKeys` (see `Loaded`) of a VCPU not running.
         unsafe { (*owner).save() };
     }
     // SAFETY: FEAT_PAuth is present; our own keys; EL2 signs no pointers.
     unsafe { (*me).load() };
-    owner_slot.store(me as usize, Ordering::Release);
+    slot.pauth.store(me as usize, Ordering::Relaxed);
 }
 
 /// The version of the debug state each CPU's hardware holds, 0 for none (see
@@ -183,7 +264,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
             let base = match context.state.x.get_mut(usize::from(register)) {
                 Some(x) => x,
                 None if context.arch.pstate & 0b1111 == 0b0101 => &mut context.state.sp,
-                None => &mut context.arch.el1.sp_el0,
+                None => &mut context.arch.el1_mut().sp_el0,
             };
             *base = base.wrapping_add_signed(delta);
         }
@@ -193,17 +274,17 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     }
     prepare_debug(&context.arch.debug);
     let me = &*context.arch.fp as *const FpState as usize;
-    let fp_live = FP_OWNER.get(cpu::index()).is_some_and(|owner| owner.load(Ordering::Relaxed) == me);
+    let fp_live = LOADED.get(cpu::index()).is_some_and(|slot| slot.fp.load(Ordering::Relaxed) == me);
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
     let pauth = world::has_pauth();
+    let loaded = context.arch.load_el1();
     let setup = world::EntrySetup {
         hcr: if pauth { GUEST_HCR | GUEST_HCR_PAUTH } else { GUEST_HCR },
         mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
         cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
-        vttbr: context.arch.vttbr,
-        vmpidr: context.arch.vmpidr,
         sp_el1: context.state.sp,
+        stage2: loaded.then_some(world::Stage2Setup { vttbr: context.arch.vttbr, vmpidr: context.arch.vmpidr }),
     };
     // The guest's virtual timer: fired while it was out, it is an interrupt to inject (and its
     // level-triggered PPI must not exit the guest again); armed, its expiry exits the guest.
@@ -211,7 +292,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     // handled) the same expiry is not raised again; the guest's EOI asks for maintenance, and
     // the entry after it looks at the level afresh (F12: raising it while active made it
     // active-and-pending, and a guest that exited inside its handler took one expiry twice).
-    let fired = timer_fired(&context.arch.el1);
+    let fired = timer_fired(context.arch.virtual_timer());
     if fired && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
         signals.raise(VIRTUAL_TIMER_INTID);
     }
@@ -240,9 +321,10 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     if pauth {
         switch_pauth(context);
     }
-    // SAFETY: `setup` describes this VCPU's guest (its stage-2 root and VMID are live while the
-    // guest object is); the general registers are this VCPU's.
-    let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.arch.el1, &mut context.state.x) };
+    // SAFETY: `setup` describes this VCPU's guest, or the CPU holds its stage-2 configuration
+    // already (`load_el1`; its stage-2 root and VMID are live while the guest object is); the
+    // EL1 and general registers are this VCPU's.
+    let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.state.x, &mut context.exits) };
     if ras {
         // SAFETY: FEAT_RAS is present.
         context.arch.vdisr = unsafe { world::save_vdisr() };
@@ -258,7 +340,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
 }
 
 fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
-    if timer_fired(&context.arch.el1) && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
+    if timer_fired(context.arch.virtual_timer()) && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
         signals.raise(VIRTUAL_TIMER_INTID);
     }
     match kind & 3 {
@@ -293,7 +375,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                 return Exit::AccessWithoutSyndrome {
                     address: ipa,
                     write: abort.write,
-                    pc_address: guest_pc_address(&context.arch.el1, context.pc),
+                    pc_address: guest_pc_address(context.arch.el1_current(), context.pc),
                     aarch32: context.arch.pstate & AARCH32_STATE != 0,
                     far: FAR_EL2.get(),
                 };
@@ -331,8 +413,8 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                 return Exit::Interrupted;
             }
             // An armed timer ends the sleep at its deadline (an expired one was raised above).
-            let timer = context.arch.el1;
-            let mut deadline = (timer.cntv_ctl & 0b11 == 0b01).then(|| counter_to_ns(timer.cntv_cval));
+            let (ctl, cval) = context.arch.virtual_timer();
+            let mut deadline = (ctl & 0b11 == 0b01).then(|| counter_to_ns(cval));
             if context.arch.ptimer.enabled() {
                 let now = super::timer::ticks();
                 if context.arch.ptimer.fired(now) {
@@ -366,20 +448,9 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                     context.skip_instruction = true;
                     Exit::SendSgi { value: context.state.register(access.rt) }
                 }
-                SystemAction::RazWi => {
-                    if access.read {
-                        if let Some(x) = context.state.x.get_mut(usize::from(access.rt)) {
-                            *x = 0;
-                        }
-                    }
-                    context.skip_instruction = true;
-                    Exit::Emulated
-                }
-                SystemAction::IdRegister { crm, op2 } => {
-                    let value = crate::traps::guest_id_register(crm, op2, world::read_id_register(crm, op2));
-                    if let Some(x) = context.state.x.get_mut(usize::from(access.rt)) {
-                        *x = value;
-                    }
+                SystemAction::RazWi | SystemAction::IdRegister { .. } => {
+                    // (The short exit answers these first; kept for completeness.)
+                    answer_system(&mut context.state.x, access, action);
                     context.skip_instruction = true;
                     Exit::Emulated
                 }
@@ -430,6 +501,96 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
     }
 }
 
+/// The ID registers (op0 3, op1 0, CRn 0) as the guest's CPU model shows them, at CRm * 8 +
+/// op2: computed once from this CPU's (Belfry runs on homogeneous cores, whose ID registers
+/// are the same on every CPU), so a trapped read is one load.
+fn guest_id_registers() -> &'static [u64; 64] {
+    static VALUES: spin::Once<[u64; 64]> = spin::Once::new();
+    VALUES.call_once(|| {
+        core::array::from_fn(|index| {
+            let (crm, op2) = ((index / 8) as u8, (index % 8) as u8);
+            crate::traps::guest_id_register(crm, op2, world::read_id_register(crm, op2))
+        })
+    })
+}
+
+/// Answers a system register access that needs nothing but the guest's general registers:
+/// RAZ/WI and the ID registers of the guest's CPU model. `false` for every other action.
+#[inline(always)]
+fn answer_system(x: &mut [u64; 31], access: SystemAccess, action: SystemAction) -> bool {
+    let value = match action {
+        SystemAction::RazWi => 0,
+        SystemAction::IdRegister { crm, op2 } => guest_id_registers()[usize::from(crm & 7) * 8 + usize::from(op2 & 7)],
+        _ => return false,
+    };
+    if access.read {
+        if let Some(x) = x.get_mut(usize::from(access.rt)) {
+            *x = value;
+        }
+    }
+    true
+}
+
+/// The short exit: called by `belfry_guest_sync` (`world.rs`) for an HVC, SMC or MSR/MRS
+/// from an AArch64 guest, with only its general registers saved (and all reloaded if it answers:
+/// it may write any of them); the guest's EL1 registers, timer, vGIC, FP and debug state are
+/// all still live. It answers what
+/// needs no more than the general registers and returns 0: the exit path then reloads them
+/// and `eret`s straight back. Anything else returns 1, and the full exit follows.
+///
+/// Answered here: PSCI and SMCCC calls that need no power state ([`psci::answer`]) over HVC
+/// or SMC, RAZ/WI registers and ID register reads. Each is counted as the full exit would count
+/// it. An instruction emulated here completes a software step, as on the full path (SPSR.SS
+/// cleared). Nothing here blocks, allocates, locks or logs, so a guest looping these calls
+/// costs only its own time: a physical interrupt (the scheduler's timer, a kick) still exits it
+/// the moment the `eret` unmasks it.
+///
+/// # Safety
+/// Only from `belfry_guest_exit`: `x` is the running VCPU's general registers and `counts` its
+/// exit counts, neither borrowed elsewhere while the guest runs.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn belfry_short_exit(x: *mut [u64; 31], counts: *mut ExitCounts, class: u64) -> u64 {
+    // SAFETY: per the contract: `run` handed both to `world::enter` and does not touch them until
+    // it returns.
+    let (x, counts) = unsafe { (&mut *x, &mut *counts) };
+    // `class` is the exception class less 0x16 (HVC64): 0 HVC, 1 SMC, 2 MSR/MRS.
+    if class == 2 {
+        return short_system(x, counts);
+    }
+    let Some(value) = psci::answer(x[0], x[1]) else { return 1 };
+    x[0] = value;
+    counts.count(ExitKind::Hypercall);
+    // A trapped SMC returns to the SMC itself; HVC's preferred return is past it.
+    if class == 1 {
+        skip_in_place();
+    }
+    0
+}
+
+/// The short exit's system register accesses (kept out of line, so the hypercall path above
+/// saves no registers of its own).
+#[inline(never)]
+fn short_system(x: &mut [u64; 31], counts: &mut ExitCounts) -> u64 {
+    let access = SystemAccess::from_iss(Esr(ESR_EL2.get()).iss());
+    if !answer_system(x, access, system_action(access)) {
+        return 1;
+    }
+    counts.count(ExitKind::SystemRegister);
+    skip_in_place();
+    0
+}
+
+/// Steps the guest past the 4-byte instruction that trapped, in ELR_EL2 itself: it completed,
+/// so a software step is due after it (SPSR.SS cleared).
+#[inline(always)]
+fn skip_in_place() {
+    ELR_EL2.set(ELR_EL2.get().wrapping_add(4));
+    let pstate = SPSR_EL2.get();
+    if pstate & SPSR_SS != 0 {
+        SPSR_EL2.set(pstate & !SPSR_SS);
+    }
+}
+
 /// Injects an UNDEF for an instruction or register that does not exist for the guest, logging
 /// the first one of each VCPU at warn.
 fn undefined(context: &mut Context, esr: Esr) -> Exit {
@@ -447,19 +608,19 @@ fn undefined(context: &mut Context, esr: Esr) -> Exit {
 }
 
 /// The guest's current stack pointer (register 31 as a base): SP_EL1 in EL1h, else SP_EL0.
-pub fn stack_pointer(context: &Context) -> u64 {
+pub fn stack_pointer(context: &mut Context) -> u64 {
     if context.arch.pstate & 0b1111 == 0b0101 {
         context.state.sp
     } else {
-        context.arch.el1.sp_el0
+        context.arch.el1_current().sp_el0
     }
 }
 
 /// The guest-physical address of a data access at virtual `address`: the address itself with
 /// the guest's MMU off, otherwise through its stage 1 (`AT S1E1R`). Only right after an exit,
 /// while the guest's EL1 registers are still loaded on this CPU.
-pub fn translate_data(context: &Context, address: u64) -> Option<u64> {
-    guest_pc_address(&context.arch.el1, address)
+pub fn translate_data(context: &mut Context, address: u64) -> Option<u64> {
+    guest_pc_address(context.arch.el1_current(), address)
 }
 
 /// The guest-physical address of the guest's PC: the PC itself with its MMU off, otherwise
@@ -482,8 +643,9 @@ fn is_stage2_fault(status: FaultStatus) -> bool {
 pub fn inject(context: &mut Context, exception: GuestException) {
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
-    let el1 = &mut context.arch.el1;
-    let entry = crate::inject::entry(exception, context.pc, pstate, el1.vbar, context.arch.instruction_len == 2);
+    let thumb = context.arch.instruction_len == 2;
+    let el1 = context.arch.el1_mut();
+    let entry = crate::inject::entry(exception, context.pc, pstate, el1.vbar, thumb);
     el1.esr = entry.esr;
     if let Some(far) = entry.far {
         el1.far = far;
@@ -499,14 +661,14 @@ pub fn inject(context: &mut Context, exception: GuestException) {
 
 /// The guest touched FP/SIMD while another VCPU's registers were live: swap them.
 fn switch_fp(context: &mut Context) {
-    let Some(owner_slot) = FP_OWNER.get(cpu::index()) else { return };
+    let Some(slot) = LOADED.get(cpu::index()) else { return };
     let me = &mut *context.arch.fp as *mut FpState;
-    let owner = owner_slot.swap(me as usize, Ordering::AcqRel) as *mut FpState;
+    let _guard = slot.lock.lock();
+    let owner = slot.fp.swap(me as usize, Ordering::Relaxed) as *mut FpState;
     // SAFETY: FP instructions at EL2 need CPTR_EL2.TFP clear; EL2 itself never uses FP.
     unsafe { world::set_cptr(CPTR_BASE) };
     if !owner.is_null() {
-        // SAFETY: a registered owner is a live `FpState` (a VCPU clears its registration when it
-        // is dropped) of a thread on this CPU, which is not running.
+        // SAFETY: a registered owner is a live `FpState` (see `Loaded`) of a VCPU not running.
         unsafe { world::save_fp(&mut *owner) };
     }
     // SAFETY: our own FP state.

@@ -70,8 +70,12 @@ belfry_vectors:
     mov     x0, #\kind
     b       belfry_exception_save
     .endr
-    // From a guest (lower EL): back to the world switch.
-    .irp kind, 8,9,10,11,12,13,14,15
+    // From a guest (lower EL): back to the world switch; a synchronous exception from AArch64
+    // has its own entry, where the short exit is tried first.
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    b       belfry_guest_sync
+    .irp kind, 9,10,11,12,13,14,15
     .balign 0x80
     stp     x0, x1, [sp, #-16]!
     mov     x0, #\kind

@@ -1,10 +1,14 @@
 //! The world switch: entering a guest with `eret` and coming back on its next exception.
 //!
-//! `belfry_enter_guest(x)` pushes the host's callee-saved registers and the address of the
-//! guest's general registers `x` on the EL2 stack, loads x0..x30 from `x`, and `eret`s to the
-//! guest (ELR_EL2 and SPSR_EL2 already set). The guest runs on SP_EL1/SP_EL0, so SP_EL2 still
-//! points at that frame when the guest's next exception enters a lower-EL vector, which jumps
-//! to `belfry_guest_exit`: it stores x0..x30 back into `x`, pops the host registers and returns
+//! `belfry_enter_guest(x, counts)` pushes the host's callee-saved registers, the address of the
+//! guest's general registers `x` and of its exit counts on the EL2 stack, loads x0..x30 from
+//! `x`, and `eret`s to the guest (ELR_EL2 and SPSR_EL2 already set). The guest runs on
+//! SP_EL1/SP_EL0, so SP_EL2 still points at that frame when the guest's next exception enters a
+//! lower-EL vector. The synchronous AArch64 one (`belfry_guest_sync`) first answers a PSCI call
+//! that needs no argument from a table, saving nothing; otherwise it stores x0..x30 into `x`
+//! and calls the short exit (`guest.rs`), which answers what needs only the general registers
+//! (other PSCI/SMCCC calls, RAZ/WI and ID registers) and resumes the guest at once. Otherwise,
+//! and from every other vector (`belfry_guest_exit`), it pops the host registers and returns
 //! the vector index from `belfry_enter_guest`. Offsets come from `offset_of!`.
 //!
 //! The EL1 system registers are switched in Rust around that call; EL2 never touches FP/SIMD,
@@ -19,8 +23,10 @@ global_asm!(
     .section .text.world, "ax"
     .global belfry_enter_guest
     .global belfry_guest_exit
+    .global belfry_guest_sync
 
-    // x0 = &mut [u64; 31], the guest's general registers. Returns the vector index in x0.
+    // x0 = &mut [u64; 31], the guest's general registers; x1 = &mut ExitCounts, its exit counts.
+    // Returns the vector index in x0.
 belfry_enter_guest:
     stp     x29, x30, [sp, #-16]!
     stp     x27, x28, [sp, #-16]!
@@ -28,7 +34,7 @@ belfry_enter_guest:
     stp     x23, x24, [sp, #-16]!
     stp     x21, x22, [sp, #-16]!
     stp     x19, x20, [sp, #-16]!
-    stp     x0, xzr, [sp, #-16]!            // where the guest's registers go on exit
+    stp     x0, x1, [sp, #-16]!             // where the guest's registers go on exit; its counts
     ldp     x2, x3, [x0, #(2 * 8)]
     ldp     x4, x5, [x0, #(4 * 8)]
     ldp     x6, x7, [x0, #(6 * 8)]
@@ -47,8 +53,9 @@ belfry_enter_guest:
     ldp     x0, x1, [x0, #(0 * 8)]
     eret
 
-    // From a lower-EL vector: the guest's x0 and x1 are on the stack, x0 = vector index.
-belfry_guest_exit:
+    // The guest's registers into its array (x1 = its address; the guest's x0 and x1 are on the
+    // stack).
+    .macro save_registers
     ldr     x1, [sp, #16]                   // &mut [u64; 31]
     stp     x2, x3, [x1, #(2 * 8)]
     stp     x4, x5, [x1, #(4 * 8)]
@@ -65,9 +72,78 @@ belfry_guest_exit:
     stp     x26, x27, [x1, #(26 * 8)]
     stp     x28, x29, [x1, #(28 * 8)]
     str     x30, [x1, #(30 * 8)]
-    ldp     x2, x3, [sp], #16               // the guest's x0 and x1
+    ldp     x2, x3, [sp]                    // the guest's x0 and x1
     stp     x2, x3, [x1, #(0 * 8)]
-    add     sp, sp, #16                     // the registers' address slot
+    .endm
+
+    // From the lower-EL AArch64 synchronous vector (the guest's x0 and x1 on the stack).
+belfry_guest_sync:
+    // The vector's own answers: an HVC naming a PSCI function whose answer needs no argument is
+    // answered from `VECTOR_ANSWERS` with nothing saved but x0 and x1 (already on the stack).
+    mrs     x0, esr_el2
+    ubfx    x1, x0, #26, #6
+    cmp     x1, #{hvc64}
+    b.ne    3f
+    ldr     x0, [sp]                        // the guest's x0: the function
+    mov     x1, #{psci_base}
+    sub     x0, x0, x1                      // 0x8400_0000 + n: n; 0xc400_0000 + n: 1 << 30 | n
+    and     x1, x0, #0xffffffffbfffffff
+    cmp     x1, #32
+    b.hs    3f
+    lsr     x1, x0, #25                     // bit 30 to bit 5 (n < 32)
+    bfxil   x1, x0, #0, #5
+    adrp    x0, {answers}
+    add     x0, x0, :lo12:{answers}
+    ldr     x0, [x0, x1, lsl #3]
+    cmp     x0, #{declined}
+    b.eq    3f
+    str     x0, [sp]                        // the answer: the guest's x0
+    ldr     x0, [sp, #24]                   // &mut ExitCounts
+    ldr     x1, [x0, #{hypercalls}]
+    add     x1, x1, #1
+    str     x1, [x0, #{hypercalls}]
+    ldp     x0, x1, [sp], #16
+    eret
+    // Otherwise an HVC, SMC or MSR/MRS goes to `belfry_short_exit`, which may answer it with
+    // the guest's EL1, timer, vGIC and FP state still loaded, writing any general register
+    // (so all of them are saved and, when it answers, all reloaded) before the `eret`.
+3:  save_registers
+    mrs     x2, esr_el2
+    ubfx    x2, x2, #26, #6                 // EC: HVC64 0x16, SMC64 0x17, MSR/MRS 0x18
+    sub     x2, x2, #0x16
+    cmp     x2, #2
+    b.hi    1f
+    mov     x0, x1
+    ldr     x1, [sp, #24]                   // &mut ExitCounts
+    bl      belfry_short_exit
+    cbnz    x0, 1f                          // 0: answered
+    ldr     x0, [sp, #16]
+    ldp     x2, x3, [x0, #(2 * 8)]
+    ldp     x4, x5, [x0, #(4 * 8)]
+    ldp     x6, x7, [x0, #(6 * 8)]
+    ldp     x8, x9, [x0, #(8 * 8)]
+    ldp     x10, x11, [x0, #(10 * 8)]
+    ldp     x12, x13, [x0, #(12 * 8)]
+    ldp     x14, x15, [x0, #(14 * 8)]
+    ldp     x16, x17, [x0, #(16 * 8)]
+    ldp     x18, x19, [x0, #(18 * 8)]
+    ldp     x20, x21, [x0, #(20 * 8)]
+    ldp     x22, x23, [x0, #(22 * 8)]
+    ldp     x24, x25, [x0, #(24 * 8)]
+    ldp     x26, x27, [x0, #(26 * 8)]
+    ldp     x28, x29, [x0, #(28 * 8)]
+    ldr     x30, [x0, #(30 * 8)]
+    ldp     x0, x1, [x0, #(0 * 8)]
+    add     sp, sp, #16                     // the guest's x0 and x1 slot
+    eret
+1:  mov     x0, #{sync_aarch64}
+    b       2f
+
+    // From the other lower-EL vectors: x0 = the vector index.
+belfry_guest_exit:
+    save_registers
+2:
+    add     sp, sp, #32                     // the guest's x0 and x1, the two pointers
     ldp     x19, x20, [sp], #16
     ldp     x21, x22, [sp], #16
     ldp     x23, x24, [sp], #16
@@ -75,11 +151,20 @@ belfry_guest_exit:
     ldp     x27, x28, [sp], #16
     ldp     x29, x30, [sp], #16
     ret
-"#
+"#,
+    sync_aarch64 = const 8,
+    hvc64 = const 0x16,
+    psci_base = const crate::object::psci::PSCI_VERSION,
+    answers = sym VECTOR_ANSWERS,
+    declined = const crate::object::psci::VECTOR_DECLINED,
+    hypercalls = const crate::object::exit::ExitKind::Hypercall as usize * 8,
 );
 
+/// [`crate::object::psci::VECTOR_ANSWERS`], where the vector code can load it.
+static VECTOR_ANSWERS: [u64; 64] = crate::object::psci::VECTOR_ANSWERS;
+
 unsafe extern "C" {
-    fn belfry_enter_guest(x: *mut u64) -> u64;
+    fn belfry_enter_guest(x: *mut u64, counts: *mut crate::object::exit::ExitCounts) -> u64;
 }
 
 /// EL2 configuration for one entry.
@@ -88,9 +173,16 @@ pub struct EntrySetup {
     pub hcr: u64,
     pub mdcr: u64,
     pub cptr: u64,
+    pub sp_el1: u64,
+    /// The VCPU's stage-2 and identity registers, when the CPU does not hold them already.
+    pub stage2: Option<Stage2Setup>,
+}
+
+/// The per-VCPU EL2 registers an entry loads when another VCPU ran on the CPU last.
+#[derive(Clone, Copy, Debug)]
+pub struct Stage2Setup {
     pub vttbr: u64,
     pub vmpidr: u64,
-    pub sp_el1: u64,
 }
 
 macro_rules! el1_state {
@@ -106,7 +198,7 @@ macro_rules! el1_state {
             ///
             /// # Safety
             /// Only between guest runs at EL2: EL2 does not use the EL1 registers.
-            unsafe fn restore(&self) {
+            pub unsafe fn restore(&self) {
                 $(
                     // SAFETY: writes an EL1 register, which nothing at EL2 depends on.
                     unsafe { core::arch::asm!(concat!("msr ", $register, ", {0}"), in(reg) self.$field, options(nostack, preserves_flags)) };
@@ -114,7 +206,7 @@ macro_rules! el1_state {
             }
 
             /// Reads the registers back from the CPU.
-            fn save(&mut self) {
+            pub fn save(&mut self) {
                 $(
                     // SAFETY: reads an EL1 register; no side effects.
                     unsafe { core::arch::asm!(concat!("mrs {0}, ", $register), out(reg) self.$field, options(nostack, nomem, preserves_flags)) };
@@ -168,47 +260,67 @@ pub struct FpState {
 }
 
 /// Enters the guest and returns the lower-EL vector index that brought it back, and its SP_EL1.
+/// `setup.stage2` (VTCR, VTTBR, VMPIDR, VPIDR) is written only when given: they stay as the
+/// VCPU left them while the same VCPU re-enters on this CPU (`guest.rs`).
 ///
 /// # Safety
-/// `setup.vttbr` must name live stage-2 tables; ELR_EL2 and SPSR_EL2 must hold the guest's PC
-/// and PSTATE (an EL1 or EL0 mode).
-pub unsafe fn enter(setup: &EntrySetup, el1: &mut El1State, x: &mut [u64; 31]) -> (u64, u64) {
-    // The same on every CPU of the machine (Belfry runs on homogeneous cores): read once.
-    static CONSTANTS: spin::Once<(u64, u64)> = spin::Once::new();
-    let &(vtcr, midr) =
-        CONSTANTS.call_once(|| (stage2::table::vtcr(ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)), MIDR_EL1.get()));
+/// The guest's stage-2 configuration in the CPU (given here or left by this VCPU's previous
+/// entry) must name live stage-2 tables; ELR_EL2 and SPSR_EL2 must hold the guest's PC and
+/// PSTATE (an EL1 or EL0 mode); the CPU's EL1 registers must be this VCPU's.
+pub unsafe fn enter(setup: &EntrySetup, x: &mut [u64; 31], counts: &mut crate::object::exit::ExitCounts) -> (u64, u64) {
     // SAFETY: EL2 configuration registers, consistent with the guest described by `setup`.
     unsafe {
         core::arch::asm!(
             "msr hcr_el2, {hcr}",
             "msr mdcr_el2, {mdcr}",
             "msr cptr_el2, {cptr}",
-            "msr vtcr_el2, {vtcr}",
-            "msr vttbr_el2, {vttbr}",
-            "msr vmpidr_el2, {vmpidr}",
-            "msr vpidr_el2, {midr}",
             "msr sp_el1, {sp}",
             hcr = in(reg) setup.hcr,
             mdcr = in(reg) setup.mdcr,
             cptr = in(reg) setup.cptr,
-            vtcr = in(reg) vtcr,
-            vttbr = in(reg) setup.vttbr,
-            vmpidr = in(reg) setup.vmpidr,
-            midr = in(reg) midr,
             sp = in(reg) setup.sp_el1,
             options(nostack, preserves_flags),
         );
-        el1.restore();
-        core::arch::asm!("isb", options(nostack, preserves_flags));
+    }
+    if let Some(stage2) = setup.stage2 {
+        // The same on every CPU of the machine (Belfry runs on homogeneous cores): read once.
+        static CONSTANTS: spin::Once<(u64, u64)> = spin::Once::new();
+        let &(vtcr, midr) = CONSTANTS
+            .call_once(|| (stage2::table::vtcr(ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)), MIDR_EL1.get()));
+        // SAFETY: as above.
+        unsafe {
+            core::arch::asm!(
+                "msr vtcr_el2, {vtcr}",
+                "msr vttbr_el2, {vttbr}",
+                "msr vmpidr_el2, {vmpidr}",
+                "msr vpidr_el2, {midr}",
+                vtcr = in(reg) vtcr,
+                vttbr = in(reg) stage2.vttbr,
+                vmpidr = in(reg) stage2.vmpidr,
+                midr = in(reg) midr,
+                options(nostack, preserves_flags),
+            );
+        }
     }
     // SAFETY: the guest runs until its next exception, which returns here through
-    // `belfry_guest_exit` with every callee-saved register restored.
-    let kind = unsafe { belfry_enter_guest(x.as_mut_ptr()) };
-    el1.save();
+    // `belfry_guest_exit` with every callee-saved register restored. (`eret` synchronizes the
+    // context: the register writes above take effect for the guest.)
+    let kind = unsafe { belfry_enter_guest(x.as_mut_ptr(), counts) };
     let sp_el1: u64;
     // SAFETY: reads SP_EL1; no side effects.
     unsafe { core::arch::asm!("mrs {0}, sp_el1", out(reg) sp_el1, options(nostack, nomem, preserves_flags)) };
     (kind, sp_el1)
+}
+
+/// The guest's virtual timer as the CPU holds it: (CNTV_CTL_EL0, CNTV_CVAL_EL0).
+pub fn read_virtual_timer() -> (u64, u64) {
+    let (ctl, cval): (u64, u64);
+    // SAFETY: reads two EL1 timer registers; no side effects.
+    unsafe {
+        core::arch::asm!("mrs {0}, cntv_ctl_el0", "mrs {1}, cntv_cval_el0", out(reg) ctl, out(reg) cval,
+            options(nostack, nomem, preserves_flags))
+    };
+    (ctl, cval)
 }
 
 /// Whether the CPU has FEAT_RAS (ID_AA64PFR0_EL1.RAS): then a guest's DISR_EL1 is VDISR_EL2
@@ -475,13 +587,24 @@ pub fn load_debug(state: &crate::debug::DebugState, breakpoints: usize, watchpoi
 }
 
 /// Translates a guest virtual address through the guest's stage 1 (`AT S1E1R`), returning
-/// PAR_EL1. The guest's EL1 registers and VTTBR must still be loaded.
+/// the PAR_EL1 it gives. The guest's EL1 registers and VTTBR must be loaded; the guest's own
+/// PAR_EL1, which the instruction overwrites, is put back (its EL1 registers stay live in the
+/// CPU between exits).
 pub fn translate_stage1(address: u64) -> u64 {
     let par: u64;
-    // SAFETY: an address translation instruction; it only writes PAR_EL1, which the caller reads
-    // and the guest's saved PAR_EL1 (already saved) is restored on the next entry.
+    // SAFETY: an address translation instruction; it only writes PAR_EL1, which is restored.
     unsafe {
-        core::arch::asm!("at s1e1r, {0}", "isb", "mrs {1}, par_el1", in(reg) address, out(reg) par, options(nostack, preserves_flags))
+        core::arch::asm!(
+            "mrs {saved}, par_el1",
+            "at s1e1r, {address}",
+            "isb",
+            "mrs {par}, par_el1",
+            "msr par_el1, {saved}",
+            address = in(reg) address,
+            saved = out(reg) _,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
     };
     par
 }
