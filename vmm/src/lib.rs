@@ -8,6 +8,9 @@
 //! the guest boots with -> [`bus`], the MMIO devices behind one trait with their interrupt lines
 //! ([`pl011`]; the GIC [`distributor`] model is the interrupt sink) -> [`vm`], one serving loop
 //! per VCPU, where a MEM exit becomes a device access through the seL4-style [`fault`] view.
+//! [`virtqueue`] is how a virtio device reads the driver's requests out of guest memory and
+//! returns them, every index and address the guest wrote checked (the devices behind it are
+//! still to come).
 //!
 //! The VMM is confined by the language: `#![forbid(unsafe_code)]`. It reaches guest memory and
 //! the hardware only through `el2`'s safe API (handles with rights, checked VMO accessors), so a
@@ -26,5 +29,6 @@ pub mod fault;
 pub mod layout;
 pub mod loader;
 pub mod pl011;
+pub mod virtqueue;
 #[cfg(target_os = "none")]
 pub mod vm;

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Every target, in the order they run.
-pub const TARGETS: [&str; 6] = ["bundle", "decoders", "device_tree", "distributor", "pl011", "syscalls"];
+pub const TARGETS: [&str; 7] = ["bundle", "decoders", "device_tree", "distributor", "pl011", "syscalls", "virtqueue"];
 
 /// One target's result.
 #[derive(Clone, Debug)]
