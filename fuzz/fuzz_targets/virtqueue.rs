@@ -5,34 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vmm::virtqueue::{Memory, OutsideRam, SplitQueue, MAX_INDIRECT, MAX_QUEUE_SIZE};
+use vmm::virtqueue::{SliceMemory, SplitQueue, MAX_INDIRECT, MAX_QUEUE_SIZE};
 
-/// 4 KiB of guest RAM at 0x4000_0000, from the fuzzer's bytes.
-struct Ram(Vec<u8>);
 const BASE: u64 = 0x4000_0000;
-
-impl Ram {
-    fn range(&self, address: u64, len: usize) -> Result<std::ops::Range<usize>, OutsideRam> {
-        let start = usize::try_from(address.checked_sub(BASE).ok_or(OutsideRam)?).map_err(|_| OutsideRam)?;
-        let end = start.checked_add(len).ok_or(OutsideRam)?;
-        if end > self.0.len() {
-            return Err(OutsideRam);
-        }
-        Ok(start..end)
-    }
-}
-
-impl Memory for Ram {
-    fn read(&self, address: u64, out: &mut [u8]) -> Result<(), OutsideRam> {
-        out.copy_from_slice(&self.0[self.range(address, out.len())?]);
-        Ok(())
-    }
-    fn write(&mut self, address: u64, data: &[u8]) -> Result<(), OutsideRam> {
-        let range = self.range(address, data.len())?;
-        self.0[range].copy_from_slice(data);
-        Ok(())
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {
@@ -46,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     for (slot, byte) in memory.iter_mut().zip(data[8..].iter().cycle()) {
         *slot = *byte;
     }
-    let mut ram = Ram(memory);
+    // 4 KiB of guest RAM at 0x4000_0000, from the fuzzer's bytes.
+    let mut ram = SliceMemory { base: BASE, bytes: memory };
     let Ok(mut queue) = SplitQueue::new(size, desc, avail, used, event_idx) else {
         assert!(size > MAX_QUEUE_SIZE);
         return;

@@ -2429,6 +2429,23 @@ guest!(
     guest_short_exit_registers_start,
     guest_short_exit_registers_end,
     r#"
+    .macro store_x1_to_x30 base
+    stp     x1, x2, [\base, #0]
+    stp     x3, x4, [\base, #16]
+    stp     x5, x6, [\base, #32]
+    stp     x7, x8, [\base, #48]
+    stp     x9, x10, [\base, #64]
+    stp     x11, x12, [\base, #80]
+    stp     x13, x14, [\base, #96]
+    stp     x15, x16, [\base, #112]
+    stp     x17, x18, [\base, #128]
+    stp     x19, x20, [\base, #144]
+    stp     x21, x22, [\base, #160]
+    stp     x23, x24, [\base, #176]
+    stp     x25, x26, [\base, #192]
+    stp     x27, x28, [\base, #208]
+    stp     x29, x30, [\base, #224]
+    .endm
     movz    x1, #0x5a5a
     mov     x2, x1
     mov     x3, x1
@@ -2490,23 +2507,7 @@ guest!(
     mrs     x29, id_aa64pfr0_el1
     mrs     x30, id_aa64pfr0_el1
     mov     x0, #0x30000
-    stp     x1, x2, [x0, #0]
-    stp     x3, x4, [x0, #16]
-    stp     x5, x6, [x0, #32]
-    stp     x7, x8, [x0, #48]
-    stp     x9, x10, [x0, #64]
-    stp     x11, x12, [x0, #80]
-    stp     x13, x14, [x0, #96]
-    stp     x15, x16, [x0, #112]
-    stp     x17, x18, [x0, #128]
-    stp     x19, x20, [x0, #144]
-    stp     x21, x22, [x0, #160]
-    stp     x23, x24, [x0, #176]
-    stp     x25, x26, [x0, #192]
-    stp     x27, x28, [x0, #208]
-    stp     x29, x30, [x0, #224]
-    movz    x0, #0x3, lsl #16
-    movk    x0, #0x1000
+    store_x1_to_x30 x0
     mov     x2, #2
     mov     x3, #3
     mov     x4, #4
@@ -2543,21 +2544,7 @@ guest!(
     mov     x1, x0
     movz    x0, #0x3, lsl #16
     movk    x0, #0x1000
-    stp     x1, x2, [x0, #0]
-    stp     x3, x4, [x0, #16]
-    stp     x5, x6, [x0, #32]
-    stp     x7, x8, [x0, #48]
-    stp     x9, x10, [x0, #64]
-    stp     x11, x12, [x0, #80]
-    stp     x13, x14, [x0, #96]
-    stp     x15, x16, [x0, #112]
-    stp     x17, x18, [x0, #128]
-    stp     x19, x20, [x0, #144]
-    stp     x21, x22, [x0, #160]
-    stp     x23, x24, [x0, #176]
-    stp     x25, x26, [x0, #192]
-    stp     x27, x28, [x0, #208]
-    stp     x29, x30, [x0, #224]
+    store_x1_to_x30 x0
     mov     x29, #0x77
     mrs     x29, pmcr_el0
     movz    x0, #0x3, lsl #16

@@ -98,46 +98,75 @@ impl Chain {
 
     /// Copies up to `out.len()` bytes of the readable buffers, from byte `skip` on; returns how
     /// many.
-    pub fn read(&self, memory: &impl Memory, mut skip: u64, out: &mut [u8]) -> Result<usize, QueueError> {
-        let mut done = 0;
-        for segment in &self.readable {
-            if done == out.len() {
-                break;
-            }
-            let len = u64::from(segment.len);
-            if skip >= len {
-                skip -= len;
-                continue;
-            }
-            let n = ((len - skip) as usize).min(out.len() - done);
-            let address = segment.address + skip;
-            memory.read(address, &mut out[done..done + n]).map_err(|_| QueueError::OutsideRam(address))?;
-            done += n;
-            skip = 0;
-        }
-        Ok(done)
+    pub fn read(&self, memory: &impl Memory, skip: u64, out: &mut [u8]) -> Result<usize, QueueError> {
+        transfer(&self.readable, skip, out.len(), |address, range| {
+            memory.read(address, &mut out[range]).map_err(|_| QueueError::OutsideRam(address))
+        })
     }
 
     /// Copies `data` into the writable buffers from byte `skip` on, as much as fits; returns how
     /// many bytes.
-    pub fn write(&self, memory: &mut impl Memory, mut skip: u64, data: &[u8]) -> Result<usize, QueueError> {
-        let mut done = 0;
-        for segment in &self.writable {
-            if done == data.len() {
-                break;
-            }
-            let len = u64::from(segment.len);
-            if skip >= len {
-                skip -= len;
-                continue;
-            }
-            let n = ((len - skip) as usize).min(data.len() - done);
-            let address = segment.address + skip;
-            memory.write(address, &data[done..done + n]).map_err(|_| QueueError::OutsideRam(address))?;
-            done += n;
-            skip = 0;
+    pub fn write(&self, memory: &mut impl Memory, skip: u64, data: &[u8]) -> Result<usize, QueueError> {
+        transfer(&self.writable, skip, data.len(), |address, range| {
+            memory.write(address, &data[range]).map_err(|_| QueueError::OutsideRam(address))
+        })
+    }
+}
+
+/// Walks `segments` from byte `skip` on for up to `len` bytes, calling `copy(address, range)`
+/// for each piece (`range`: where it goes in the caller's buffer); returns the bytes covered.
+fn transfer(
+    segments: &[Segment],
+    mut skip: u64,
+    len: usize,
+    mut copy: impl FnMut(u64, core::ops::Range<usize>) -> Result<(), QueueError>,
+) -> Result<usize, QueueError> {
+    let mut done = 0;
+    for segment in segments {
+        if done == len {
+            break;
         }
-        Ok(done)
+        let size = u64::from(segment.len);
+        if skip >= size {
+            skip -= size;
+            continue;
+        }
+        let n = ((size - skip) as usize).min(len - done);
+        copy(segment.address + skip, done..done + n)?;
+        done += n;
+        skip = 0;
+    }
+    Ok(done)
+}
+
+/// Guest RAM as one byte buffer at guest-physical `base`: the [`Memory`] of the tests and the
+/// fuzz target (every range checked, none wrapping).
+pub struct SliceMemory<B> {
+    pub base: u64,
+    pub bytes: B,
+}
+
+impl<B: AsRef<[u8]>> SliceMemory<B> {
+    fn range(&self, address: u64, len: usize) -> Result<core::ops::Range<usize>, OutsideRam> {
+        let start = usize::try_from(address.checked_sub(self.base).ok_or(OutsideRam)?).map_err(|_| OutsideRam)?;
+        let end = start.checked_add(len).ok_or(OutsideRam)?;
+        if end > self.bytes.as_ref().len() {
+            return Err(OutsideRam);
+        }
+        Ok(start..end)
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Memory for SliceMemory<B> {
+    fn read(&self, address: u64, out: &mut [u8]) -> Result<(), OutsideRam> {
+        out.copy_from_slice(&self.bytes.as_ref()[self.range(address, out.len())?]);
+        Ok(())
+    }
+
+    fn write(&mut self, address: u64, data: &[u8]) -> Result<(), OutsideRam> {
+        let range = self.range(address, data.len())?;
+        self.bytes.as_mut()[range].copy_from_slice(data);
+        Ok(())
     }
 }
 
@@ -317,21 +346,21 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    /// Guest RAM at [0x4000_0000, +64 KiB).
-    struct Ram(Vec<u8>);
+    /// Guest RAM at [0x4000_0000, +64 KiB), with the helpers the tests write it with.
+    type Ram = SliceMemory<Vec<u8>>;
     const BASE: u64 = 0x4000_0000;
 
-    impl Ram {
+    trait Driver {
+        fn new() -> Self;
+        fn put(&mut self, address: u64, data: &[u8]);
+        fn desc(&mut self, table: u64, index: u64, address: u64, len: u32, flags: u16, next: u16);
+        fn offer(&mut self, queue: &Layout, slot: u16, head: u16, idx: u16);
+        fn u16_at(&self, address: u64) -> u16;
+    }
+
+    impl Driver for Ram {
         fn new() -> Self {
-            Self(vec![0; 0x10000])
-        }
-        fn range(&self, address: u64, len: usize) -> Result<core::ops::Range<usize>, OutsideRam> {
-            let start = address.checked_sub(BASE).ok_or(OutsideRam)? as usize;
-            let end = start.checked_add(len).ok_or(OutsideRam)?;
-            if end > self.0.len() {
-                return Err(OutsideRam);
-            }
-            Ok(start..end)
+            SliceMemory { base: BASE, bytes: vec![0; 0x10000] }
         }
         fn put(&mut self, address: u64, data: &[u8]) {
             self.write(address, data).unwrap();
@@ -352,18 +381,6 @@ mod tests {
             let mut b = [0; 2];
             self.read(address, &mut b).unwrap();
             u16::from_le_bytes(b)
-        }
-    }
-
-    impl Memory for Ram {
-        fn read(&self, address: u64, out: &mut [u8]) -> Result<(), OutsideRam> {
-            out.copy_from_slice(&self.0[self.range(address, out.len())?]);
-            Ok(())
-        }
-        fn write(&mut self, address: u64, data: &[u8]) -> Result<(), OutsideRam> {
-            let range = self.range(address, data.len())?;
-            self.0[range].copy_from_slice(data);
-            Ok(())
         }
     }
 

@@ -25,16 +25,8 @@ global_asm!(
     .global belfry_guest_exit
     .global belfry_guest_sync
 
-    // x0 = &mut [u64; 31], the guest's general registers; x1 = &mut ExitCounts, its exit counts.
-    // Returns the vector index in x0.
-belfry_enter_guest:
-    stp     x29, x30, [sp, #-16]!
-    stp     x27, x28, [sp, #-16]!
-    stp     x25, x26, [sp, #-16]!
-    stp     x23, x24, [sp, #-16]!
-    stp     x21, x22, [sp, #-16]!
-    stp     x19, x20, [sp, #-16]!
-    stp     x0, x1, [sp, #-16]!             // where the guest's registers go on exit; its counts
+    // The guest's general registers from its array (x0 = its address).
+    .macro load_registers
     ldp     x2, x3, [x0, #(2 * 8)]
     ldp     x4, x5, [x0, #(4 * 8)]
     ldp     x6, x7, [x0, #(6 * 8)]
@@ -51,6 +43,19 @@ belfry_enter_guest:
     ldp     x28, x29, [x0, #(28 * 8)]
     ldr     x30, [x0, #(30 * 8)]
     ldp     x0, x1, [x0, #(0 * 8)]
+    .endm
+
+    // x0 = &mut [u64; 31], the guest's general registers; x1 = &mut ExitCounts, its exit counts.
+    // Returns the vector index in x0.
+belfry_enter_guest:
+    stp     x29, x30, [sp, #-16]!
+    stp     x27, x28, [sp, #-16]!
+    stp     x25, x26, [sp, #-16]!
+    stp     x23, x24, [sp, #-16]!
+    stp     x21, x22, [sp, #-16]!
+    stp     x19, x20, [sp, #-16]!
+    stp     x0, x1, [sp, #-16]!             // where the guest's registers go on exit; its counts
+    load_registers
     eret
 
     // The guest's registers into its array (x1 = its address; the guest's x0 and x1 are on the
@@ -118,22 +123,7 @@ belfry_guest_sync:
     bl      belfry_short_exit
     cbnz    x0, 1f                          // 0: answered
     ldr     x0, [sp, #16]
-    ldp     x2, x3, [x0, #(2 * 8)]
-    ldp     x4, x5, [x0, #(4 * 8)]
-    ldp     x6, x7, [x0, #(6 * 8)]
-    ldp     x8, x9, [x0, #(8 * 8)]
-    ldp     x10, x11, [x0, #(10 * 8)]
-    ldp     x12, x13, [x0, #(12 * 8)]
-    ldp     x14, x15, [x0, #(14 * 8)]
-    ldp     x16, x17, [x0, #(16 * 8)]
-    ldp     x18, x19, [x0, #(18 * 8)]
-    ldp     x20, x21, [x0, #(20 * 8)]
-    ldp     x22, x23, [x0, #(22 * 8)]
-    ldp     x24, x25, [x0, #(24 * 8)]
-    ldp     x26, x27, [x0, #(26 * 8)]
-    ldp     x28, x29, [x0, #(28 * 8)]
-    ldr     x30, [x0, #(30 * 8)]
-    ldp     x0, x1, [x0, #(0 * 8)]
+    load_registers
     add     sp, sp, #16                     // the guest's x0 and x1 slot
     eret
 1:  mov     x0, #{sync_aarch64}
