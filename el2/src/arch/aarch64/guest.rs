@@ -73,6 +73,13 @@ static LOADED: [Loaded; MAX_CPUS] = [const {
     Loaded { lock: spin::Mutex::new(()), el1: AtomicUsize::new(0), fp: AtomicUsize::new(0), pauth: AtomicUsize::new(0) }
 }; MAX_CPUS];
 
+/// This CPU's [`Loaded`]. A CPU's index is below `MAX_CPUS` (boot numbers only the CPUs it
+/// starts); the mask, as in the exception vector, keeps a broken index from reaching past the
+/// array, and a slot always exists, so no caller has a "no slot" case to get wrong.
+fn this_cpu_loaded() -> &'static Loaded {
+    &LOADED[cpu::index() & (MAX_CPUS - 1)]
+}
+
 /// Per-VCPU architectural state.
 pub struct VcpuArch {
     /// The guest's EL1 registers; boxed so `LOADED` can name them by a stable address. While
@@ -133,7 +140,7 @@ impl VcpuArch {
 
     /// Whether this CPU's EL1 registers are this VCPU's (newer than `el1`).
     fn el1_live(&self) -> bool {
-        LOADED.get(cpu::index()).is_some_and(|slot| slot.el1.load(Ordering::Relaxed) == self.el1_address())
+        this_cpu_loaded().el1.load(Ordering::Relaxed) == self.el1_address()
     }
 
     /// The guest's EL1 registers, brought up to date from the CPU when they are live there
@@ -150,9 +157,7 @@ impl VcpuArch {
     fn el1_mut(&mut self) -> &mut El1State {
         if self.el1_live() {
             self.el1.save();
-            if let Some(slot) = LOADED.get(cpu::index()) {
-                slot.el1.store(0, Ordering::Relaxed);
-            }
+            this_cpu_loaded().el1.store(0, Ordering::Relaxed);
         }
         &mut self.el1
     }
@@ -169,7 +174,7 @@ impl VcpuArch {
     /// Makes the CPU's EL1 registers this VCPU's: saves the previous owner's, loads ours.
     /// Returns whether they were loaded (the VCPU's stage-2 registers must be too).
     fn load_el1(&mut self) -> bool {
-        let Some(slot) = LOADED.get(cpu::index()) else { return false };
+        let slot = this_cpu_loaded();
         let me = self.el1_address();
         if slot.el1.load(Ordering::Relaxed) == me {
             return false;
@@ -206,7 +211,7 @@ impl Drop for VcpuArch {
 /// Makes this VCPU's pointer-authentication keys the ones in the CPU: saves the previous
 /// owner's, loads ours; nothing when they are already ours.
 fn switch_pauth(context: &mut Context) {
-    let Some(slot) = LOADED.get(cpu::index()) else { return };
+    let slot = this_cpu_loaded();
     let me = &mut *context.arch.pauth as *mut world::PauthKeys;
     if slot.pauth.load(Ordering::Relaxed) == me as usize {
         return;
@@ -274,7 +279,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     }
     prepare_debug(&context.arch.debug);
     let me = &*context.arch.fp as *const FpState as usize;
-    let fp_live = LOADED.get(cpu::index()).is_some_and(|slot| slot.fp.load(Ordering::Relaxed) == me);
+    let fp_live = this_cpu_loaded().fp.load(Ordering::Relaxed) == me;
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
     let pauth = world::has_pauth();
@@ -661,7 +666,7 @@ pub fn inject(context: &mut Context, exception: GuestException) {
 
 /// The guest touched FP/SIMD while another VCPU's registers were live: swap them.
 fn switch_fp(context: &mut Context) {
-    let Some(slot) = LOADED.get(cpu::index()) else { return };
+    let slot = this_cpu_loaded();
     let me = &mut *context.arch.fp as *mut FpState;
     let _guard = slot.lock.lock();
     let owner = slot.fp.swap(me as usize, Ordering::Relaxed) as *mut FpState;
