@@ -365,6 +365,8 @@ fn schedule(deadline: Option<Deadline>) {
                 let Some(next) = next else { return };
                 let to = next.context.get();
                 let from = me.context.get();
+                // A guest's virtual interface is not left enabled under another thread.
+                crate::arch::aarch64::vgic::park();
                 // SAFETY: only this CPU touches these slots; `previous` keeps the thread we leave
                 // (and its stack) alive until the next thread has finished switching.
                 unsafe {
@@ -383,6 +385,7 @@ fn schedule(deadline: Option<Deadline>) {
                     core::hint::spin_loop();
                 } else {
                     crate::arch::aarch64::pmu::publish();
+                    crate::arch::aarch64::vgic::park();
                     crate::console::pump();
                     // A deadline of this CPU's is on the EL2 timer, whose interrupt ends the WFI.
                     aarch64_cpu::asm::wfi();

@@ -291,6 +291,12 @@ impl ListRegisters {
         self.lrs[..self.count].iter().any(|&lr| self.flavor.state(lr) == 0b01)
     }
 
+    /// Whether a list register asks for a maintenance interrupt at its interrupt's end.
+    pub fn wants_eoi_maintenance(&self) -> bool {
+        let eoi = self.flavor.eoi_bit();
+        self.lrs[..self.count].iter().any(|&lr| lr & eoi != 0)
+    }
+
     /// Whether `vector` is in a list register (pending, active or both).
     pub fn holds(&self, vector: u32) -> bool {
         self.live(vector).is_some()

@@ -118,11 +118,16 @@ impl<T: Copy, const N: usize> PacketRing<T, N> {
     pub unsafe fn pop(&self) -> Option<T> {
         let tail = self.tail.0.load(Ordering::Relaxed);
         // SAFETY: `consumer_head` belongs to the single consumer (the caller's contract).
-        if tail == self.consumer_head.0.with(|head| unsafe { *head }) {
-            let head = self.head.0.load(Ordering::Acquire);
+        let mut head = self.consumer_head.0.with(|head| unsafe { *head });
+        let refreshed = tail == head;
+        if refreshed {
+            head = self.head.0.load(Ordering::Acquire);
             // SAFETY: as above.
             self.consumer_head.0.with_mut(|cached| unsafe { *cached = head });
             if tail == head {
+                // Found empty, which a stale `head` can also say: see below.
+                fence(Ordering::SeqCst);
+                self.wake_waiting_producer();
                 return None;
             }
         }
@@ -131,13 +136,27 @@ impl<T: Copy, const N: usize> PacketRing<T, N> {
         // (acquire above), and it will not touch it again until we advance `tail`.
         let value = slot.with(|slot| unsafe { (*slot).assume_init_read() });
         self.tail.0.store(tail + 1, Ordering::Release);
-        // Pairs with the fence in `wait_for_space`: either the producer sees the new `tail`,
-        // or we see that it is waiting and wake it.
-        fence(Ordering::SeqCst);
+        // The wake-up protocol (see `wait_for_space`) is paid for only where a paused producer
+        // can be missed otherwise: when our view of the ring says it was full, and when we
+        // have just re-read `head`. A producer pauses only after seeing the ring full with
+        // `tail` = t (its `head` is t + N). If our view at the pop of slot t holds all N, we
+        // fence here; if it holds fewer, our next re-read of `head` comes at a `tail` past t
+        // (we pop the window we hold first), and the fence there either shows us the producer
+        // waiting or showed the producer our later `tail` (so it did not pause). Elsewhere a
+        // plain load of the flag suffices: it may miss a pause only until that re-read (which
+        // fences whether or not it finds packets).
+        if refreshed || head - tail == N as u64 {
+            // Pairs with the fence in `wait_for_space`.
+            fence(Ordering::SeqCst);
+        }
+        self.wake_waiting_producer();
+        Some(value)
+    }
+
+    fn wake_waiting_producer(&self) {
         if self.producer_waiting.load(Ordering::Relaxed) {
             self.space.notify_all();
         }
-        Some(value)
     }
 
     /// Packets queued and not yet dequeued.
@@ -310,6 +329,47 @@ mod loom_tests {
             }
             producer.join().unwrap();
             assert_eq!(got, vec![7, 8]);
+        });
+    }
+
+    /// Three packets through a two-slot ring: the consumer's pops where its view of the ring
+    /// is not full skip the fence, and a paused producer is still always resumed (its pause
+    /// is seen at the consumer's next re-read of `head` at the latest).
+    #[test]
+    fn pause_and_resume_with_a_partial_view() {
+        let mut builder = loom::model::Builder::new();
+        // Three preemptions cover every interleaving of the one pause (the whole space takes
+        // minutes).
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let ring = Arc::new(PacketRing::<u32, 2>::new());
+            let producer = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    for value in [7, 8, 9] {
+                        loop {
+                            // SAFETY: the only producer.
+                            match unsafe { ring.push(value) } {
+                                Ok(()) => break,
+                                Err(PushError::Full) => {
+                                    assert!(ring.wait_for_space(crate::sync::INFINITE, || false));
+                                }
+                                Err(PushError::Closed) => unreachable!(),
+                            }
+                        }
+                    }
+                })
+            };
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                // SAFETY: the only consumer.
+                match unsafe { ring.pop() } {
+                    Some(value) => got.push(value),
+                    None => loom::thread::yield_now(),
+                }
+            }
+            producer.join().unwrap();
+            assert_eq!(got, vec![7, 8, 9]);
         });
     }
 

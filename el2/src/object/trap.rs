@@ -12,8 +12,8 @@ use super::port::{Port, TrapRing};
 use super::vmar::GUEST_PHYSICAL_SIZE;
 use super::MAX_VCPUS_PER_GUEST;
 use super::{Status, ZxResult};
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 /// `ZX_GUEST_TRAP_BELL`.
 pub const GUEST_TRAP_BELL: u32 = 0;
@@ -94,10 +94,11 @@ impl Drop for Trap {
     }
 }
 
-/// The traps of one guest, by address.
+/// The traps of one guest, by address: a sorted vector (traps never overlap), so the exit
+/// path finds one with a binary search over contiguous memory.
 #[derive(Debug, Default)]
 pub struct TrapMap {
-    traps: BTreeMap<u64, Arc<Trap>>,
+    traps: Vec<Arc<Trap>>,
 }
 
 impl TrapMap {
@@ -110,8 +111,9 @@ impl TrapMap {
         if end > GUEST_PHYSICAL_SIZE {
             return Err(Status::OUT_OF_RANGE);
         }
-        let before = self.traps.range(..end).next_back();
-        if before.is_some_and(|(_, trap)| trap.overlaps(addr, end)) {
+        // The last trap starting before `end` is the only one that can overlap.
+        let before = self.traps.partition_point(|trap| trap.addr < end);
+        if before > 0 && self.traps[before - 1].overlaps(addr, end) {
             return Err(Status::ALREADY_EXISTS);
         }
         Ok(end)
@@ -121,24 +123,26 @@ impl TrapMap {
     pub fn insert(&mut self, trap: Trap) -> ZxResult<Arc<Trap>> {
         self.check(trap.addr, trap.size)?;
         let trap = Arc::new(trap);
-        self.traps.insert(trap.addr, trap.clone());
+        self.insert_shared(trap.clone());
         Ok(trap)
     }
 
     /// Inserts an existing trap (copy-on-write clones of the map).
     pub(super) fn insert_shared(&mut self, trap: Arc<Trap>) {
-        self.traps.insert(trap.addr, trap);
+        let at = self.traps.partition_point(|t| t.addr < trap.addr);
+        self.traps.insert(at, trap);
     }
 
     /// The trap covering `address`.
     pub fn find(&self, address: u64) -> Option<&Arc<Trap>> {
-        let (_, trap) = self.traps.range(..=address).next_back()?;
-        (address < trap.addr + trap.size).then_some(trap)
+        let after = self.traps.partition_point(|trap| trap.addr <= address);
+        let trap = self.traps.get(after.checked_sub(1)?)?;
+        (address - trap.addr < trap.size).then_some(trap)
     }
 
-    /// Every trap.
+    /// Every trap, by address.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Trap>> {
-        self.traps.values()
+        self.traps.iter()
     }
 }
 

@@ -11,7 +11,7 @@
 //! while another VCPU's FP registers are live on this CPU (lazy switching).
 
 use super::cpu;
-use super::vgic::Vgic;
+use super::vgic::{Interface, Vgic};
 use super::world::{self, El1State, FpState};
 use crate::debug::DebugState;
 use crate::inject::GuestException;
@@ -65,12 +65,21 @@ fn counter_to_ns(ticks: u64) -> i64 {
 struct Loaded {
     lock: spin::Mutex<()>,
     el1: AtomicUsize,
+    /// The virtual GIC interface's control and active-priority registers: they change owner
+    /// with `el1`, always together (so `el1` being ours says that they are ours too).
+    gic: AtomicUsize,
     fp: AtomicUsize,
     pauth: AtomicUsize,
 }
 
 static LOADED: [Loaded; MAX_CPUS] = [const {
-    Loaded { lock: spin::Mutex::new(()), el1: AtomicUsize::new(0), fp: AtomicUsize::new(0), pauth: AtomicUsize::new(0) }
+    Loaded {
+        lock: spin::Mutex::new(()),
+        el1: AtomicUsize::new(0),
+        gic: AtomicUsize::new(0),
+        fp: AtomicUsize::new(0),
+        pauth: AtomicUsize::new(0),
+    }
 }; MAX_CPUS];
 
 /// This CPU's [`Loaded`]. A CPU's index is below `MAX_CPUS` (boot numbers only the CPUs it
@@ -171,6 +180,17 @@ impl VcpuArch {
         }
     }
 
+    /// Whether the guest's virtual timer has fired. Live in the CPU, its CNTV_CTL_EL0 says so
+    /// alone (ISTATUS is the timer condition, kept by the hardware whether the guest runs or
+    /// not): one register read, no counter read.
+    fn virtual_timer_fired(&self) -> bool {
+        if self.el1_live() {
+            world::read_virtual_timer_control() & 0b111 == 0b101
+        } else {
+            timer_fired((self.el1.cntv_ctl, self.el1.cntv_cval))
+        }
+    }
+
     /// Makes the CPU's EL1 registers this VCPU's: saves the previous owner's, loads ours.
     /// Returns whether they were loaded (the VCPU's stage-2 registers must be too).
     fn load_el1(&mut self) -> bool {
@@ -187,8 +207,16 @@ impl VcpuArch {
             // this CPU, which runs us).
             unsafe { (*owner).save() };
         }
+        let gic_owner = slot.gic.load(Ordering::Relaxed) as *mut Interface;
+        if !gic_owner.is_null() {
+            // SAFETY: as for `owner`: the same VCPU's boxed interface registers.
+            unsafe { (*gic_owner).save() };
+        }
         // SAFETY: EL2 between guest runs; our own registers.
         unsafe { self.el1.restore() };
+        let interface = self.vgic.interface();
+        interface.restore();
+        slot.gic.store(interface as *mut Interface as usize, Ordering::Relaxed);
         slot.el1.store(me, Ordering::Relaxed);
         true
     }
@@ -199,9 +227,10 @@ impl Drop for VcpuArch {
         let el1 = self.el1_address();
         let fp = &*self.fp as *const FpState as usize;
         let keys = &*self.pauth as *const world::PauthKeys as usize;
+        let gic = self.vgic.interface() as *mut Interface as usize;
         for slot in &LOADED {
             let _guard = slot.lock.lock();
-            for (owner, me) in [(&slot.el1, el1), (&slot.fp, fp), (&slot.pauth, keys)] {
+            for (owner, me) in [(&slot.el1, el1), (&slot.gic, gic), (&slot.fp, fp), (&slot.pauth, keys)] {
                 let _ = owner.compare_exchange(me, 0, Ordering::Relaxed, Ordering::Relaxed);
             }
         }
@@ -297,7 +326,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     // handled) the same expiry is not raised again; the guest's EOI asks for maintenance, and
     // the entry after it looks at the level afresh (F12: raising it while active made it
     // active-and-pending, and a guest that exited inside its handler took one expiry twice).
-    let fired = timer_fired(context.arch.virtual_timer());
+    let fired = context.arch.virtual_timer_fired();
     if fired && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
         signals.raise(VIRTUAL_TIMER_INTID);
     }
@@ -315,7 +344,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         super::timer::set_guest_timer(None);
     }
     context.arch.vgic.fill(signals);
-    context.arch.vgic.load();
+    context.arch.vgic.load(loaded);
     ELR_EL2.set(context.pc);
     SPSR_EL2.set(pstate);
     let ras = world::has_ras();
@@ -345,7 +374,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
 }
 
 fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
-    if timer_fired(context.arch.virtual_timer()) && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
+    if context.arch.virtual_timer_fired() && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
         signals.raise(VIRTUAL_TIMER_INTID);
     }
     match kind & 3 {

@@ -4,27 +4,135 @@
 //! decided by the hardware-free allocator in [`crate::vgic`]; this file moves its words in and
 //! out of the hardware. The guest acknowledges and ends its interrupts in the virtual
 //! interface: no exit.
+//!
+//! The hardware is touched only where something changed (issue 13's exit path):
+//! - The control and active-priority registers ([`Interface`]) change only by the guest, and
+//!   nothing at EL2 reads them: they follow the VCPU's EL1 registers, saved and loaded only
+//!   when another VCPU takes the CPU (`guest.rs`'s `load_el1`).
+//! - A list register holding nothing stays holding nothing while the guest runs (only EL2
+//!   writes list registers): when none held anything at entry, the exit reads none, and the
+//!   next entry writes none if none is to hold anything (unless another VCPU had the CPU in
+//!   between). Otherwise all of them are moved, as comparing each costs more instructions
+//!   than it saves.
+//! - ICH_HCR_EL2 / GICH_HCR is per CPU (`HCR_LOADED`): written at entry only when it differs;
+//!   read and cleared at exit only when it asked for maintenance (its EOIcount matters only
+//!   with spilled interrupts, which set LRENPIE). Left at En alone while EL2 handles the exit,
+//!   it can raise nothing (no maintenance request); [`park`] clears it whenever EL2 runs
+//!   another thread or sleeps.
 
 use crate::irq::VIRTUAL_TIMER_INTID;
+use crate::machine::MAX_CPUS;
 use crate::object::signals::Signals;
-use crate::vgic::{Flavor, ListRegisters};
+use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::vgic::{Flavor, ListRegisters, HCR_EN};
 use aarch64_cpu::registers::{
     Readable, Writeable, ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2, ICH_AP1R1_EL2,
     ICH_AP1R2_EL2, ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2,
     ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
 };
+use alloc::boxed::Box;
+
+/// Per CPU: the control word ICH_HCR_EL2 / GICH_HCR holds now (0 after boot: disabled), with
+/// [`LR_MAINTENANCE`].
+static HCR_LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Not a register bit (ICH_HCR_EL2's upper half is RES0, GICH_HCR is 32 bits): in
+/// `HCR_LOADED`, a list register asks for EOI maintenance. Its interrupt ended, the register
+/// keeps signalling maintenance (EISR) while the interface is enabled, so the exit must then
+/// disable the interface as for the control word's own requests.
+const LR_MAINTENANCE: u64 = 1 << 63;
+
+fn hcr_loaded() -> &'static AtomicU64 {
+    &HCR_LOADED[super::cpu::index() & (MAX_CPUS - 1)]
+}
+
+fn write_hcr(v3: bool, hcr: u64) {
+    if v3 {
+        ICH_HCR_EL2.set(hcr);
+    } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
+        gich.hcr.set(hcr as u32);
+    }
+}
+
+/// Disables this CPU's virtual interface if a guest left it enabled: EL2 is about to run
+/// another thread or sleep.
+pub fn park() {
+    let loaded = hcr_loaded();
+    if loaded.load(Ordering::Relaxed) != 0 {
+        write_hcr(crate::irq::is_gicv3(), 0);
+        loaded.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The virtual interface's registers that only the guest changes: the virtual machine
+/// control register and the active priorities. Every one a guest can set is switched: a
+/// guest that leaves group-0 priorities active (ICC_AP0R0_EL1 = ~0) must not mask the next
+/// guest. Boxed in [`Vgic`], so the CPU's owner slot can name it by a stable address.
+#[derive(Debug)]
+pub struct Interface {
+    vmcr: u64,
+    /// GICv3 ICH_AP0Rn (group 0) and ICH_AP1Rn (group 1), `apr_count` of each; GICv2 GICH_APR
+    /// in `ap1[0]`.
+    ap0: [u64; 4],
+    ap1: [u64; 4],
+    apr_count: usize,
+    v3: bool,
+}
+
+impl Interface {
+    /// Reads the registers back from the CPU.
+    pub fn save(&mut self) {
+        if self.v3 {
+            self.vmcr = ICH_VMCR_EL2.get();
+            self.ap0[0] = ICH_AP0R0_EL2.get();
+            self.ap1[0] = ICH_AP1R0_EL2.get();
+            if self.apr_count > 1 {
+                self.ap0[1] = ICH_AP0R1_EL2.get();
+                self.ap1[1] = ICH_AP1R1_EL2.get();
+            }
+            if self.apr_count > 2 {
+                self.ap0[2] = ICH_AP0R2_EL2.get();
+                self.ap1[2] = ICH_AP1R2_EL2.get();
+                self.ap0[3] = ICH_AP0R3_EL2.get();
+                self.ap1[3] = ICH_AP1R3_EL2.get();
+            }
+        } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
+            self.vmcr = u64::from(gich.vmcr.get());
+            self.ap1[0] = u64::from(gich.apr.get());
+        }
+    }
+
+    /// Loads the registers into the CPU.
+    pub fn restore(&self) {
+        if self.v3 {
+            ICH_VMCR_EL2.set(self.vmcr);
+            ICH_AP0R0_EL2.set(self.ap0[0]);
+            ICH_AP1R0_EL2.set(self.ap1[0]);
+            if self.apr_count > 1 {
+                ICH_AP0R1_EL2.set(self.ap0[1]);
+                ICH_AP1R1_EL2.set(self.ap1[1]);
+            }
+            if self.apr_count > 2 {
+                ICH_AP0R2_EL2.set(self.ap0[2]);
+                ICH_AP1R2_EL2.set(self.ap1[2]);
+                ICH_AP0R3_EL2.set(self.ap0[3]);
+                ICH_AP1R3_EL2.set(self.ap1[3]);
+            }
+        } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
+            gich.vmcr.set(self.vmcr as u32);
+            gich.apr.set(self.ap1[0] as u32);
+        }
+    }
+}
 
 /// See the module documentation.
 #[derive(Debug)]
 pub struct Vgic {
     regs: ListRegisters,
-    vmcr: u64,
-    /// Active priorities: GICv3 ICH_AP0Rn (group 0) and ICH_AP1Rn (group 1), `apr_count` of
-    /// each; GICv2 GICH_APR in `ap1[0]`. Every one a guest can set is switched: a guest that
-    /// leaves group-0 priorities active (ICC_AP0R0_EL1 = ~0) must not mask the next guest.
-    ap0: [u64; 4],
-    ap1: [u64; 4],
-    apr_count: usize,
+    /// No list register held anything at the last entry (so none does now: only EL2 writes
+    /// them).
+    hardware_empty: bool,
+    interface: Box<Interface>,
     v3: bool,
 }
 
@@ -60,7 +168,13 @@ impl Vgic {
             (ListRegisters::new(Flavor::V2, count).with_eoi_on(VIRTUAL_TIMER_INTID), (0x1f << 27) | 0b11)
         };
         let apr_count = if v3 { active_priority_registers(ICH_VTR_EL2.get()) } else { 1 };
-        Self { regs, vmcr, ap0: [0; 4], ap1: [0; 4], apr_count, v3 }
+        let interface = Box::new(Interface { vmcr, ap0: [0; 4], ap1: [0; 4], apr_count, v3 });
+        Self { regs, hardware_empty: true, interface, v3 }
+    }
+
+    /// The registers that follow the VCPU's EL1 registers (see the module documentation).
+    pub fn interface(&mut self) -> &mut Interface {
+        &mut self.interface
     }
 
     /// Moves pending vectors into the list registers and sets the maintenance requests (the
@@ -79,78 +193,76 @@ impl Vgic {
         self.regs.has_pending()
     }
 
-    /// Loads the interface before entering the guest.
-    pub fn load(&self) {
-        let count = self.regs.count();
-        let lrs = &self.regs.lrs;
-        if self.v3 {
-            macro_rules! write_lrs {
-                ($($index:literal => $register:ident),*) => {
-                    $(if $index < count { $register.set(lrs[$index]); })*
-                };
+    /// Loads the list registers and the control word before entering the guest. The list
+    /// registers are written unless they hold nothing and are to hold nothing (and no other
+    /// VCPU had the CPU in between: `all`).
+    pub fn load(&mut self, all: bool) {
+        let loaded = hcr_loaded();
+        let hcr = self.regs.hcr;
+        let empty = self.regs.lrs.iter().fold(0, |any, &lr| any | lr) == 0;
+        if all || !(empty && self.hardware_empty) {
+            let count = self.regs.count();
+            let lrs = &self.regs.lrs;
+            if self.v3 {
+                macro_rules! write_lrs {
+                    ($($index:literal => $register:ident),*) => {
+                        $(if $index < count { $register.set(lrs[$index]); })*
+                    };
+                }
+                write_lrs!(0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2, 4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2);
+            } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
+                for (index, lr) in lrs[..count].iter().enumerate() {
+                    gich.lr[index].set(*lr as u32);
+                }
             }
-            write_lrs!(0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2, 4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2);
-            ICH_VMCR_EL2.set(self.vmcr);
-            ICH_AP0R0_EL2.set(self.ap0[0]);
-            ICH_AP1R0_EL2.set(self.ap1[0]);
-            if self.apr_count > 1 {
-                ICH_AP0R1_EL2.set(self.ap0[1]);
-                ICH_AP1R1_EL2.set(self.ap1[1]);
-            }
-            if self.apr_count > 2 {
-                ICH_AP0R2_EL2.set(self.ap0[2]);
-                ICH_AP1R2_EL2.set(self.ap1[2]);
-                ICH_AP0R3_EL2.set(self.ap0[3]);
-                ICH_AP1R3_EL2.set(self.ap1[3]);
-            }
-            ICH_HCR_EL2.set(self.regs.hcr);
-        } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
-            for (index, lr) in lrs[..count].iter().enumerate() {
-                gich.lr[index].set(*lr as u32);
-            }
-            gich.vmcr.set(self.vmcr as u32);
-            gich.apr.set(self.ap1[0] as u32);
-            gich.hcr.set(self.regs.hcr as u32);
+        }
+        self.hardware_empty = empty;
+        let wanted = if !empty && self.regs.wants_eoi_maintenance() { hcr | LR_MAINTENANCE } else { hcr };
+        let now = loaded.load(Ordering::Relaxed);
+        if all || now & !LR_MAINTENANCE != hcr {
+            write_hcr(self.v3, hcr);
+        }
+        if now != wanted {
+            loaded.store(wanted, Ordering::Relaxed);
         }
     }
 
-    /// Saves the interface after the guest exits, and disables it.
+    /// Reads back, after the guest exits, the list registers if they held something and, when
+    /// it asked for maintenance, the control word (which is then cleared).
     pub fn save(&mut self) {
-        let count = self.regs.count();
-        let hcr;
-        if self.v3 {
-            let lrs = &mut self.regs.lrs;
-            macro_rules! read_lrs {
-                ($($index:literal => $register:ident),*) => {
-                    $(if $index < count { lrs[$index] = $register.get(); })*
-                };
-            }
-            read_lrs!(0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2, 4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2);
-            self.vmcr = ICH_VMCR_EL2.get();
-            self.ap0[0] = ICH_AP0R0_EL2.get();
-            self.ap1[0] = ICH_AP1R0_EL2.get();
-            if self.apr_count > 1 {
-                self.ap0[1] = ICH_AP0R1_EL2.get();
-                self.ap1[1] = ICH_AP1R1_EL2.get();
-            }
-            if self.apr_count > 2 {
-                self.ap0[2] = ICH_AP0R2_EL2.get();
-                self.ap1[2] = ICH_AP1R2_EL2.get();
-                self.ap0[3] = ICH_AP0R3_EL2.get();
-                self.ap1[3] = ICH_AP1R3_EL2.get();
-            }
-            hcr = ICH_HCR_EL2.get();
-            ICH_HCR_EL2.set(0);
-        } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
-            for index in 0..count {
-                self.regs.lrs[index] = u64::from(gich.lr[index].get());
-            }
-            self.vmcr = u64::from(gich.vmcr.get());
-            self.ap1[0] = u64::from(gich.apr.get());
-            hcr = u64::from(gich.hcr.get());
-            gich.hcr.set(0);
-        } else {
+        let loaded = hcr_loaded();
+        let mut hcr = loaded.load(Ordering::Relaxed);
+        if self.hardware_empty && hcr & !HCR_EN == 0 {
+            // No register held anything, so none does, and no maintenance was asked for (no
+            // spilled interrupt whose end EOIcount would count): nothing to read.
+            self.regs.hcr = 0;
             return;
+        }
+        if !self.hardware_empty {
+            let count = self.regs.count();
+            let lrs = &mut self.regs.lrs;
+            if self.v3 {
+                macro_rules! read_lrs {
+                    ($($index:literal => $register:ident),*) => {
+                        $(if $index < count { lrs[$index] = $register.get(); })*
+                    };
+                }
+                read_lrs!(0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2, 4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2);
+            } else if let Some((gich, _)) = crate::irq::gicv2_virtual_interface() {
+                for (index, lr) in lrs[..count].iter_mut().enumerate() {
+                    *lr = u64::from(gich.lr[index].get());
+                }
+            }
+        }
+        if hcr & !HCR_EN != 0 {
+            // A maintenance request (of the control word or of a list register).
+            hcr = if self.v3 {
+                ICH_HCR_EL2.get()
+            } else {
+                crate::irq::gicv2_virtual_interface().map_or(0, |(gich, _)| u64::from(gich.hcr.get()))
+            };
+            write_hcr(self.v3, 0);
+            loaded.store(0, Ordering::Relaxed);
         }
         self.regs.saved(hcr);
     }

@@ -313,6 +313,12 @@ pub fn read_virtual_timer() -> (u64, u64) {
     (ctl, cval)
 }
 
+/// The guest's CNTV_CTL_EL0 as the CPU holds it (ENABLE, IMASK, ISTATUS).
+pub fn read_virtual_timer_control() -> u64 {
+    use aarch64_cpu::registers::{Readable, CNTV_CTL_EL0};
+    CNTV_CTL_EL0.get()
+}
+
 /// Whether the CPU has FEAT_RAS (ID_AA64PFR0_EL1.RAS): then a guest's DISR_EL1 is VDISR_EL2
 /// (HCR_EL2.AMO is set), which must be switched with the VCPU.
 pub fn has_ras() -> bool {
