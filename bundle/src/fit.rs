@@ -6,7 +6,11 @@
 //! (`algo = "sha256"`, `value`); `/configurations/NAME` nodes name the images that go together
 //! (`kernel`, `ramdisk`, `fdt`). Belfry reads each configuration as one VM and adds its own
 //! properties to it: `belfry,name`, `belfry,vcpus`, `belfry,memory` (bytes, one or two cells),
-//! `belfry,cpus` (host CPU indices) and `belfry,cmdline`.
+//! `belfry,cpus` (host CPU indices), `belfry,cmdline`, and its devices: `belfry,disk` (the name
+//! of an image, sha256-checked like the others, that is the VM's virtio-blk disk),
+//! `belfry,console` (`"pl011"`, the default, or `"virtio"`: the console is virtio-console's
+//! hvc0) and `belfry,net` (the name of a link: VMs naming the same link are joined by
+//! virtio-net).
 //!
 //! One configuration's fault refuses that VM only ([`VmError`]); only a bundle that is not a
 //! FIT at all is refused whole ([`BundleError`]). Every image a VM uses must carry a sha256
@@ -71,6 +75,20 @@ pub enum VmError {
     BadCpus,
     /// `belfry,cmdline` is not a string, or longer than [`MAX_CMDLINE`].
     BadCmdline,
+    /// `belfry,console` is not `"pl011"` or `"virtio"`.
+    BadConsole,
+    /// `belfry,net` is not a link name (1 to 32 characters of `[A-Za-z0-9._-]`).
+    BadNet,
+}
+
+/// Which device is the VM's console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConsoleKind {
+    /// The PL011 UART (ttyAMA0).
+    #[default]
+    Pl011,
+    /// virtio-console's first port (hvc0); the PL011 stays, for early output.
+    Virtio,
 }
 
 /// What is wrong with a kernel.
@@ -104,6 +122,11 @@ pub struct VmSpec<'a> {
     pub kernel_kind: KernelKind,
     pub ramdisk: Option<&'a [u8]>,
     pub fdt: Option<&'a [u8]>,
+    /// The virtio-blk disk's image.
+    pub disk: Option<&'a [u8]>,
+    pub console: ConsoleKind,
+    /// The virtio-net link the VM is on.
+    pub net: Option<String>,
 }
 
 /// One configuration: its VM's name and the VM, or why it is refused.
@@ -270,7 +293,31 @@ fn read_vm<'a>(
     };
     let ramdisk = referenced(tree, blob, images, configuration, "ramdisk")?.map(|(_, d)| d);
     let fdt = referenced(tree, blob, images, configuration, "fdt")?.map(|(_, d)| d);
-    Ok(VmSpec { name: String::from(name), vcpus, memory, cpus, cmdline, kernel, kernel_kind, ramdisk, fdt })
+    let disk = referenced(tree, blob, images, configuration, "belfry,disk")?.map(|(_, d)| d);
+    let console = match tree.property(configuration, "belfry,console").map(string) {
+        None | Some(Some("pl011")) => ConsoleKind::Pl011,
+        Some(Some("virtio")) => ConsoleKind::Virtio,
+        Some(_) => return Err(VmError::BadConsole),
+    };
+    let net = match tree.property(configuration, "belfry,net").map(string) {
+        None => None,
+        Some(Some(link)) if valid_name(link) => Some(String::from(link)),
+        Some(_) => return Err(VmError::BadNet),
+    };
+    Ok(VmSpec {
+        name: String::from(name),
+        vcpus,
+        memory,
+        cpus,
+        cmdline,
+        kernel,
+        kernel_kind,
+        ramdisk,
+        fdt,
+        disk,
+        console,
+        net,
+    })
 }
 
 impl core::fmt::Display for BundleError {
@@ -304,6 +351,8 @@ impl core::fmt::Display for VmError {
             VmError::BadMemory(m) => write!(f, "its memory size {m:#x} is not a positive multiple of 2 MiB"),
             VmError::BadCpus => write!(f, "its belfry,cpus placement is malformed or names a CPU past {MAX_HOST_CPUS}"),
             VmError::BadCmdline => write!(f, "its command line is not a string of at most {MAX_CMDLINE} bytes"),
+            VmError::BadConsole => write!(f, "its belfry,console is not \"pl011\" or \"virtio\""),
+            VmError::BadNet => write!(f, "its belfry,net is not a link name (1 to {MAX_NAME} of A-Z a-z 0-9 . _ -)"),
         }
     }
 }

@@ -21,7 +21,7 @@ pub mod tree;
 #[cfg(any(test, feature = "std"))]
 pub mod writer;
 
-pub use fit::{parse, Bundle, BundleError, Entry, KernelError, KernelKind, VmError, VmSpec};
+pub use fit::{parse, Bundle, BundleError, ConsoleKind, Entry, KernelError, KernelKind, VmError, VmSpec};
 
 #[cfg(test)]
 mod tests;

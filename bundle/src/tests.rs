@@ -50,6 +50,38 @@ fn a_packed_bundle_reads_back() {
     assert_eq!(b.kernel_kind, KernelKind::Raw { load: 0x4008_0000, entry: 0x4008_0000 });
 }
 
+#[test]
+fn devices_read_back_and_bad_ones_are_refused() {
+    let mut inputs = two();
+    inputs[0].disk = Some(vec![0xd1; 4096]);
+    inputs[0].virtio_console = true;
+    inputs[0].net = Some("lan0".into());
+    inputs[1].net = Some("lan0".into());
+    let blob = write(&inputs).unwrap();
+    let bundle = parse(&blob).unwrap();
+    let a = bundle.entries[0].vm.as_ref().unwrap();
+    assert_eq!((a.disk, a.console, a.net.as_deref()), (Some(&[0xd1u8; 4096][..]), ConsoleKind::Virtio, Some("lan0")));
+    let b = bundle.entries[1].vm.as_ref().unwrap();
+    assert_eq!((b.disk, b.console, b.net.as_deref()), (None, ConsoleKind::Pl011, Some("lan0")));
+    // The disk's sha256 is checked like every image's.
+    let mut corrupted = blob.clone();
+    let at = find(&corrupted, &[0xd1; 4096]);
+    corrupted[at + 4000] = 0;
+    assert_eq!(parse(&corrupted).unwrap().entries[0].vm, Err(VmError::HashMismatch("belfry,disk")));
+    let mut inputs = two();
+    inputs[0].net = Some("no spaces".into());
+    assert_eq!(parse(&write(&inputs).unwrap()).unwrap().entries[0].vm, Err(VmError::BadNet));
+    // A console that is neither: the property's value rewritten in place.
+    let mut inputs = two();
+    inputs[1].virtio_console = true;
+    let mut blob = write(&inputs).unwrap();
+    let at = find(&blob, b"virtio\0");
+    blob[at..at + 6].copy_from_slice(b"serial");
+    let bundle = parse(&blob).unwrap();
+    assert_eq!(bundle.entries[1].vm, Err(VmError::BadConsole));
+    assert!(bundle.entries[0].vm.is_ok());
+}
+
 /// Finds `needle` in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
     haystack.windows(needle.len()).position(|w| w == needle).unwrap()

@@ -20,6 +20,12 @@ pub struct VmInput {
     pub memory: Option<u64>,
     pub cpus: Option<Vec<u32>>,
     pub cmdline: Option<String>,
+    /// The virtio-blk disk image.
+    pub disk: Option<Vec<u8>>,
+    /// virtio-console (hvc0) as the console instead of the PL011.
+    pub virtio_console: bool,
+    /// The virtio-net link.
+    pub net: Option<String>,
 }
 
 fn image(fdt: &mut FdtWriter, node: &str, kind: &str, data: &[u8], load: Option<u64>) -> Result<(), vm_fdt::Error> {
@@ -62,6 +68,9 @@ pub fn write(vms: &[VmInput]) -> Result<Vec<u8>, String> {
         if let Some(dtb) = &vm.dtb {
             image(&mut fdt, &format!("fdt-{index}"), "flat_dt", dtb, None).map_err(e)?;
         }
+        if let Some(disk) = &vm.disk {
+            image(&mut fdt, &format!("disk-{index}"), "filesystem", disk, None).map_err(e)?;
+        }
     }
     fdt.end_node(images).map_err(e)?;
     let configurations = fdt.begin_node("configurations").map_err(e)?;
@@ -88,6 +97,15 @@ pub fn write(vms: &[VmInput]) -> Result<Vec<u8>, String> {
         }
         if let Some(cmdline) = &vm.cmdline {
             fdt.property_string("belfry,cmdline", cmdline).map_err(e)?;
+        }
+        if vm.disk.is_some() {
+            fdt.property_string("belfry,disk", &format!("disk-{index}")).map_err(e)?;
+        }
+        if vm.virtio_console {
+            fdt.property_string("belfry,console", "virtio").map_err(e)?;
+        }
+        if let Some(net) = &vm.net {
+            fdt.property_string("belfry,net", net).map_err(e)?;
         }
         fdt.end_node(conf).map_err(e)?;
     }

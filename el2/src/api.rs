@@ -6,7 +6,7 @@
 
 use crate::object::packet::{Packet, PortPacket, VcpuState};
 use crate::object::process::Process;
-use crate::object::trap::{GUEST_TRAP_BELL, GUEST_TRAP_MEM};
+use crate::object::trap::{BELFRY_GUEST_TRAP_BELL_WORDS, GUEST_TRAP_BELL, GUEST_TRAP_MEM};
 use crate::object::vcpu::{VcpuControl, BELFRY_VCPU_CONTROL, VCPU_STATE};
 use crate::object::{Rights, ZxResult};
 use crate::sync::Deadline;
@@ -108,6 +108,13 @@ impl<'p> Guest<'p> {
     /// An asynchronous BELL trap delivering to `port`.
     pub fn set_bell_trap(&self, address: u64, size: u64, port: &Port<'_>, key: u64) -> ZxResult {
         self.handle.process.guest_set_trap(self.handle.value, GUEST_TRAP_BELL, address, size, port.0.value, key)
+    }
+
+    /// Belfry extension: doorbell words inside a MEM trap, delivering to `port`
+    /// ([`BELFRY_GUEST_TRAP_BELL_WORDS`]).
+    pub fn set_bell_words(&self, address: u64, size: u64, port: &Port<'_>, key: u64) -> ZxResult {
+        let kind = BELFRY_GUEST_TRAP_BELL_WORDS;
+        self.handle.process.guest_set_trap(self.handle.value, kind, address, size, port.0.value, key)
     }
 }
 

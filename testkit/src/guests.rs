@@ -117,6 +117,25 @@ guest!(
 "#
 );
 
+// Doorbell words inside a MEM trap: ring the word at 0x50 (a 32-bit store of 7), store 9 to
+// the word after it (MEM), ring the word again with a byte store, then exit.
+guest!(
+    bell_words,
+    guest_bell_words_start,
+    guest_bell_words_end,
+    r#"
+    mov     x0, #0xffe000
+    mov     w1, #7
+    str     w1, [x0, #0x50]
+    mov     w1, #9
+    str     w1, [x0, #0x54]
+    strb    w1, [x0, #0x52]
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+"#
+);
+
 // 13. VcpuReadWriteState: add i to every x[i], 64 to sp, then compare sp with 128 and exit.
 guest!(
     read_write_state,

@@ -151,6 +151,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "set-trap-mem" => set_trap_mem(process, resource),
         "set-trap-bell" => set_trap_bell(process, resource),
         "set-trap-bell-drop" => set_trap_bell_drop(process, resource),
+        "bell-words" => bell_words(process, resource),
         "close-port" => close_port(process, resource),
         "read-write-state" => read_write_state(process, resource),
         "psci-system-off" => psci(process, resource, guests::psci_system_off(), Status::UNAVAILABLE),
@@ -252,6 +253,49 @@ fn set_trap_bell(process: &Process, resource: u32) -> Outcome {
         "set-trap-bell: the guest ran to its exit; the port holds BELL key {=u64:#x} addr {=u64:#x}",
         TRAP_KEY,
         TRAP_ADDR
+    );
+    Ok(())
+}
+
+/// Belfry's doorbell words (`BELFRY_GUEST_TRAP_BELL_WORDS`): a word of a MEM trap's page rings
+/// the port and the guest continues; the word next to it is still MEM; the API's checks.
+fn bell_words(process: &Process, resource: u32) -> Outcome {
+    const BELL_KEY: u64 = 0xbe11;
+    let f = fixture(process, resource, guests::bell_words())?;
+    let port = call("port_create", Port::create(process))?;
+    check(
+        "words outside a MEM trap: NOT_FOUND",
+        f.guest.set_bell_words(TRAP_ADDR + 0x50, 4, &port, BELL_KEY) == Err(Status::NOT_FOUND),
+    )?;
+    call("set_trap(mem)", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    check(
+        "a word not 4-aligned: INVALID_ARGS",
+        f.guest.set_bell_words(TRAP_ADDR + 0x52, 4, &port, BELL_KEY) == Err(Status::INVALID_ARGS),
+    )?;
+    call("set_trap(bell words)", f.guest.set_bell_words(TRAP_ADDR + 0x50, 4, &port, BELL_KEY))?;
+    check(
+        "overlapping words: ALREADY_EXISTS",
+        f.guest.set_bell_words(TRAP_ADDR + 0x4c, 8, &port, BELL_KEY) == Err(Status::ALREADY_EXISTS),
+    )?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let packet = call("vcpu_enter", vcpu.enter())?;
+    let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
+    check(
+        "the word after the doorbell is MEM: key, address, a 4-byte write of 9",
+        (key, mem.addr, mem.access_size, mem.read, mem.data) == (TRAP_KEY, TRAP_ADDR + 0x54, 4, false, 9),
+    )?;
+    expect_exit(&vcpu)?;
+    let first = call("port_wait", port.wait(0))?;
+    let second = call("port_wait", port.wait(0))?;
+    let bell = Packet::Bell { key: BELL_KEY, addr: TRAP_ADDR + 0x50 };
+    check("the first ring: a BELL packet for the word", first == bell)?;
+    check("the byte store into the word rang too", second == Packet::Bell { key: BELL_KEY, addr: TRAP_ADDR + 0x52 })?;
+    check("nothing else on the port", port.wait(0) == Err(Status::TIMED_OUT))?;
+    defmt::info!(
+        "bell-words: word {=u64:#x} rang BELL key {=u64:#x} twice (4- and 1-byte stores), {=u64:#x} stayed MEM",
+        TRAP_ADDR + 0x50,
+        BELL_KEY,
+        TRAP_ADDR + 0x54
     );
     Ok(())
 }

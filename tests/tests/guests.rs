@@ -23,6 +23,15 @@ fn vcpu_kick() {
     );
 }
 
+/// Belfry's doorbell words: a BELL on one word of a MEM trap's page (a virtio-mmio QueueNotify).
+#[test]
+fn bell_words_inside_a_mem_trap() {
+    run_guest_everywhere(
+        "bell-words",
+        &["bell-words: word 0xffe050 rang BELL key 0xbe11 twice (4- and 1-byte stores), 0xffe054 stayed MEM"],
+    );
+}
+
 /// 4. GuestSetTrapWithMem.
 #[test]
 fn guest_set_trap_with_mem() {

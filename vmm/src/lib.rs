@@ -29,6 +29,8 @@ pub mod fault;
 pub mod layout;
 pub mod loader;
 pub mod pl011;
+pub mod virtio_blk;
+pub mod virtio_mmio;
 pub mod virtqueue;
 #[cfg(target_os = "none")]
 pub mod vm;

@@ -108,6 +108,9 @@ mod tests {
             kernel_kind: kind,
             ramdisk,
             fdt: None,
+            disk: None,
+            console: bundle::ConsoleKind::Pl011,
+            net: None,
         }
     }
 

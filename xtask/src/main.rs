@@ -61,7 +61,8 @@ enum Task {
         #[arg(long)]
         out: PathBuf,
         /// One VM: name=N,kernel=PATH[,initrd=PATH][,dtb=PATH][,vcpus=N][,memory=SIZE]
-        /// [,cpus=A:B|A-B][,load=ADDR][,cmdline=STR] (cmdline takes the rest, commas included).
+        /// [,cpus=A:B|A-B][,load=ADDR][,disk=PATH][,console=virtio|pl011][,net=LINK]
+        /// [,cmdline=STR] (cmdline takes the rest, commas included).
         #[arg(long = "vm", required = true)]
         vms: Vec<String>,
     },

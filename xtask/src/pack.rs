@@ -1,10 +1,12 @@
 //! `cargo xtask pack`: a guest bundle (a FIT image) from VM specifications.
 //!
 //! A SPEC is `name=N,kernel=PATH[,initrd=PATH][,dtb=PATH][,vcpus=N][,memory=SIZE][,cpus=LIST]
-//! [,load=ADDR][,cmdline=STR]`: `memory` takes K, M or G suffixes, `cpus` is a list of host CPU
-//! indices separated by `:` or a range `A-B`, `load` makes the kernel a raw binary loaded and
-//! entered there (otherwise it must be an arm64 Image), and `cmdline` takes the rest of the
-//! SPEC, commas included. The bundle is read back and each VM's layout planned before it is
+//! [,load=ADDR][,disk=PATH][,console=virtio|pl011][,net=LINK][,cmdline=STR]`: `memory` takes
+//! K, M or G suffixes, `cpus` is a list of host CPU indices separated by `:` or a range `A-B`,
+//! `load` makes the kernel a raw binary loaded and entered there (otherwise it must be an arm64
+//! Image), `disk` is a disk image the VM gets as virtio-blk (`/dev/vda`), `console=virtio` makes
+//! virtio-console's hvc0 the VM's console, `net` joins the VM to the virtio-net link of that
+//! name (two VMs per link), and `cmdline` takes the rest of the SPEC, commas included. The bundle is read back and each VM's layout planned before it is
 //! written, so a bundle `pack` writes is one Belfry accepts.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -65,6 +67,15 @@ pub fn spec(text: &str) -> Result<VmInput> {
             "cpus" => vm.cpus = Some(cpu_list(value)?),
             "load" => vm.load = Some(parse_number(value)?),
             "cmdline" => vm.cmdline = Some(value.to_string()),
+            "disk" => vm.disk = Some(read(value)?),
+            "console" => {
+                vm.virtio_console = match value {
+                    "virtio" => true,
+                    "pl011" => false,
+                    other => bail!("console={other}: the consoles are virtio and pl011"),
+                }
+            }
+            "net" => vm.net = Some(value.to_string()),
             other => bail!("unknown SPEC field {other:?}"),
         }
     }
@@ -152,6 +163,16 @@ mod tests {
         assert!(spec(&format!("name=a,kernel={}", raw.display())).is_err(), "neither an Image nor load=");
         assert!(spec("kernel=/nonexistent").is_err());
         assert!(spec(&format!("name=a,kernel={},colour=red", raw.display())).is_err());
+        let devices = spec(&format!(
+            "name=d,kernel={0},load=0x40080000,disk={0},console=virtio,net=lan0,cmdline=root=/dev/vda",
+            raw.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            (devices.disk.as_deref(), devices.virtio_console, devices.net.as_deref(), devices.cmdline.as_deref()),
+            (Some(&[0x14u8, 0, 0, 0][..]), true, Some("lan0"), Some("root=/dev/vda"))
+        );
+        assert!(spec(&format!("name=a,kernel={},load=0,console=vga", raw.display())).is_err());
         let bundle = dir.join("b.itb");
         let summary = pack(&[vm], &bundle).unwrap();
         assert_eq!(

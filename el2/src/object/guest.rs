@@ -67,12 +67,28 @@ impl Guest {
         for (vcpu, _) in inner.vcpu_slots.iter().enumerate().filter(|(_, slot)| slot.used) {
             trap.add_vcpu(vcpu);
         }
-        let mut traps = TrapMap::clone_of(&inner.traps);
+        let mut traps = TrapMap::clone(&inner.traps);
         traps.insert(trap)?;
         inner.traps = Arc::new(traps);
         self.generation.fetch_add(1, Ordering::Release);
         // Pages of the range the guest already touched must fault again to reach the trap.
         self.vmar.evict(addr, size);
+        Ok(())
+    }
+
+    /// Adds doorbell words inside a MEM trap ([`super::trap::BELFRY_GUEST_TRAP_BELL_WORDS`]);
+    /// the MEM trap's pages are unmapped already.
+    pub fn set_bell_words(&self, addr: u64, size: u64, port: Arc<Port>, key: u64) -> ZxResult {
+        let mut inner = self.inner.lock();
+        inner.traps.check_words(addr, size)?;
+        let trap = Trap::new(TrapKind::Bell, addr, size, key, Some(port));
+        for (vcpu, _) in inner.vcpu_slots.iter().enumerate().filter(|(_, slot)| slot.used) {
+            trap.add_vcpu(vcpu);
+        }
+        let mut traps = TrapMap::clone(&inner.traps);
+        traps.insert_words(trap)?;
+        inner.traps = Arc::new(traps);
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -145,16 +161,5 @@ impl Guest {
         if let Some(slot) = self.inner.lock().vcpu_slots.get_mut(id) {
             *slot = Slot { used: false, power: Power::Off };
         }
-    }
-}
-
-impl TrapMap {
-    /// A copy sharing the traps themselves.
-    pub fn clone_of(other: &TrapMap) -> TrapMap {
-        let mut copy = TrapMap::default();
-        for trap in other.iter() {
-            copy.insert_shared(trap.clone());
-        }
-        copy
     }
 }

@@ -9,7 +9,7 @@ use super::handle::{HandleTable, HANDLE_INVALID};
 use super::packet::PortPacket;
 use super::port::Port;
 use super::resource::{Resource, RSRC_KIND_HYPERVISOR};
-use super::trap::{TrapKind, GUEST_TRAP_BELL, GUEST_TRAP_IO, GUEST_TRAP_MEM};
+use super::trap::{TrapKind, BELFRY_GUEST_TRAP_BELL_WORDS, GUEST_TRAP_BELL, GUEST_TRAP_IO, GUEST_TRAP_MEM};
 use super::vcpu::Vcpu;
 use super::vmar::Vmar;
 use super::vmo::Vmo;
@@ -168,6 +168,13 @@ impl Process {
     /// `zx_guest_set_trap`.
     pub fn guest_set_trap(&self, guest: u32, kind: u32, addr: u64, size: u64, port: u32, key: u64) -> ZxResult {
         let (guest, _) = typed!(self, guest, Guest, Rights::WRITE);
+        if kind == BELFRY_GUEST_TRAP_BELL_WORDS {
+            if port == HANDLE_INVALID {
+                return Err(Status::INVALID_ARGS);
+            }
+            let (port, _) = typed!(self, port, Port, Rights::WRITE);
+            return guest.set_bell_words(addr, size, port, key);
+        }
         let kind = match kind {
             GUEST_TRAP_BELL => TrapKind::Bell,
             GUEST_TRAP_MEM => TrapKind::Mem,

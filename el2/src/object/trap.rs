@@ -21,6 +21,15 @@ pub const GUEST_TRAP_BELL: u32 = 0;
 pub const GUEST_TRAP_MEM: u32 = 1;
 /// `ZX_GUEST_TRAP_IO`.
 pub const GUEST_TRAP_IO: u32 = 2;
+/// Belfry extension: a BELL trap on whole 32-bit words inside a MEM trap's range (the words
+/// are doorbells, the rest of the range stays MEM). Zircon's BELL and MEM traps are whole
+/// pages, but a virtio-mmio transport has its QueueNotify register in the same 0x200-byte
+/// window as its configuration registers, so its doorbell cannot have a page of its own.
+/// `addr` and `size` are multiples of 4 (else INVALID_ARGS) and lie wholly inside one MEM
+/// trap (else NOT_FOUND); two word ranges never overlap (ALREADY_EXISTS). It needs a port, as
+/// a BELL trap does; a write to one of its words is a BELL packet with the written address,
+/// a read of one is NOT_SUPPORTED, as for a BELL trap.
+pub const BELFRY_GUEST_TRAP_BELL_WORDS: u32 = 0x4246_0000;
 
 /// What a trap does with an access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,11 +103,28 @@ impl Drop for Trap {
     }
 }
 
-/// The traps of one guest, by address: a sorted vector (traps never overlap), so the exit
-/// path finds one with a binary search over contiguous memory.
-#[derive(Debug, Default)]
+/// The traps of one guest, by address: sorted vectors (traps never overlap), so the exit path
+/// finds one with a binary search over contiguous memory. `words` holds the doorbell words
+/// ([`BELFRY_GUEST_TRAP_BELL_WORDS`]), each inside a MEM trap of `traps`, and takes precedence
+/// there.
+#[derive(Debug, Default, Clone)]
 pub struct TrapMap {
     traps: Vec<Arc<Trap>>,
+    words: Vec<Arc<Trap>>,
+}
+
+/// The trap of sorted, non-overlapping `traps` covering `address`.
+fn covering(traps: &[Arc<Trap>], address: u64) -> Option<&Arc<Trap>> {
+    let after = traps.partition_point(|trap| trap.addr <= address);
+    let trap = traps.get(after.checked_sub(1)?)?;
+    (address - trap.addr < trap.size).then_some(trap)
+}
+
+/// Whether `[addr, end)` overlaps one of sorted, non-overlapping `traps`.
+fn overlapping(traps: &[Arc<Trap>], addr: u64, end: u64) -> bool {
+    // The last trap starting before `end` is the only one that can overlap.
+    let before = traps.partition_point(|trap| trap.addr < end);
+    before > 0 && traps[before - 1].overlaps(addr, end)
 }
 
 impl TrapMap {
@@ -111,38 +137,60 @@ impl TrapMap {
         if end > GUEST_PHYSICAL_SIZE {
             return Err(Status::OUT_OF_RANGE);
         }
-        // The last trap starting before `end` is the only one that can overlap.
-        let before = self.traps.partition_point(|trap| trap.addr < end);
-        if before > 0 && self.traps[before - 1].overlaps(addr, end) {
+        if overlapping(&self.traps, addr, end) {
             return Err(Status::ALREADY_EXISTS);
         }
         Ok(end)
+    }
+
+    /// Checks a doorbell-word range ([`BELFRY_GUEST_TRAP_BELL_WORDS`]): whole words, inside
+    /// one MEM trap, overlapping no other word range.
+    pub fn check_words(&self, addr: u64, size: u64) -> ZxResult<u64> {
+        if size == 0 || !addr.is_multiple_of(4) || !size.is_multiple_of(4) {
+            return Err(Status::INVALID_ARGS);
+        }
+        let end = addr.checked_add(size).ok_or(Status::OUT_OF_RANGE)?;
+        match covering(&self.traps, addr) {
+            Some(trap) if trap.kind == TrapKind::Mem && end - trap.addr <= trap.size => {}
+            _ => return Err(Status::NOT_FOUND),
+        }
+        if overlapping(&self.words, addr, end) {
+            return Err(Status::ALREADY_EXISTS);
+        }
+        Ok(end)
+    }
+
+    /// Inserts a doorbell-word trap after [`TrapMap::check_words`].
+    pub fn insert_words(&mut self, trap: Trap) -> ZxResult<Arc<Trap>> {
+        self.check_words(trap.addr, trap.size)?;
+        let trap = Arc::new(trap);
+        let at = self.words.partition_point(|t| t.addr < trap.addr);
+        self.words.insert(at, trap.clone());
+        Ok(trap)
     }
 
     /// Inserts a trap after [`TrapMap::check`].
     pub fn insert(&mut self, trap: Trap) -> ZxResult<Arc<Trap>> {
         self.check(trap.addr, trap.size)?;
         let trap = Arc::new(trap);
-        self.insert_shared(trap.clone());
+        let at = self.traps.partition_point(|t| t.addr < trap.addr);
+        self.traps.insert(at, trap.clone());
         Ok(trap)
     }
 
-    /// Inserts an existing trap (copy-on-write clones of the map).
-    pub(super) fn insert_shared(&mut self, trap: Arc<Trap>) {
-        let at = self.traps.partition_point(|t| t.addr < trap.addr);
-        self.traps.insert(at, trap);
-    }
-
-    /// The trap covering `address`.
+    /// The trap covering `address`: a doorbell word there, else the page trap.
     pub fn find(&self, address: u64) -> Option<&Arc<Trap>> {
-        let after = self.traps.partition_point(|trap| trap.addr <= address);
-        let trap = self.traps.get(after.checked_sub(1)?)?;
-        (address - trap.addr < trap.size).then_some(trap)
+        if !self.words.is_empty() {
+            if let Some(word) = covering(&self.words, address) {
+                return Some(word);
+            }
+        }
+        covering(&self.traps, address)
     }
 
-    /// Every trap, by address.
+    /// Every trap: the page traps by address, then the doorbell words by address.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Trap>> {
-        self.traps.iter()
+        self.traps.iter().chain(&self.words)
     }
 }
 
@@ -178,6 +226,44 @@ mod tests {
         assert_eq!(map.find(49).map(|t| t.addr), Some(40));
         assert!(map.find(50).is_none());
         assert_eq!(map.iter().count(), 6);
+    }
+
+    /// Doorbell words: whole words inside one MEM trap, never overlapping each other; they
+    /// take precedence over their MEM trap and nothing else.
+    #[test]
+    fn doorbell_words_live_inside_mem_traps() {
+        let port = Arc::new(Port::new());
+        let words = |addr, size| Trap::new(TrapKind::Bell, addr, size, 9, Some(port.clone()));
+        let mut map = TrapMap::default();
+        map.insert(mem(0x1000, 0x2000)).unwrap();
+        map.insert(Trap::new(TrapKind::Bell, 0x4000, 0x1000, 1, Some(port.clone()))).unwrap();
+        for (addr, size, status) in [
+            (0x1050, 0, Status::INVALID_ARGS),
+            (0x1052, 4, Status::INVALID_ARGS),
+            (0x1050, 6, Status::INVALID_ARGS),
+            (0x0ffc, 8, Status::NOT_FOUND),
+            (0x2ffc, 8, Status::NOT_FOUND),
+            (0x4050, 4, Status::NOT_FOUND),
+            (0x9000, 4, Status::NOT_FOUND),
+            (u64::MAX - 7, 4, Status::NOT_FOUND),
+            (u64::MAX - 3, 4, Status::OUT_OF_RANGE),
+        ] {
+            assert_eq!(map.insert_words(words(addr, size)).err(), Some(status), "({addr:#x}, {size})");
+        }
+        map.insert_words(words(0x1050, 4)).unwrap();
+        map.insert_words(words(0x2ffc, 4)).unwrap();
+        assert_eq!(map.insert_words(words(0x104c, 8)).err(), Some(Status::ALREADY_EXISTS));
+        map.insert_words(words(0x104c, 4)).unwrap();
+        let kind_at = |address| map.find(address).map(|t| (t.kind, t.addr));
+        assert_eq!(kind_at(0x1050), Some((TrapKind::Bell, 0x1050)));
+        assert_eq!(kind_at(0x1053), Some((TrapKind::Bell, 0x1050)));
+        assert_eq!(kind_at(0x1054), Some((TrapKind::Mem, 0x1000)));
+        assert_eq!(kind_at(0x104b), Some((TrapKind::Mem, 0x1000)));
+        assert_eq!(kind_at(0x2fff), Some((TrapKind::Bell, 0x2ffc)));
+        assert_eq!(kind_at(0x3000), None);
+        assert_eq!(map.iter().count(), 5, "page traps and words, for the VCPUs' rings");
+        // Page traps still may not overlap the MEM trap the words are in.
+        assert_eq!(map.insert(mem(0x2000, 0x1000)).err(), Some(Status::ALREADY_EXISTS));
     }
 
     #[test]
