@@ -17,6 +17,9 @@ pub struct Description<'a> {
     pub cmdline: &'a str,
     /// The initrd's guest-physical `[start, end)`.
     pub initrd: Option<(u64, u64)>,
+    /// virtio-mmio slots in use (slot n at `VIRTIO_BASE + n * VIRTIO_STRIDE`, SPI
+    /// `VIRTIO_SPI_BASE + n`): the first `virtio_slots`.
+    pub virtio_slots: u32,
 }
 
 /// GIC interrupt specifier cells: SPI or PPI, number, flags.
@@ -106,6 +109,16 @@ pub fn generate(d: &Description<'_>) -> Result<Vec<u8>, Error> {
     fdt.property("clock-names", b"uartclk\0apb_pclk\0")?;
     fdt.end_node(uart)?;
 
+    for slot in 0..d.virtio_slots.min(VIRTIO_SLOTS) {
+        let base = VIRTIO_BASE + u64::from(slot) * VIRTIO_STRIDE;
+        let node = fdt.begin_node(&format!("virtio_mmio@{base:x}"))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        fdt.property_array_u64("reg", &[base, VIRTIO_STRIDE])?;
+        fdt.property_array_u32("interrupts", &[SPI, VIRTIO_SPI_BASE + slot, LEVEL_HIGH])?;
+        fdt.property_null("dma-coherent")?;
+        fdt.end_node(node)?;
+    }
+
     fdt.end_node(root)?;
     fdt.finish()
 }
@@ -135,6 +148,7 @@ mod tests {
             gic_v3: true,
             cmdline: "console=ttyAMA0",
             initrd: Some((0x4100_0000, 0x4100_1234)),
+            virtio_slots: 2,
         };
         let blob = generate(&d).unwrap();
         let tree = fdt::Fdt::new(&blob).unwrap();
@@ -149,6 +163,12 @@ mod tests {
         assert_eq!(reg, [(GICD, Some(0x1_0000)), (GICR, Some(0x4_0000))]);
         let uart = tree.find_node("/pl011@9000000").unwrap();
         assert_eq!(cells(uart.property("interrupts").unwrap().value), [0, 1, 4]);
+        let virtio = tree.find_node("/virtio_mmio@a000200").unwrap();
+        assert_eq!(virtio.compatible().unwrap().first(), "virtio,mmio");
+        assert_eq!(cells(virtio.property("interrupts").unwrap().value), [0, 17, 4], "slot 1: SPI 17, level");
+        let reg: Vec<_> = virtio.reg().unwrap().map(|r| (r.starting_address as u64, r.size)).collect();
+        assert_eq!(reg, [(0x0a00_0200, Some(0x200))]);
+        assert!(tree.find_node("/virtio_mmio@a000400").is_none(), "only the slots in use");
         let initrd = tree.find_node("/chosen").unwrap();
         assert_eq!(initrd.property("linux,initrd-start").unwrap().as_usize(), Some(0x4100_0000));
         let v2 = generate(&Description { gic_v3: false, initrd: None, ..d }).unwrap();

@@ -23,6 +23,8 @@
 extern crate alloc;
 
 pub mod bus;
+#[cfg(target_os = "none")]
+pub mod devices;
 pub mod devicetree;
 pub mod distributor;
 pub mod fault;
@@ -30,7 +32,9 @@ pub mod layout;
 pub mod loader;
 pub mod pl011;
 pub mod virtio_blk;
+pub mod virtio_console;
 pub mod virtio_mmio;
+pub mod virtio_net;
 pub mod virtqueue;
 #[cfg(target_os = "none")]
 pub mod vm;

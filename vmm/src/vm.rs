@@ -12,6 +12,7 @@
 //! powered off, or builds it again from the bundle. CPU_OFF ends only its VCPU.
 
 use crate::bus::{Bus, Device, Trigger};
+use crate::devices::{self, Backend, GuestRam, Peer, Virtio, VmoStore, Window};
 use crate::devicetree::{self, Description};
 use crate::distributor::{Action, Distributor, Version};
 use crate::fault::FaultView;
@@ -21,9 +22,9 @@ use crate::pl011::{Output, Pl011};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use bundle::VmSpec;
+use bundle::{ConsoleKind, VmSpec};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use el2::api::{Guest, OwnedHandle, Vcpu, Vmo};
+use el2::api::{Guest, OwnedHandle, Port, Vcpu, Vmo};
 use el2::object::exit::{EXIT_KINDS, EXIT_KIND_NAMES};
 use el2::object::packet::Packet;
 use el2::object::process::{Process, BELFRY_VMO_CHARGED};
@@ -36,6 +37,8 @@ use el2::thread::Thread;
 const GICD_KEY: u64 = 0x61cd;
 const GICR_KEY: u64 = 0x61c7;
 const BUS_KEY: u64 = 0xb05;
+/// BELL keys of the virtio doorbells: this plus the slot.
+const DOORBELL_KEY: u64 = 0xd00b_0000;
 /// The most VCPUs a VM has.
 const MAX_VCPUS: usize = bundle::fit::MAX_VCPUS as usize;
 
@@ -105,7 +108,7 @@ struct Console {
     at_last_tick: u64,
 }
 
-fn emit(vm: &str, output: Output<'_>) {
+pub(crate) fn emit(vm: &str, output: Output<'_>) {
     // Bytes that are not UTF-8 (a guest's binary garbage) are shown escaped, never dropped.
     let (text, bytes) = match output {
         Output::Line(bytes) => (true, bytes),
@@ -162,7 +165,13 @@ pub struct Vm {
     pub name: Arc<str>,
     process: &'static Process,
     guest: Guest<'static>,
-    _memory: Vmo<'static>,
+    memory: Arc<Vmo<'static>>,
+    memory_size: u64,
+    /// The virtio devices, by slot.
+    devices: Vec<Arc<Virtio>>,
+    console: ConsoleKind,
+    /// The virtio-net link the VM is on.
+    pub link: Option<alloc::string::String>,
     dtb: u64,
     v3: bool,
     distributor: spin::Mutex<Distributor>,
@@ -185,7 +194,7 @@ fn hv<T>(what: &'static str, result: ZxResult<T>) -> Result<T, Refusal> {
 impl Vm {
     /// Builds the VM `spec` and starts its boot VCPU; `online` is how many host CPUs run.
     pub fn start(
-        spec: &VmSpec<'_>,
+        spec: &VmSpec<'static>,
         process: &'static Process,
         resource: u32,
         online: usize,
@@ -220,12 +229,21 @@ impl Vm {
             }
             _ => None,
         };
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let memory = Arc::new(memory);
+        let devices = Self::devices(spec, process, &name)?;
         let generated;
         let tree = match spec.fdt {
             Some(fdt) => fdt,
             None => {
-                let description =
-                    Description { vcpus: spec.vcpus, memory: spec.memory, gic_v3: v3, cmdline: &spec.cmdline, initrd };
+                let description = Description {
+                    vcpus: spec.vcpus,
+                    memory: spec.memory,
+                    gic_v3: v3,
+                    cmdline: &spec.cmdline,
+                    initrd,
+                    virtio_slots: devices.len() as u32,
+                };
                 generated = devicetree::generate(&description).map_err(|_| Refusal::DeviceTree)?;
                 &generated
             }
@@ -235,13 +253,31 @@ impl Vm {
         }
         hv("vmo_write(dtb)", memory.write(plan.dtb - RAM_BASE, tree))?;
 
-        let name: Arc<str> = Arc::from(spec.name.as_str());
         let mut bus = Bus::new();
         let console = Console { uart: Pl011::new(), vm: name.clone(), transmitted: 0, at_last_tick: 0 };
         // Cannot overlap: the bus is empty.
         let _ = bus.add(UART, UART_SIZE, Some((UART_SPI, Trigger::Level)), Box::new(console));
-        for (base, size) in bus.windows() {
-            hv("set_trap(bus)", guest.set_mem_trap(base, size, BUS_KEY))?;
+        hv("set_trap(uart)", guest.set_mem_trap(UART, UART_SIZE, BUS_KEY))?;
+        if !devices.is_empty() {
+            // The slots' pages are trapped whole: the slots without a device read as empty
+            // virtio-mmio windows (device ID 0), as QEMU's do.
+            let pages = (devices.len() as u64 * VIRTIO_STRIDE).div_ceil(PAGE);
+            let slots = pages * PAGE / VIRTIO_STRIDE;
+            for slot in 0..slots as u32 {
+                let base = VIRTIO_BASE + u64::from(slot) * VIRTIO_STRIDE;
+                let (line, device): (_, Box<dyn Device>) = match devices.get(slot as usize) {
+                    Some(device) => (Some((VIRTIO_SPI_BASE + slot, Trigger::Level)), Box::new(Window(device.clone()))),
+                    None => (None, devices::empty_slot()),
+                };
+                // Cannot overlap: the slots are apart, and apart from the UART.
+                let _ = bus.add(base, VIRTIO_STRIDE, line, device);
+            }
+            hv("set_trap(virtio)", guest.set_mem_trap(VIRTIO_BASE, pages * PAGE, BUS_KEY))?;
+            for device in &devices {
+                let key = DOORBELL_KEY + u64::from(device.slot);
+                let notify = device.base() + crate::virtio_mmio::QUEUE_NOTIFY;
+                hv("set_trap(doorbell)", guest.set_bell_words(notify, 4, &device.port, key))?;
+            }
         }
         let vcpu_count = spec.vcpus as usize;
         hv("set_trap(gicd)", guest.set_mem_trap(GICD, if v3 { GICD_SIZE_V3 } else { GICD_SIZE_V2 }, GICD_KEY))?;
@@ -253,7 +289,11 @@ impl Vm {
             name,
             process,
             guest,
-            _memory: memory,
+            memory,
+            memory_size: spec.memory,
+            devices,
+            console: spec.console,
+            link: spec.net.clone(),
             dtb: plan.dtb,
             v3,
             distributor: spin::Mutex::new(Distributor::new(version, vcpu_count, SPIS)),
@@ -276,8 +316,112 @@ impl Vm {
             plan.kernel,
             plan.dtb
         );
+        vm.start_devices(online).map_err(|status| Refusal::Hypervisor("thread_spawn(device)", status))?;
         vm.spawn(0, plan.entry, plan.dtb).map_err(|status| Refusal::Hypervisor("thread_spawn", status))?;
         Ok(vm)
+    }
+
+    /// The virtio devices `spec` asks for, slot by slot: the console, the disk, the network
+    /// card. A disk's writes are kept in a VMO charged to the VM (its size).
+    fn devices(
+        spec: &VmSpec<'static>,
+        process: &'static Process,
+        name: &Arc<str>,
+    ) -> Result<Vec<Arc<Virtio>>, Refusal> {
+        let mut devices = Vec::new();
+        let mut add = |kind: &'static str, transport: crate::virtio_mmio::Transport, backend: Backend| {
+            let port = Port::create(process).map_err(|status| Refusal::Hypervisor("port_create", status))?;
+            let slot = devices.len() as u32;
+            devices.push(Arc::new(Virtio::new(slot, kind, transport, backend, port, name.clone())));
+            Ok::<(), Refusal>(())
+        };
+        if spec.console == ConsoleKind::Virtio {
+            let console = crate::virtio_console::Console::new();
+            add("console", console.transport(), Backend::Console(console))?;
+        }
+        if let Some(image) = spec.disk {
+            let size = (image.len() as u64).next_multiple_of(PAGE);
+            let store = match process.vmo_create(size, BELFRY_VMO_CHARGED) {
+                Ok(handle) => Vmo(OwnedHandle::new(process, handle)),
+                Err(Status::NO_MEMORY) => {
+                    let available = el2::object::frames::available_pages() * el2::object::frames::PAGE_SIZE;
+                    return Err(Refusal::Memory { asked: spec.memory + size, available });
+                }
+                Err(status) => return Err(Refusal::Hypervisor("vmo_create(disk)", status)),
+            };
+            let disk = crate::virtio_blk::Overlay::new(image, VmoStore(store));
+            let blk = crate::virtio_blk::Blk::new(disk, name.as_bytes());
+            add("blk", blk.transport(), Backend::Blk(blk))?;
+        }
+        if spec.net.is_some() {
+            let index = NEXT_MAC.fetch_add(1, Ordering::Relaxed);
+            add("net", crate::virtio_net::transport(crate::virtio_net::mac(index)), Backend::Net(None))?;
+        }
+        Ok(devices)
+    }
+
+    /// Wires each device's interrupt line and starts its thread: on a CPU the VM's VCPUs do
+    /// not use when there is one (a doorbell then never waits for a VCPU's time slice).
+    fn start_devices(self: &Arc<Self>, online: usize) -> ZxResult {
+        let cpu = (0..online).find(|cpu| !self.placement.contains(cpu)).unwrap_or(self.placement[0]);
+        for device in &self.devices {
+            let vm = Arc::downgrade(self);
+            let base = device.base();
+            device.line.call_once(|| {
+                Box::new(move || {
+                    if let Some(vm) = vm.upgrade() {
+                        vm.raise_device_line(base);
+                    }
+                })
+            });
+            let vm = self.clone();
+            let device = device.clone();
+            let thread = el2::thread::spawn(cpu, "virtio", move || vm.serve_device(&device))?;
+            self.threads.lock().push(thread);
+        }
+        Ok(())
+    }
+
+    /// Raises the SPI of the device at `base` if its line is up.
+    fn raise_device_line(&self, base: u64) {
+        if let Some(spi) = self.bus.poke(base, |_| {}) {
+            if let Err((what, status)) = self.with_distributor(|d, out| d.raise_spi(32 + spi, out)) {
+                defmt::error!("vm {=str}: device interrupt: {=str}: {}", &*self.name, what, status);
+            }
+        }
+    }
+
+    /// A device's thread: serves its queues whenever its doorbell rings or it is kicked, until
+    /// the VM ends.
+    fn serve_device(&self, device: &Virtio) {
+        loop {
+            let doorbell = match device.port.wait(el2::sync::INFINITE) {
+                Ok(Packet::User { key: devices::STOP, .. }) | Err(_) => return,
+                Ok(Packet::Bell { .. }) => true,
+                Ok(_) => false,
+            };
+            if self.ending() != Ending::Running {
+                return;
+            }
+            let mut ram = GuestRam { vmo: &self.memory, size: self.memory_size };
+            device.serve(&mut ram, &mut |output| emit(&self.name, output), doorbell);
+            device.raise_line();
+        }
+    }
+
+    /// The VM's RAM, for a peer's network card.
+    fn peer(&self) -> Option<Peer> {
+        let device = self.devices.iter().find(|d| d.kind == "net")?;
+        Some(Peer { device: device.clone(), ram: self.memory.clone(), size: self.memory_size })
+    }
+
+    /// Joins the network cards of `a` and `b` (a link).
+    pub fn connect(a: &Vm, b: &Vm) {
+        if let (Some(pa), Some(pb)) = (a.peer(), b.peer()) {
+            *pa.device.peer.lock() = Some(pb.clone());
+            *pb.device.peer.lock() = Some(pa);
+            defmt::info!("net: vm {=str} and vm {=str} are linked", &*a.name, &*b.name);
+        }
     }
 
     /// Logs what the VM cost once every VCPU has ended: its exits by kind, and the EL2
@@ -313,6 +457,18 @@ impl Vm {
 
     /// Hands `bytes` of console input to the VM's UART; returns how many it took.
     fn console_input(&self, bytes: &[u8]) -> usize {
+        if self.console == ConsoleKind::Virtio {
+            if let Some(device) = self.devices.iter().find(|d| d.kind == "console") {
+                let taken = match &mut *device.backend.lock() {
+                    Backend::Console(console) => console.receive(bytes),
+                    _ => 0,
+                };
+                if taken > 0 {
+                    device.kick();
+                }
+                return taken;
+            }
+        }
         let mut taken = 0;
         let raise = self.bus.poke(UART, |d| taken = d.receive(bytes));
         if let Some(spi) = raise {
@@ -326,6 +482,11 @@ impl Vm {
     /// The periodic tick of the VM's devices.
     fn tick(&self) {
         let _ = self.bus.poke(UART, |d| d.tick());
+        for device in &self.devices {
+            if let Backend::Console(console) = &mut *device.backend.lock() {
+                console.tick(&mut |output| emit(&self.name, output));
+            }
+        }
     }
 
     /// Records how the VM ends (the first outcome wins) and kicks every VCPU out of the guest.
@@ -337,6 +498,14 @@ impl Vm {
         ENDED.notify_all();
         if !first {
             return;
+        }
+        for device in &self.devices {
+            // The link is cut at both ends (the peer keeps no part of this VM), and the
+            // device's thread ends.
+            if let Some(peer) = device.peer.lock().take() {
+                peer.device.peer.lock().take();
+            }
+            let _ = device.port.queue(devices::STOP, [0; 4]);
         }
         for slot in &self.vcpus {
             let handle = slot.load(Ordering::Acquire);
@@ -542,6 +711,8 @@ impl Vm {
 
 /// Notified when a VM ends, so the runner looks at once.
 static ENDED: el2::thread::WaitQueue = el2::thread::WaitQueue::new();
+/// The last byte of the next network card's MAC address.
+static NEXT_MAC: AtomicU8 = AtomicU8::new(1);
 /// The runner's period: console input, idle console output, stopped VMs (10 ms).
 const TICK_NS: i64 = 10_000_000;
 /// Ctrl-A: the console's escape key. Ctrl-A n gives the next VM the input; Ctrl-A Ctrl-A types
@@ -600,11 +771,31 @@ impl Input {
     }
 }
 
+/// Joins the network cards of the running VMs that name the same link, two per link (a third
+/// stays unplugged, which the log says); with `only`, the links of that VM alone (restarted).
+fn link(running: &[(usize, Arc<Vm>)], only: Option<&Arc<Vm>>) {
+    for (i, (_, a)) in running.iter().enumerate() {
+        let Some(name) = &a.link else { continue };
+        let mut peers = running.iter().filter(|(_, b)| b.link.as_ref() == Some(name));
+        let (first, second, third) = (peers.next(), peers.next(), peers.next());
+        let (Some((_, first)), Some((_, second))) = (first, second) else { continue };
+        if Arc::ptr_eq(first, a) && (only.is_none_or(|o| Arc::ptr_eq(o, first) || Arc::ptr_eq(o, second))) {
+            Vm::connect(first, second);
+        }
+        if let Some((_, extra)) = third {
+            if Arc::ptr_eq(extra, a) && only.is_none_or(|o| Arc::ptr_eq(o, extra)) {
+                defmt::warn!("net: vm {=str} stays unplugged: link {=str} joins two VMs", &*extra.name, name.as_str());
+            }
+        }
+        let _ = i;
+    }
+}
+
 /// Runs every VM of the bundle `blob` until each has stopped; `true` when every VM was started
 /// and powered off. Meanwhile the boot CPU's thread serves the console: every 10 ms it hands
 /// the user's keystrokes to the focused VM (the first; Ctrl-A n moves the focus) and lets each
 /// console pass on output its guest left without a newline.
-pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online: usize) -> bool {
+pub fn run_bundle(blob: &'static [u8], process: &'static Process, resource: u32, online: usize) -> bool {
     let parsed = match bundle::parse(blob) {
         Ok(parsed) => parsed,
         Err(error) => {
@@ -628,6 +819,7 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
             }
         }
     }
+    link(&running, None);
     if let Some((_, vm)) = running.first() {
         defmt::info!("console: input goes to vm {=str} (Ctrl-A n: the next VM)", &*vm.name);
     }
@@ -656,7 +848,10 @@ pub fn run_bundle(blob: &[u8], process: &'static Process, resource: u32, online:
                 Ending::Reset => {
                     let Ok(spec) = &parsed.entries[spec_index].vm else { continue };
                     match Vm::start(spec, process, resource, online) {
-                        Ok(vm) => running.insert(index, (spec_index, vm)),
+                        Ok(vm) => {
+                            running.insert(index, (spec_index, vm.clone()));
+                            link(&running, Some(&vm));
+                        }
                         Err(refusal) => {
                             defmt::error!("vm {=str}: not restarted: {}", spec.name.as_str(), refusal);
                             all_good = false;

@@ -120,6 +120,7 @@ fn linux_native(vcpus: u32) -> Result<u64> {
         gic_v3: true,
         cmdline: crate::linux::BENCH_PARAMETER,
         initrd: None,
+        virtio_slots: 0,
     })
     .map_err(|e| anyhow::anyhow!("writing the guest device tree: {e:?}"))?;
     let dtb = out.join(format!("linux-boot-{vcpus}.dtb"));

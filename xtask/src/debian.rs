@@ -123,6 +123,21 @@ pub fn resolve(package: &str, architecture: &str) -> Result<String> {
         .with_context(|| format!("{package} depends on nothing"))
 }
 
+/// The cached `.deb` of `package` (an exact versioned name, as [`resolve`] gives), else
+/// downloads it.
+pub fn cached_or_download(package: &str, architecture: &str) -> Result<PathBuf> {
+    let prefix = format!("{package}_");
+    let cached = std::fs::read_dir(cache_dir().join("debs")).ok().and_then(|entries| {
+        entries.flatten().map(|e| e.path()).find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+        })
+    });
+    match cached {
+        Some(deb) => Ok(deb),
+        None => download(package, architecture),
+    }
+}
+
 /// Downloads `package` for `architecture` into the cache; returns the `.deb`.
 pub fn download(package: &str, architecture: &str) -> Result<PathBuf> {
     update(architecture)?;
@@ -151,10 +166,17 @@ pub fn members(deb: &Path) -> Result<Vec<String>> {
 
 /// Unpacks the members of `deb` whose paths end with `suffix` into `into`; returns them.
 pub fn extract(deb: &Path, suffix: &str, into: &Path) -> Result<Vec<PathBuf>> {
-    let members: Vec<String> = members(deb)?.into_iter().filter(|m| m.ends_with(suffix)).collect();
-    if members.is_empty() {
-        bail!("{} has no member ending in {suffix}", deb.display());
+    extract_any(deb, &[suffix], into)
+}
+
+/// Unpacks the members of `deb` whose paths end with one of `suffixes` into `into` (one pass
+/// over the package); returns them. Every suffix must match a member.
+pub fn extract_any(deb: &Path, suffixes: &[&str], into: &Path) -> Result<Vec<PathBuf>> {
+    let all = members(deb)?;
+    if let Some(missing) = suffixes.iter().find(|s| !all.iter().any(|m| m.ends_with(*s))) {
+        bail!("{} has no member ending in {missing}", deb.display());
     }
+    let members: Vec<String> = all.into_iter().filter(|m| suffixes.iter().any(|s| m.ends_with(s))).collect();
     std::fs::create_dir_all(into)?;
     let tar = format!(
         "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' {}",

@@ -21,20 +21,165 @@ pub const BENCH_PARAMETER: &str = "belfry.bench";
 /// counter read just before BOOT-OK was printed and its frequency.
 pub const BOOT_TICKS: &str = "boot-ticks ";
 
-/// `/init`: mounts the kernel's file systems, installs busybox's applets, reads the counter
-/// (`/bin/ticks`), says BOOT-OK and runs a shell on the console (respawned if it exits); with
-/// [`BENCH_PARAMETER`] it reports the counter and powers off instead.
+/// `/init`: mounts the kernel's file systems, installs busybox's applets, loads the virtio
+/// drivers when the machine has virtio-mmio devices and the initramfs carries them
+/// (`/lib/modules/order`), reads the counter (`/bin/ticks`), says BOOT-OK and runs a shell
+/// (respawned if it exits) on the console: virtio-console's `hvc0` when there is one, else the
+/// kernel's console; with [`BENCH_PARAMETER`] it reports the counter and powers off instead.
 pub const INIT: &str = "#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev /tmp /usr/bin /usr/sbin /sbin
+/bin/busybox mkdir -p /proc /sys /dev /tmp /mnt /usr/bin /usr/sbin /sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+if [ -f /lib/modules/order ] && ls /proc/device-tree | grep -q '^virtio_mmio@'; then
+  for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko; done
+  if grep -qx 0x0003 /sys/bus/virtio/devices/*/device; then
+    for i in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/hvc0 ] && break; sleep 0.1; done
+  fi
+fi
+case \" $(cat /proc/cmdline) \" in *\" root=/dev/vda \"*)
+  if [ -f /lib/modules/order ] && mount -t ext2 /dev/vda /mnt; then
+    umount /proc /sys /dev 2>/dev/null
+    exec switch_root /mnt /init
+  fi;;
+esac
 ticks=$(/bin/ticks)
+if [ -c /dev/hvc0 ]; then
+  echo BOOT-OK > /dev/hvc0
+  while true; do setsid sh -c 'exec sh -l <>/dev/hvc0 >&0 2>&1'; done
+fi
 echo BOOT-OK
 case \" $(cat /proc/cmdline) \" in *\" belfry.bench \"*) echo \"boot-ticks $ticks\"; poweroff -f;; esac
 while true; do setsid cttyhack sh -l; done
 ";
+
+/// The virtio drivers Debian builds as modules, with what they need, in load order: virtio-mmio,
+/// virtio-blk, virtio-console, virtio-net (with failover and net_failover), and ext4 (which
+/// mounts ext2, with crc16, mbcache, jbd2 and the crc32c it asks the crypto API for at every
+/// mount). Paths under `/lib/modules/VERSION/`.
+pub const MODULES: [&str; 11] = [
+    "kernel/drivers/virtio/virtio_mmio.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+    "kernel/drivers/char/virtio_console.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
+    "kernel/lib/crc16.ko",
+    "kernel/crypto/crc32c_generic.ko",
+    "kernel/fs/mbcache.ko",
+    "kernel/fs/jbd2/jbd2.ko",
+    "kernel/fs/ext4/ext4.ko",
+];
+
+/// A module's name (its file name without `.ko`).
+fn module_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path).trim_end_matches(".ko")
+}
+
+/// The `depends=` of a module's `.modinfo`: the modules it needs loaded first.
+pub fn module_depends(module: &[u8]) -> Result<Vec<String>> {
+    use object::{Object, ObjectSection};
+    let file = object::File::parse(module).context("not an ELF module")?;
+    let section = file.section_by_name(".modinfo").context("a module without .modinfo")?;
+    let data = section.data()?;
+    Ok(data
+        .split(|&b| b == 0)
+        .filter_map(|entry| entry.strip_prefix(b"depends="))
+        .flat_map(|list| list.split(|&b| b == b','))
+        .filter(|name| !name.is_empty())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect())
+}
+
+/// [`MODULES`] from the kernel's own package (cached under `target/debian/linux/modules`):
+/// (name, bytes) in load order; each module's `depends=` is checked to come earlier.
+pub fn modules() -> Result<Vec<(String, Vec<u8>)>> {
+    let (_, package) = kernel()?;
+    let cached = dir().join("modules");
+    let paths: Vec<PathBuf> = MODULES.iter().map(|m| cached.join(module_name(m)).with_extension("ko")).collect();
+    if !paths.iter().all(|p| p.exists()) {
+        let _lock = debian::lock()?;
+        let deb = debian::cached_or_download(&package, "arm64")?;
+        let unpacked = dir().join("unpacked-modules");
+        let found = debian::extract_any(&deb, &MODULES, &unpacked)?;
+        std::fs::create_dir_all(&cached)?;
+        for module in MODULES {
+            let source = found.iter().find(|f| f.to_string_lossy().ends_with(module)).context("an extracted module")?;
+            std::fs::copy(source, cached.join(module_name(module)).with_extension("ko"))?;
+        }
+    }
+    let mut loaded: Vec<(String, Vec<u8>)> = Vec::new();
+    for (module, path) in MODULES.iter().zip(&paths) {
+        let bytes = std::fs::read(path)?;
+        for dependency in module_depends(&bytes)? {
+            if !loaded.iter().any(|(name, _)| name.replace('-', "_") == dependency.replace('-', "_")) {
+                bail!("module {} needs {dependency}, which is not loaded before it", module_name(module));
+            }
+        }
+        loaded.push((module_name(module).to_string(), bytes));
+    }
+    Ok(loaded)
+}
+
+/// The file the disk image xtask writes holds at its root: 192 KiB of a fixed pseudo-random
+/// sequence, so a test knows its sha256.
+pub const DISK_FILE: &str = "belfry.bin";
+
+/// [`DISK_FILE`]'s bytes.
+pub fn disk_file() -> Vec<u8> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..192 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Bytes of the disk image: room for the test file and 16 MiB more written by `dd`.
+pub const DISK_SIZE: u64 = 40 << 20;
+
+/// The disk image for a Linux VM: ext2 (Debian's `mke2fs -d`, from `e2fsprogs`, which every
+/// Debian system has), a root file system (the same `/init` and busybox as the initramfs)
+/// holding [`DISK_FILE`]; written to `target/guests/disk.ext2`. The initramfs's `/init`
+/// switches to it when the command line says `root=/dev/vda`.
+pub fn disk_image() -> Result<PathBuf> {
+    let out = crate::workspace_root().join("target/guests");
+    let root = out.join("disk-root");
+    let _ = std::fs::remove_dir_all(&root);
+    for directory in ["bin", "dev", "proc", "sys", "tmp", "mnt"] {
+        std::fs::create_dir_all(root.join(directory))?;
+    }
+    std::fs::write(root.join(DISK_FILE), disk_file())?;
+    std::fs::copy(busybox()?, root.join("bin/busybox"))?;
+    std::fs::copy(crate::guests::ticks()?, root.join("bin/ticks"))?;
+    std::fs::write(root.join("init"), INIT)?;
+    use std::os::unix::fs::PermissionsExt;
+    for executable in ["init", "bin/busybox", "bin/ticks"] {
+        std::fs::set_permissions(root.join(executable), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let image = out.join("disk.ext2");
+    let _ = std::fs::remove_file(&image);
+    let mke2fs = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .context("mke2fs not found: install Debian's e2fsprogs")?;
+    let status = std::process::Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-m", "0", "-E", "root_owner=0:0", "-d"])
+        .arg(&root)
+        .arg(&image)
+        .arg(format!("{}k", DISK_SIZE >> 10))
+        .env("E2FSPROGS_FAKE_TIME", "1700000000")
+        .status()
+        .context("running mke2fs")?;
+    if !status.success() {
+        bail!("mke2fs failed ({status})");
+    }
+    Ok(image)
+}
 
 fn dir() -> PathBuf {
     debian::cache_dir().join("linux")
@@ -142,10 +287,26 @@ impl Cpio {
 
 /// The initramfs: `/init`, `/bin/busybox`, `/bin/ticks`, `/dev/console`.
 pub fn initramfs() -> Result<Vec<u8>> {
+    initramfs_with(false)
+}
+
+/// The initramfs, with the virtio drivers ([`MODULES`], in `/lib/modules`, their load order in
+/// `/lib/modules/order`) when `drivers`.
+pub fn initramfs_with(drivers: bool) -> Result<Vec<u8>> {
     let busybox = std::fs::read(busybox()?)?;
     let mut cpio = Cpio::default();
     for directory in ["bin", "dev", "proc", "sys", "tmp"] {
         cpio.entry(directory, S_IFDIR | 0o755, &[], (0, 0));
+    }
+    if drivers {
+        let modules = modules()?;
+        cpio.entry("lib", S_IFDIR | 0o755, &[], (0, 0));
+        cpio.entry("lib/modules", S_IFDIR | 0o755, &[], (0, 0));
+        let order: Vec<&str> = modules.iter().map(|(name, _)| name.as_str()).collect();
+        cpio.entry("lib/modules/order", S_IFREG | 0o644, format!("{}\n", order.join(" ")).as_bytes(), (0, 0));
+        for (name, bytes) in &modules {
+            cpio.entry(&format!("lib/modules/{name}.ko"), S_IFREG | 0o644, bytes, (0, 0));
+        }
     }
     cpio.entry("dev/console", S_IFCHR | 0o600, &[], (5, 1));
     cpio.entry("bin/busybox", S_IFREG | 0o755, &busybox, (0, 0));
@@ -176,6 +337,28 @@ pub fn bundle_with(vcpus: u32, memory: u64, cmdline: Option<&str>) -> Result<Pat
     std::fs::create_dir_all(&out)?;
     let suffix = if cmdline.is_some() { "-bench" } else { "" };
     let path = out.join(format!("linux-{vcpus}-{}M{suffix}.itb", memory >> 20));
+    crate::pack::pack(&[vm], &path)?;
+    Ok(path)
+}
+
+/// The Linux bundle with devices: one VM `linux` whose console is virtio-console (hvc0),
+/// whose root is the ext2 disk [`disk_image`] (`root=/dev/vda`, through the initramfs, which
+/// loads the virtio drivers); written to `target/guests/linux-disk-V-M.itb`.
+pub fn disk_bundle(vcpus: u32, memory: u64) -> Result<PathBuf> {
+    let (kernel, _) = kernel()?;
+    let vm = bundle::writer::VmInput {
+        name: "linux".into(),
+        kernel: std::fs::read(kernel)?,
+        initrd: Some(initramfs_with(true)?),
+        vcpus: Some(vcpus),
+        memory: Some(memory),
+        cmdline: Some("console=ttyAMA0 root=/dev/vda".into()),
+        disk: Some(std::fs::read(disk_image()?)?),
+        virtio_console: true,
+        ..Default::default()
+    };
+    let out = crate::workspace_root().join("target/guests");
+    let path = out.join(format!("linux-disk-{vcpus}-{}M.itb", memory >> 20));
     crate::pack::pack(&[vm], &path)?;
     Ok(path)
 }

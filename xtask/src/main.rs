@@ -42,7 +42,9 @@ enum Task {
         #[arg(long)]
         icount: bool,
         /// The guest to boot when no bundle is given: `linux` (Debian's arm64 kernel with a
-        /// busybox initramfs, fetched on first use, to a shell) or `demo` (the two test guests).
+        /// busybox initramfs, fetched on first use, to a shell), `linux-disk` (the same kernel
+        /// with its root on a virtio-blk disk and its shell on virtio-console's hvc0) or `demo`
+        /// (the two test guests).
         #[arg(long, default_value = "linux")]
         guest: String,
         /// VCPUs of the `linux` guest.
@@ -183,7 +185,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, None) if !el1 => Some(match guest.as_str() {
                     "demo" => xtask::guests::demo_bundle()?,
                     "linux" => xtask::linux::bundle(vcpus, xtask::pack::size(&memory)?)?,
-                    other => bail!("--guest {other}: the guests are demo and linux"),
+                    "linux-disk" => xtask::linux::disk_bundle(vcpus, xtask::pack::size(&memory)?)?,
+                    other => bail!("--guest {other}: the guests are demo, linux and linux-disk"),
                 }),
                 (None, _) => None,
             };

@@ -1,0 +1,82 @@
+//! virtio devices under Linux guests (virtio-mmio on BELL doorbells): Debian's kernel with its
+//! virtio drivers loaded from the initramfs, on every board.
+
+use belfry_system_tests::*;
+use bundle::writer::VmInput;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Duration;
+use xtask::qemu::{Outcome, RunOptions};
+use xtask::Board;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bundle(name: &str, vms: &[VmInput]) -> PathBuf {
+    let dir = xtask::workspace_root().join("target/test-bundles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.itb"));
+    xtask::pack::pack(vms, &path).unwrap();
+    path
+}
+
+/// Types `steps` (each after a log line containing its trigger) into the board's console.
+fn run(board: Board, bundle: PathBuf, steps: &[(&str, &str)], limit: Duration) -> Outcome {
+    let script = steps.iter().map(|(after, keys)| (after.to_string(), keys.to_string())).collect();
+    boot(RunOptions { bundle: Some(bundle), script, timeout: limit, ..RunOptions::new(board) })
+}
+
+/// A Linux VM whose console is virtio-console (hvc0: the shell's input can only come through
+/// its receive queue, since keystrokes go to the console the bundle names) and whose root is
+/// the ext2 disk xtask writes, on virtio-blk (`root=/dev/vda`): it answers arithmetic, finds
+/// its root on /dev/vda, reads the file whose sha256 the test knows, writes 16 MiB with `dd`,
+/// syncs, drops its page cache and reads the 16 MiB back identical.
+#[test]
+fn linux_on_virtio_console_and_a_virtio_disk_on_every_board() {
+    let (kernel, _) = xtask::linux::kernel().expect("Debian's arm64 kernel");
+    let vm = VmInput {
+        name: "disk".into(),
+        kernel: std::fs::read(kernel).unwrap(),
+        initrd: Some(xtask::linux::initramfs_with(true).expect("the initramfs with the virtio drivers")),
+        vcpus: Some(2),
+        memory: Some(256 << 20),
+        cmdline: Some("console=ttyAMA0 root=/dev/vda".into()),
+        disk: Some(std::fs::read(xtask::linux::disk_image().expect("the disk image")).unwrap()),
+        virtio_console: true,
+        ..VmInput::default()
+    };
+    let path = bundle("linux-virtio-disk", &[vm]);
+    let file = hex(&Sha256::digest(xtask::linux::disk_file()));
+    for board in Board::ALL {
+        // Each trigger is text only the guest's answer holds, never the echo of what was typed.
+        let after_sum = format!("console disk: {file}  /belfry.bin");
+        let steps = [
+            ("console disk: BOOT-OK", "echo $((6*7))\n"),
+            ("console disk: 42", "echo root=$(grep -c '^/dev/vda / ext2' /proc/mounts); sha256sum /belfry.bin\n"),
+            (
+                after_sum.as_str(),
+                "dd if=/dev/urandom of=/big bs=1M count=16 2>/dev/null; sync; sha256sum /big; \
+                 echo 3 > /proc/sys/vm/drop_caches; sha256sum /big; echo size=$(wc -c < /big)\n",
+            ),
+            ("console disk: size=16777216", "poweroff -f\n"),
+        ];
+        let outcome = run(board, path.clone(), &steps, Duration::from_secs(400));
+        expect_exit(&outcome, exit_code::SUCCESS);
+        let lines = xtask::decode::console_lines(&outcome.lines, "disk");
+        let transcript = || outcome.transcript();
+        assert!(lines.iter().any(|l| l == "42"), "{}: no 42:\n{}", board.name(), transcript());
+        assert!(lines.iter().any(|l| l == "root=1"), "{}: the root is not /dev/vda:\n{}", board.name(), transcript());
+        assert!(
+            lines.iter().any(|l| *l == format!("{file}  /belfry.bin")),
+            "{}: /belfry.bin does not read back as written ({file}):\n{}",
+            board.name(),
+            transcript()
+        );
+        let big: Vec<&String> = lines.iter().filter(|l| l.ends_with("  /big")).collect();
+        assert_eq!(big.len(), 2, "{}: two sums of /big:\n{}", board.name(), transcript());
+        assert_eq!(big[0], big[1], "{}: /big read back from the disk differs:\n{}", board.name(), transcript());
+        assert!(lines.iter().any(|l| l == "size=16777216"), "{}: /big is not 16 MiB:\n{}", board.name(), transcript());
+        expect_line(&outcome, None, "vm disk: stopped: powered off");
+    }
+}
