@@ -64,20 +64,38 @@ pub enum Taken {
     Refused,
 }
 
-/// Takes the next chain of the transmit queue.
+/// A queue error fails the device (DEVICE_NEEDS_RESET) before it is returned.
+fn failing<T>(transport: &mut Transport, result: Result<T, QueueError>) -> Result<T, QueueError> {
+    if result.is_err() {
+        transport.fail();
+    }
+    result
+}
+
+/// Takes the next chain of the transmit queue. A queue error fails the device.
 pub fn take(transport: &mut Transport, memory: &mut impl Memory) -> Result<Taken, QueueError> {
+    let result = take_inner(transport, memory);
+    failing(transport, result)
+}
+
+fn take_inner(transport: &mut Transport, memory: &mut impl Memory) -> Result<Taken, QueueError> {
     let Some(queue) = transport.queue(TRANSMITQ) else { return Ok(Taken::Empty) };
     let Some(chain) = queue.pop(memory)? else { return Ok(Taken::Empty) };
     let readable = chain.readable_len();
     if readable < HEADER as u64 || readable - HEADER as u64 > MAX_FRAME as u64 {
-        complete(transport, memory, chain.head)?;
+        complete_inner(transport, memory, chain.head)?;
         return Ok(Taken::Refused);
     }
     Ok(Taken::Frame(Outgoing { len: (readable - HEADER as u64) as usize, chain }))
 }
 
-/// Returns transmit chain `head` to its driver.
+/// Returns transmit chain `head` to its driver. A queue error fails the device.
 pub fn complete(transport: &mut Transport, memory: &mut impl Memory, head: u16) -> Result<(), QueueError> {
+    let result = complete_inner(transport, memory, head);
+    failing(transport, result)
+}
+
+fn complete_inner(transport: &mut Transport, memory: &mut impl Memory, head: u16) -> Result<(), QueueError> {
     if let Some(queue) = transport.queue(TRANSMITQ) {
         if queue.push_used(memory, head, 0)? {
             transport.used_buffers();
@@ -98,8 +116,19 @@ pub enum Delivery {
 }
 
 /// Delivers `frame` (read out of the sender's memory through `read`, which fills its argument
-/// from the frame's byte offset) into the peer's next receive chain.
+/// from the frame's byte offset) into the peer's next receive chain. A queue error fails the
+/// peer's device.
 pub fn deliver(
+    transport: &mut Transport,
+    memory: &mut impl Memory,
+    len: usize,
+    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+) -> Result<Delivery, QueueError> {
+    let result = deliver_inner(transport, memory, len, read);
+    failing(transport, result)
+}
+
+fn deliver_inner(
     transport: &mut Transport,
     memory: &mut impl Memory,
     len: usize,
@@ -275,5 +304,12 @@ mod tests {
         assert_eq!(send(&mut a, &mut b), Some(Delivery::Unreadable));
         assert_eq!((a.used_idx(1), b.used_idx(0)), (3, 1));
         assert!(a.transport.live() && b.transport.live());
+        // A head outside the table: the queue is broken, the card needs a reset.
+        let (_, avail, _) = areas(1);
+        a.ram.write(avail + 4 + 2 * 3, &99u16.to_le_bytes()).unwrap();
+        a.ram.write(avail + 2, &4u16.to_le_bytes()).unwrap();
+        assert!(take(&mut a.transport, &mut a.ram).is_err());
+        assert_eq!(a.transport.status() & mmio::DEVICE_NEEDS_RESET, mmio::DEVICE_NEEDS_RESET);
+        assert!(!a.transport.live() && b.transport.live());
     }
 }

@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Every target, in the order they run.
-pub const TARGETS: [&str; 7] = ["bundle", "decoders", "device_tree", "distributor", "pl011", "syscalls", "virtqueue"];
+pub const TARGETS: [&str; 8] =
+    ["bundle", "decoders", "device_tree", "distributor", "pl011", "syscalls", "virtqueue", "virtio"];
 
 /// One target's result.
 #[derive(Clone, Debug)]

@@ -23,7 +23,8 @@ pub const BOOT_TICKS: &str = "boot-ticks ";
 
 /// `/init`: mounts the kernel's file systems, installs busybox's applets, loads the virtio
 /// drivers when the machine has virtio-mmio devices and the initramfs carries them
-/// (`/lib/modules/order`), reads the counter (`/bin/ticks`), says BOOT-OK and runs a shell
+/// (`/lib/modules/order`), switches to the disk with `root=/dev/vda`, gives `eth0` the address
+/// `belfry.ip=ADDR/LEN` names, reads the counter (`/bin/ticks`), says BOOT-OK and runs a shell
 /// (respawned if it exits) on the console: virtio-console's `hvc0` when there is one, else the
 /// kernel's console; with [`BENCH_PARAMETER`] it reports the counter and powers off instead.
 pub const INIT: &str = "#!/bin/busybox sh
@@ -44,6 +45,9 @@ case \" $(cat /proc/cmdline) \" in *\" root=/dev/vda \"*)
     exec switch_root /mnt /init
   fi;;
 esac
+for p in $(cat /proc/cmdline); do
+  case $p in belfry.ip=*) ip link set eth0 up && ip addr add ${p#belfry.ip=} dev eth0 && echo \"eth0: ${p#belfry.ip=}\";; esac
+done
 ticks=$(/bin/ticks)
 if [ -c /dev/hvc0 ]; then
   echo BOOT-OK > /dev/hvc0
