@@ -142,3 +142,56 @@ fn two_linux_vms_on_a_virtio_net_link_on_every_board() {
         expect_line(&outcome, None, "vm right: stopped: powered off");
     }
 }
+
+/// A hostile virtio-blk driver (the `virtio_bad` guest) beside an ordinary VM: a request whose
+/// header is at the GIC distributor's address fails alone, a descriptor chain that loops puts
+/// the device in DEVICE_NEEDS_RESET; Belfry says each once, naming the VM and the device, and
+/// both VMs run to their power-off.
+#[test]
+fn a_hostile_virtio_driver_breaks_only_its_device_on_every_board() {
+    let images = xtask::guests::build().expect("building the test guests");
+    let guest = |name: &str| {
+        let index = xtask::guests::ALL.iter().position(|g| *g == name).unwrap();
+        std::fs::read(&images[index]).unwrap()
+    };
+    let bad = VmInput {
+        name: "bad".into(),
+        kernel: guest("virtio_bad"),
+        memory: Some(32 << 20),
+        cpus: Some(vec![0]),
+        disk: Some(vec![0x5a; 64 << 10]),
+        ..VmInput::default()
+    };
+    let hello = VmInput {
+        name: "hello".into(),
+        kernel: guest("hello"),
+        memory: Some(16 << 20),
+        cpus: Some(vec![1]),
+        ..VmInput::default()
+    };
+    let path = bundle("virtio-bad", &[bad, hello]);
+    for board in Board::ALL {
+        let outcome = run(board, path.clone(), &[], Duration::from_secs(120));
+        expect_exit(&outcome, exit_code::SUCCESS);
+        expect_line(
+            &outcome,
+            None,
+            "vm bad: virtio-blk (slot 0): a malformed request, or one with a buffer outside the VM's RAM, failed alone (logged once)",
+        );
+        expect_line(
+            &outcome,
+            None,
+            "vm bad: virtio-blk (slot 0): a descriptor chain that loops: the device needs a reset (logged once)",
+        );
+        expect_line(&outcome, None, "vm bad: stopped: powered off");
+        expect_line(&outcome, None, "vm hello: stopped: powered off");
+        let said = xtask::decode::console_lines(&outcome.lines, "bad");
+        assert!(
+            said.iter().any(|l| l == "virtio_bad: the request with its header at MMIO failed alone (IOERR)")
+                && said.iter().any(|l| l == "virtio_bad: reset; powering off"),
+            "{}: {}",
+            board.name(),
+            outcome.transcript()
+        );
+    }
+}

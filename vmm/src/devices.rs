@@ -111,6 +111,7 @@ pub struct Virtio {
     /// A network card holds a frame its peer had no buffer for.
     holding: AtomicBool,
     warned: AtomicBool,
+    request_warned: AtomicBool,
 }
 
 impl Virtio {
@@ -133,6 +134,7 @@ impl Virtio {
             line: spin::Once::new(),
             holding: AtomicBool::new(false),
             warned: AtomicBool::new(false),
+            request_warned: AtomicBool::new(false),
         }
     }
 
@@ -172,7 +174,16 @@ impl Virtio {
     pub fn serve(&self, ram: &mut GuestRam<'_>, emit: &mut dyn FnMut(Output<'_>), doorbell: bool) {
         let mut backend = self.backend.lock();
         let result = match &mut *backend {
-            Backend::Blk(blk) => blk.process(&mut self.transport.lock(), ram).map(|_| ()),
+            Backend::Blk(blk) => blk.process(&mut self.transport.lock(), ram).map(|served| {
+                if served.bad > 0 && !self.request_warned.swap(true, Ordering::Relaxed) {
+                    defmt::warn!(
+                        "vm {=str}: virtio-{=str} (slot {=u32}): a malformed request, or one with a buffer outside the VM's RAM, failed alone (logged once)",
+                        &*self.vm,
+                        self.kind,
+                        self.slot
+                    );
+                }
+            }),
             Backend::Console(console) => console.process(&mut self.transport.lock(), ram, emit).map(|_| ()),
             Backend::Net(held) => {
                 let peer = self.peer.lock().clone();

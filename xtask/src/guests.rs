@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Every test guest.
-pub const ALL: [&str; 8] = ["hello", "smp", "reset", "poweroff", "debug", "sgi", "flood", "ticker"];
+pub const ALL: [&str; 9] = ["hello", "smp", "reset", "poweroff", "debug", "sgi", "flood", "ticker", "virtio_bad"];
 
 /// Builds the test guests and returns the path of each one's Image, in [`ALL`]'s order.
 pub fn build() -> Result<Vec<PathBuf>> {
