@@ -78,6 +78,12 @@ impl<'p> Vmo<'p> {
     pub fn read(&self, offset: u64, buffer: &mut [u8]) -> ZxResult {
         self.0.process.vmo_read(self.0.value, buffer, offset)
     }
+
+    /// Belfry's `vmo_transfer`: `len` bytes of `source` at `source_offset` copied here at
+    /// `offset`, page to page.
+    pub fn copy_from(&self, offset: u64, source: &Vmo<'_>, source_offset: u64, len: u64) -> ZxResult {
+        self.0.process.vmo_transfer(self.0.value, offset, source.0.value, source_offset, len)
+    }
 }
 
 /// A guest and its guest-physical address space.

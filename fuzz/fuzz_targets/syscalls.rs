@@ -194,10 +194,19 @@ fuzz_target!(|data: &[u8]| {
                 let vmo = pick(&mut input);
                 let offset = input.u64() % (1 << 21);
                 let mut buffer = vec![0u8; usize::from(input.byte() % 64)];
-                if input.byte() & 1 == 0 {
-                    let _ = process.vmo_read(vmo, &mut buffer, offset);
-                } else {
-                    let _ = process.vmo_write(vmo, &buffer, offset);
+                match input.byte() % 3 {
+                    0 => {
+                        let _ = process.vmo_read(vmo, &mut buffer, offset);
+                    }
+                    1 => {
+                        let _ = process.vmo_write(vmo, &buffer, offset);
+                    }
+                    _ => {
+                        // Belfry's vmo_transfer: any two handles (possibly one VMO), any range.
+                        let source = pick(&mut input);
+                        let (from, len) = (input.u64() % (1 << 21), u64::from(input.u32() % 20_000));
+                        let _ = process.vmo_transfer(vmo, offset, source, from, len);
+                    }
                 }
             }
             _ => {

@@ -109,15 +109,21 @@ fuzz_target!(|data: &[u8]| {
                     let memory: &SliceMemory<Vec<u8>> = &ram;
                     let mut frame = vec![0u8; out.len];
                     let readable = chain.read(memory, virtio_net::HEADER as u64, &mut frame).is_ok();
-                    let mut read = |skip: u64, buffer: &mut [u8]| {
-                        let start = skip as usize;
-                        readable && buffer.len() + start <= frame.len() && {
-                            buffer.copy_from_slice(&frame[start..start + buffer.len()]);
-                            true
+                    // The pieces are written after `deliver` returns (as the VMO copy does).
+                    let mut pieces: Vec<(u64, Vec<u8>)> = Vec::new();
+                    let mut copy = |from: u64, address: u64, n: usize| {
+                        let start = from as usize;
+                        let fits = readable && start + n <= frame.len();
+                        if fits {
+                            pieces.push((address, frame[start..start + n].to_vec()));
                         }
+                        fits
                     };
                     // Into its own receive queue (a loopback cable).
-                    let delivered = virtio_net::deliver(&mut transport, &mut ram, out.len, &mut read).map(|_| ());
+                    let delivered = virtio_net::deliver(&mut transport, &mut ram, out.len, &mut copy).map(|_| ());
+                    for (address, bytes) in pieces {
+                        let _ = ram.write(address, &bytes);
+                    }
                     delivered.and_then(|()| virtio_net::complete(&mut transport, &mut ram, out.chain.head))
                 }
                 Ok(_) => Ok(()),

@@ -41,7 +41,8 @@ pub struct GuestRam<'a> {
 }
 
 impl GuestRam<'_> {
-    fn offset(&self, address: u64, len: usize) -> Result<u64, OutsideRam> {
+    /// The VMO offset of guest-physical `[address, address + len)`, if it is all RAM.
+    pub fn offset(&self, address: u64, len: usize) -> Result<u64, OutsideRam> {
         let offset = address.checked_sub(RAM_BASE).ok_or(OutsideRam)?;
         let end = offset.checked_add(len as u64).ok_or(OutsideRam)?;
         if end > self.size {
@@ -237,10 +238,22 @@ impl Virtio {
                     Err(error) => break Err(error),
                 },
             };
+            // Each piece moves from the sender's RAM into the peer's with one copy (the VMOs'
+            // page-to-page transfer), both ranges checked against their RAM first.
             let chain = &out.chain;
             let sender: &GuestRam<'_> = ram;
-            let mut read = |skip: u64, buffer: &mut [u8]| matches!(chain.read(sender, virtio_net::HEADER as u64 + skip, buffer), Ok(n) if n == buffer.len());
-            let delivery = virtio_net::deliver(&mut peer.device.transport.lock(), &mut peer_ram, out.len, &mut read);
+            let receiver = GuestRam { vmo: &peer.ram, size: peer.size };
+            let mut copy = |from: u64, address: u64, n: usize| {
+                let Ok(target) = receiver.offset(address, n) else { return false };
+                let moved = chain.pieces(false, virtio_net::HEADER as u64 + from, n, |source, range| {
+                    let outside = QueueError::OutsideRam(source);
+                    let at = sender.offset(source, range.len()).map_err(|_| outside)?;
+                    let to = target + range.start as u64;
+                    receiver.vmo.copy_from(to, sender.vmo, at, range.len() as u64).map_err(|_| outside)
+                });
+                moved.is_ok_and(|m| m == n)
+            };
+            let delivery = virtio_net::deliver(&mut peer.device.transport.lock(), &mut peer_ram, out.len, &mut copy);
             let delivery = delivery.unwrap_or_else(|error| {
                 // The peer's queue is broken: its device needs a reset; the frame is lost.
                 peer.device.warn(queue_error(error));

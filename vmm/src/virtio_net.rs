@@ -115,16 +115,17 @@ pub enum Delivery {
     Unreadable,
 }
 
-/// Delivers `frame` (read out of the sender's memory through `read`, which fills its argument
-/// from the frame's byte offset) into the peer's next receive chain. A queue error fails the
-/// peer's device.
+/// Delivers a frame of `len` bytes into the peer's next receive chain: `copy(from, address,
+/// n)` moves `n` bytes of the frame, from its byte `from`, to the peer's guest-physical
+/// `address` (one piece of a receive buffer), straight from the sender's memory; `false` when
+/// the sender's buffers cannot be read. A queue error fails the peer's device.
 pub fn deliver(
     transport: &mut Transport,
     memory: &mut impl Memory,
     len: usize,
-    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+    copy: &mut dyn FnMut(u64, u64, usize) -> bool,
 ) -> Result<Delivery, QueueError> {
-    let result = deliver_inner(transport, memory, len, read);
+    let result = deliver_inner(transport, memory, len, copy);
     failing(transport, result)
 }
 
@@ -132,7 +133,7 @@ fn deliver_inner(
     transport: &mut Transport,
     memory: &mut impl Memory,
     len: usize,
-    read: &mut dyn FnMut(u64, &mut [u8]) -> bool,
+    copy: &mut dyn FnMut(u64, u64, usize) -> bool,
 ) -> Result<Delivery, QueueError> {
     loop {
         let Some(queue) = transport.queue(RECEIVEQ) else { return Ok(Delivery::NoBuffer) };
@@ -148,19 +149,25 @@ fn deliver_inner(
         // The header: no offload flags, one buffer (num_buffers = 1).
         let mut header = [0u8; HEADER];
         header[10] = 1;
-        let mut ok = chain.write(memory, 0, &header).is_ok();
-        let mut buffer = [0u8; MAX_FRAME];
-        let frame = &mut buffer[..len];
-        ok = ok && read(0, frame);
-        if !ok {
+        let header_ok = chain.write(memory, 0, &header).is_ok();
+        let moved = header_ok
+            && chain
+                .pieces(true, HEADER as u64, len, |address, range| {
+                    if copy(range.start as u64, address, range.len()) {
+                        Ok(())
+                    } else {
+                        Err(QueueError::OutsideRam(address))
+                    }
+                })
+                .is_ok_and(|n| n == len);
+        if !moved {
             let wanted = queue.push_used(memory, chain.head, 0)?;
             if wanted {
                 transport.used_buffers();
             }
             return Ok(Delivery::Unreadable);
         }
-        let written = chain.write(memory, HEADER as u64, frame).unwrap_or(0);
-        if queue.push_used(memory, chain.head, (HEADER + written) as u32)? {
+        if queue.push_used(memory, chain.head, (HEADER + len) as u32)? {
             transport.used_buffers();
         }
         return Ok(Delivery::Delivered);
@@ -236,14 +243,28 @@ mod tests {
         }
     }
 
+    /// Delivers frame `out` of `a` into `b`: the pieces `deliver` asks for are read from `a`'s
+    /// memory and written into `b`'s after it returns (as the VMO-to-VMO copy does, one piece
+    /// at a time).
+    fn carry(a: &Nic, b: &mut Nic, out: &Outgoing) -> Delivery {
+        let mut pieces: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut copy = |from: u64, address: u64, n: usize| {
+            let mut bytes = vec![0u8; n];
+            let ok = matches!(out.chain.read(&a.ram, HEADER as u64 + from, &mut bytes), Ok(m) if m == n);
+            pieces.push((address, bytes));
+            ok
+        };
+        let delivery = deliver(&mut b.transport, &mut b.ram, out.len, &mut copy).unwrap();
+        for (address, bytes) in pieces {
+            b.ram.write(address, &bytes).unwrap();
+        }
+        delivery
+    }
+
     /// Sends `a`'s next frame to `b`, as the link does.
     fn send(a: &mut Nic, b: &mut Nic) -> Option<Delivery> {
         let Taken::Frame(out) = take(&mut a.transport, &mut a.ram).unwrap() else { return None };
-        let ram = &a.ram;
-        let chain = out.chain.clone();
-        let mut read =
-            |skip: u64, buf: &mut [u8]| matches!(chain.read(ram, HEADER as u64 + skip, buf), Ok(n) if n == buf.len());
-        let delivery = deliver(&mut b.transport, &mut b.ram, out.len, &mut read).unwrap();
+        let delivery = carry(a, b, &out);
         if delivery != Delivery::NoBuffer {
             complete(&mut a.transport, &mut a.ram, out.chain.head).unwrap();
         }
@@ -269,17 +290,13 @@ mod tests {
         // No receive buffer on b yet: the frame stays with a, its chain not returned.
         let Taken::Frame(out) = take(&mut a.transport, &mut a.ram).unwrap() else { panic!("a frame") };
         assert_eq!(out.len, 60);
-        let mut never = |_: u64, _: &mut [u8]| -> bool { unreachable!() };
+        let mut never = |_: u64, _: u64, _: usize| -> bool { unreachable!() };
         assert_eq!(deliver(&mut b.transport, &mut b.ram, 60, &mut never).unwrap(), Delivery::NoBuffer);
         assert_eq!(a.used_idx(1), 0);
         // b posts a too-small buffer and a good one: the first comes back empty.
         b.offer(0, BASE + 0x1_1000, 40);
         b.offer(0, BASE + 0x1_2000, 1526);
-        let ram = &a.ram;
-        let chain = out.chain.clone();
-        let mut read =
-            |skip: u64, buf: &mut [u8]| matches!(chain.read(ram, HEADER as u64 + skip, buf), Ok(n) if n == buf.len());
-        assert_eq!(deliver(&mut b.transport, &mut b.ram, 60, &mut read).unwrap(), Delivery::Delivered);
+        assert_eq!(carry(&a, &mut b, &out), Delivery::Delivered);
         complete(&mut a.transport, &mut a.ram, out.chain.head).unwrap();
         assert_eq!((b.used(0, 0), b.used(0, 1)), ((0, 0), (1, 72)));
         let mut got = vec![0u8; 72];

@@ -113,6 +113,21 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// The guest-physical pieces of the readable (or writable) buffers from byte `skip` on, for
+    /// up to `len` bytes: `each(address, range)` with `range` the piece's place in those bytes
+    /// (from `skip`). Returns the bytes covered. For moving bytes without a copy in between.
+    pub fn pieces(
+        &self,
+        writable: bool,
+        skip: u64,
+        len: usize,
+        each: impl FnMut(u64, core::ops::Range<usize>) -> Result<(), QueueError>,
+    ) -> Result<usize, QueueError> {
+        transfer(if writable { &self.writable } else { &self.readable }, skip, len, each)
+    }
+}
+
 /// Walks `segments` from byte `skip` on for up to `len` bytes, calling `copy(address, range)`
 /// for each piece (`range`: where it goes in the caller's buffer); returns the bytes covered.
 fn transfer(

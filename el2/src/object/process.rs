@@ -84,6 +84,15 @@ impl Process {
         vmo.write(offset, data)
     }
 
+    /// Belfry extension: copies `len` bytes from `source` at `source_offset` into `target` at
+    /// `offset`, page to page, with no copy in between (a device moving data from one VM's
+    /// memory into another's). `source` needs READ, `target` WRITE.
+    pub fn vmo_transfer(&self, target: u32, offset: u64, source: u32, source_offset: u64, len: u64) -> ZxResult {
+        let (target, _) = typed!(self, target, Vmo, Rights::WRITE);
+        let (source, _) = typed!(self, source, Vmo, Rights::READ);
+        target.copy_from(offset, &source, source_offset, len)
+    }
+
     /// `zx_vmo_read`.
     pub fn vmo_read(&self, vmo: u32, buffer: &mut [u8], offset: u64) -> ZxResult {
         let (vmo, _) = typed!(self, vmo, Vmo, Rights::READ);
