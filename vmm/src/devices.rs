@@ -13,7 +13,9 @@
 //!
 //! Locks: a device's `transport` is a leaf (never held while taking another device's), its
 //! `backend` is taken only by its own thread (and, for the console, by keystroke delivery),
-//! before its transport. A link's frame moves with the sender's transport released.
+//! before its transport, and never by a VCPU thread (which holds its bus slot while it serves
+//! a register access: a thread raising a peer's line takes that slot while holding its own
+//! backend). A link's frame moves with the sender's transport released.
 
 use crate::bus::Device;
 use crate::layout::RAM_BASE;
@@ -113,6 +115,9 @@ pub struct Virtio {
     holding: AtomicBool,
     warned: AtomicBool,
     request_warned: AtomicBool,
+    kick_pending: AtomicBool,
+    /// The driver reset the device: its thread drops what the old driver gave it.
+    reset_pending: AtomicBool,
 }
 
 impl Virtio {
@@ -136,6 +141,8 @@ impl Virtio {
             holding: AtomicBool::new(false),
             warned: AtomicBool::new(false),
             request_warned: AtomicBool::new(false),
+            kick_pending: AtomicBool::new(false),
+            reset_pending: AtomicBool::new(false),
         }
     }
 
@@ -151,10 +158,18 @@ impl Virtio {
         }
     }
 
-    /// Wakes its thread to look at the queues.
+    /// Wakes its thread to look at the queues: one kick at a time waits in the port, however
+    /// often the guest or a peer asks.
     pub fn kick(&self) {
-        // A full port (only a flood of kicks could fill it) already holds a kick.
-        let _ = self.port.queue(KICK, [0; 4]);
+        if !self.kick_pending.swap(true, Ordering::AcqRel) {
+            // A full port already holds packets that wake the thread.
+            let _ = self.port.queue(KICK, [0; 4]);
+        }
+    }
+
+    /// The thread took a kick: the next one is queued again.
+    pub fn kicked(&self) {
+        self.kick_pending.store(false, Ordering::Release);
     }
 
     /// The driver broke a rule: said once per device, in the VM's log.
@@ -174,6 +189,16 @@ impl Virtio {
     /// or a kick). `emit` takes the console's output.
     pub fn serve(&self, ram: &mut GuestRam<'_>, emit: &mut dyn FnMut(Output<'_>), doorbell: bool) {
         let mut backend = self.backend.lock();
+        if self.reset_pending.swap(false, Ordering::AcqRel) {
+            match &mut *backend {
+                Backend::Net(held) => {
+                    *held = None;
+                    self.holding.store(false, Ordering::SeqCst);
+                }
+                Backend::Console(console) => console.reset(emit),
+                Backend::Blk(_) => {}
+            }
+        }
         let result = match &mut *backend {
             Backend::Blk(blk) => blk.process(&mut self.transport.lock(), ram).map(|served| {
                 if served.bad > 0 && !self.request_warned.swap(true, Ordering::Relaxed) {
@@ -310,10 +335,12 @@ impl Device for Window {
             // The thread looks at the queues, which the driver may have filled before.
             Event::DriverOk => self.0.kick(),
             Event::Reset => {
-                if let Backend::Net(held) = &mut *self.0.backend.lock() {
-                    // The frame's chain belonged to the driver that reset.
-                    *held = None;
-                }
+                // The device's thread forgets what belonged to the driver that reset (a held
+                // frame's chain) before it serves again. Not done here: a VCPU thread holding
+                // its bus slot must never wait for a device's backend, which a peer's thread
+                // may hold while it waits for that slot to raise the line.
+                self.0.reset_pending.store(true, Ordering::Release);
+                self.0.kick();
             }
             Event::Broken(error) => self.0.warn(queue_error(error)),
         }

@@ -398,7 +398,10 @@ impl Vm {
             let doorbell = match device.port.wait(el2::sync::INFINITE) {
                 Ok(Packet::User { key: devices::STOP, .. }) | Err(_) => return,
                 Ok(Packet::Bell { .. }) => true,
-                Ok(_) => false,
+                Ok(_) => {
+                    device.kicked();
+                    false
+                }
             };
             if self.ending() != Ending::Running {
                 return;
@@ -502,7 +505,10 @@ impl Vm {
         for device in &self.devices {
             // The link is cut at both ends (the peer keeps no part of this VM), and the
             // device's thread ends.
-            if let Some(peer) = device.peer.lock().take() {
+            // Our end's lock is released before the peer's is taken (two VMs ending at once
+            // each cut their end first).
+            let peer = device.peer.lock().take();
+            if let Some(peer) = peer {
                 peer.device.peer.lock().take();
             }
             let _ = device.port.queue(devices::STOP, [0; 4]);
