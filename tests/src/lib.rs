@@ -93,3 +93,19 @@ pub fn run_guest_everywhere(scenario: &str, lines: &[&str]) {
         expect_line(&outcome, Some(0), &format!("guest scenario {scenario}: passed"));
     }
 }
+
+/// Packs `vms` into `target/test-bundles/NAME.itb` as `cargo xtask pack` does.
+pub fn pack_bundle(name: &str, vms: &[bundle::writer::VmInput]) -> std::path::PathBuf {
+    let dir = xtask::workspace_root().join("target/test-bundles");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.itb"));
+    xtask::pack::pack(vms, &path).unwrap();
+    path
+}
+
+/// Boots `board` with `bundle` and types `steps` into its console, each after a log line
+/// containing its trigger.
+pub fn run_script(board: Board, bundle: std::path::PathBuf, steps: &[(&str, &str)], limit: Duration) -> Outcome {
+    let script = steps.iter().map(|(after, keys)| (after.to_string(), keys.to_string())).collect();
+    boot(RunOptions { bundle: Some(bundle), script, timeout: limit, ..RunOptions::new(board) })
+}

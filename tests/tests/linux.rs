@@ -4,7 +4,6 @@
 
 use belfry_system_tests::*;
 use bundle::writer::VmInput;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -24,20 +23,6 @@ fn linux(name: &str, vcpus: u32, memory: u64, cpus: Option<Vec<u32>>) -> VmInput
         cpus,
         ..VmInput::default()
     }
-}
-
-fn bundle(name: &str, vms: &[VmInput]) -> PathBuf {
-    let dir = xtask::workspace_root().join("target/test-bundles");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.itb"));
-    xtask::pack::pack(vms, &path).unwrap();
-    path
-}
-
-/// Types `steps` (each after a log line containing its trigger) into the board's console.
-fn run(board: Board, bundle: PathBuf, steps: &[(&str, &str)], limit: Duration) -> Outcome {
-    let script = steps.iter().map(|(after, keys)| (after.to_string(), keys.to_string())).collect();
-    boot(RunOptions { bundle: Some(bundle), script, timeout: limit, ..RunOptions::new(board) })
 }
 
 /// The shell session every Linux test runs: arithmetic, the CPUs Linux brought up, power off.
@@ -69,7 +54,7 @@ fn check_session(outcome: &Outcome, vm: &str, cpus: usize) {
 /// does not switch; the Cortex-A72 of the Pi 4 has none of them.
 #[test]
 fn a_four_vcpu_debian_kernel_boots_to_a_shell_on_every_board() {
-    let path = bundle("linux-4", &[linux("linux", 4, 256 << 20, None)]);
+    let path = pack_bundle("linux-4", &[linux("linux", 4, 256 << 20, None)]);
     for board in Board::ALL {
         let steps = [
             ("console linux: BOOT-OK", "echo $((6*7))\n"),
@@ -77,7 +62,7 @@ fn a_four_vcpu_debian_kernel_boots_to_a_shell_on_every_board() {
             ("console linux: 4", "grep -m1 Features /proc/cpuinfo\n"),
             ("console linux: Features", "poweroff -f\n"),
         ];
-        let outcome = run(board, path.clone(), &steps, Duration::from_secs(300));
+        let outcome = run_script(board, path.clone(), &steps, Duration::from_secs(300));
         expect_exit(&outcome, exit_code::SUCCESS);
         check_session(&outcome, "linux", 4);
         let lines = xtask::decode::console_lines(&outcome.lines, "linux");
@@ -102,10 +87,10 @@ fn a_four_vcpu_debian_kernel_boots_to_a_shell_on_every_board() {
 /// Four VCPUs on two host CPUs (placement cpus=0:1): Belfry's scheduler shares them.
 #[test]
 fn four_vcpus_on_two_cpus() {
-    let path = bundle("linux-4-on-2", &[linux("linux", 4, 256 << 20, Some(vec![0, 1]))]);
+    let path = pack_bundle("linux-4-on-2", &[linux("linux", 4, 256 << 20, Some(vec![0, 1]))]);
     let steps = session("linux");
     let steps: Vec<(&str, &str)> = steps.iter().map(|(a, k)| (a.as_str(), *k)).collect();
-    let outcome = run(Board::Virt, path, &steps, Duration::from_secs(300));
+    let outcome = run_script(Board::Virt, path, &steps, Duration::from_secs(300));
     expect_exit(&outcome, exit_code::SUCCESS);
     check_session(&outcome, "linux", 4);
     let cpus: std::collections::BTreeSet<_> =
@@ -117,7 +102,7 @@ fn four_vcpus_on_two_cpus() {
 /// into the first, moves the focus with Ctrl-A n, and types into the second.
 #[test]
 fn two_linux_vms_answer_on_their_own_consoles() {
-    let path = bundle(
+    let path = pack_bundle(
         "linux-two",
         &[linux("alpha", 2, 192 << 20, Some(vec![0, 1])), linux("beta", 2, 192 << 20, Some(vec![2, 3]))],
     );
@@ -128,7 +113,7 @@ fn two_linux_vms_answer_on_their_own_consoles() {
         ("console beta: 2", "poweroff -f\n"),
         ("vm beta: stopped: powered off", "poweroff -f\n"),
     ];
-    let outcome = run(Board::Virt, path, &steps, Duration::from_secs(300));
+    let outcome = run_script(Board::Virt, path, &steps, Duration::from_secs(300));
     expect_exit(&outcome, exit_code::SUCCESS);
     let alpha = xtask::decode::console_lines(&outcome.lines, "alpha");
     let beta = xtask::decode::console_lines(&outcome.lines, "beta");

@@ -4,27 +4,10 @@
 use belfry_system_tests::*;
 use bundle::writer::VmInput;
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
 use std::time::Duration;
-use xtask::qemu::{Outcome, RunOptions};
-use xtask::Board;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn bundle(name: &str, vms: &[VmInput]) -> PathBuf {
-    let dir = xtask::workspace_root().join("target/test-bundles");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.itb"));
-    xtask::pack::pack(vms, &path).unwrap();
-    path
-}
-
-/// Types `steps` (each after a log line containing its trigger) into the board's console.
-fn run(board: Board, bundle: PathBuf, steps: &[(&str, &str)], limit: Duration) -> Outcome {
-    let script = steps.iter().map(|(after, keys)| (after.to_string(), keys.to_string())).collect();
-    boot(RunOptions { bundle: Some(bundle), script, timeout: limit, ..RunOptions::new(board) })
 }
 
 /// A Linux VM whose console is virtio-console (hvc0: the shell's input can only come through
@@ -46,7 +29,7 @@ fn linux_on_virtio_console_and_a_virtio_disk_on_every_board() {
         virtio_console: true,
         ..VmInput::default()
     };
-    let path = bundle("linux-virtio-disk", &[vm]);
+    let path = pack_bundle("linux-virtio-disk", &[vm]);
     let file = hex(&Sha256::digest(xtask::linux::disk_file()));
     for board in Board::ALL {
         // Each trigger is text only the guest's answer holds, never the echo of what was typed.
@@ -61,7 +44,7 @@ fn linux_on_virtio_console_and_a_virtio_disk_on_every_board() {
             ),
             ("console disk: size=16777216", "poweroff -f\n"),
         ];
-        let outcome = run(board, path.clone(), &steps, Duration::from_secs(400));
+        let outcome = run_script(board, path.clone(), &steps, Duration::from_secs(400));
         expect_exit(&outcome, exit_code::SUCCESS);
         let lines = xtask::decode::console_lines(&outcome.lines, "disk");
         let transcript = || outcome.transcript();
@@ -102,7 +85,8 @@ fn on_lan(name: &str, address: &str, cpus: Vec<u32>) -> VmInput {
 /// sender's.
 #[test]
 fn two_linux_vms_on_a_virtio_net_link_on_every_board() {
-    let path = bundle("linux-virtio-net", &[on_lan("left", "10.0.0.1", vec![0]), on_lan("right", "10.0.0.2", vec![1])]);
+    let path =
+        pack_bundle("linux-virtio-net", &[on_lan("left", "10.0.0.1", vec![0]), on_lan("right", "10.0.0.2", vec![1])]);
     for board in Board::ALL {
         let steps = [
             // Once left reaches right, right's init has set its address: its shell is next.
@@ -120,7 +104,7 @@ fn two_linux_vms_on_a_virtio_net_link_on_every_board() {
             ("console right: received", "poweroff -f\n"),
             ("vm left: stopped: powered off", "poweroff -f\n"),
         ];
-        let outcome = run(board, path.clone(), &steps, Duration::from_secs(400));
+        let outcome = run_script(board, path.clone(), &steps, Duration::from_secs(400));
         expect_exit(&outcome, exit_code::SUCCESS);
         let left = xtask::decode::console_lines(&outcome.lines, "left");
         let right = xtask::decode::console_lines(&outcome.lines, "right");
@@ -169,9 +153,9 @@ fn a_hostile_virtio_driver_breaks_only_its_device_on_every_board() {
         cpus: Some(vec![1]),
         ..VmInput::default()
     };
-    let path = bundle("virtio-bad", &[bad, hello]);
+    let path = pack_bundle("virtio-bad", &[bad, hello]);
     for board in Board::ALL {
-        let outcome = run(board, path.clone(), &[], Duration::from_secs(120));
+        let outcome = run_script(board, path.clone(), &[], Duration::from_secs(120));
         expect_exit(&outcome, exit_code::SUCCESS);
         expect_line(
             &outcome,

@@ -182,65 +182,33 @@ impl Console {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio_mmio as mmio;
+    use crate::virtio_mmio::{self as mmio, driver, driver::Ring};
     use crate::virtqueue::SliceMemory;
     use alloc::string::String;
 
     const BASE: u64 = 0x4000_0000;
-    /// Queue n's areas: descriptors, available and used rings.
-    fn areas(queue: u64) -> (u64, u64, u64) {
-        let at = BASE + queue * 0x4000;
-        (at, at + 0x1000, at + 0x2000)
-    }
 
     struct Rig {
         ram: SliceMemory<Vec<u8>>,
         transport: Transport,
         console: Console,
-        offered: [u16; 2],
+        rings: [Ring; 2],
         lines: Vec<String>,
     }
 
     impl Rig {
         fn new() -> Self {
             let console = Console::new();
-            let mut t = console.transport();
-            let mut w = |offset, value| t.write(offset, 4, value);
-            w(mmio::STATUS, 3);
-            w(mmio::DRIVER_FEATURES_SEL, 1);
-            w(mmio::DRIVER_FEATURES, 1);
-            w(mmio::STATUS, 11);
-            for queue in 0..2 {
-                let (desc, avail, used) = areas(queue);
-                w(mmio::QUEUE_SEL, queue);
-                w(mmio::QUEUE_NUM, 8);
-                w(mmio::QUEUE_DESC_LOW, desc);
-                w(mmio::QUEUE_DRIVER_LOW, avail);
-                w(mmio::QUEUE_DEVICE_LOW, used);
-                w(mmio::QUEUE_READY, 1);
-            }
-            w(mmio::STATUS, 15);
-            Self {
-                ram: SliceMemory { base: BASE, bytes: vec![0; 0x2_0000] },
-                transport: t,
-                console,
-                offered: [0; 2],
-                lines: Vec::new(),
-            }
+            let mut transport = console.transport();
+            let rings = [Ring::new(BASE, 8), Ring::new(BASE + 0x4000, 8)];
+            assert_eq!(driver::bring_up(&mut transport, 0, &[&rings[0], &rings[1]]), mmio::Event::DriverOk);
+            let ram = SliceMemory { base: BASE, bytes: vec![0; 0x2_0000] };
+            Self { ram, transport, console, rings, lines: Vec::new() }
         }
 
         /// Offers one buffer on `queue` (writable for the receive queue).
-        fn offer(&mut self, queue: u64, address: u64, len: u32) {
-            let (desc, avail, _) = areas(queue);
-            let index = u64::from(self.offered[queue as usize] % 8);
-            let mut d = [0u8; 16];
-            d[..8].copy_from_slice(&address.to_le_bytes());
-            d[8..12].copy_from_slice(&len.to_le_bytes());
-            d[12..14].copy_from_slice(&(if queue == 0 { 2u16 } else { 0 }).to_le_bytes());
-            self.ram.write(desc + 16 * index, &d).unwrap();
-            self.ram.write(avail + 4 + 2 * index, &(index as u16).to_le_bytes()).unwrap();
-            self.offered[queue as usize] += 1;
-            self.ram.write(avail + 2, &self.offered[queue as usize].to_le_bytes()).unwrap();
+        fn offer(&mut self, queue: usize, address: u64, len: u32) {
+            self.rings[queue].offer(&mut self.ram, address, len, queue == RECEIVEQ);
         }
 
         fn process(&mut self) -> Served {
@@ -253,11 +221,8 @@ mod tests {
             self.console.process(&mut self.transport, &mut self.ram, &mut emit).unwrap()
         }
 
-        fn used(&self, queue: u64, slot: u64) -> (u32, u32) {
-            let (_, _, used) = areas(queue);
-            let mut e = [0u8; 8];
-            self.ram.read(used + 4 + 8 * slot, &mut e).unwrap();
-            (u32::from_le_bytes(e[..4].try_into().unwrap()), u32::from_le_bytes(e[4..].try_into().unwrap()))
+        fn used(&self, queue: usize, slot: u64) -> (u32, u32) {
+            self.rings[queue].used(&self.ram, slot)
         }
     }
 

@@ -351,6 +351,78 @@ impl Transport {
     }
 }
 
+/// A driver for the devices' host tests: the initialisation sequence and one-buffer offers.
+#[cfg(test)]
+pub(crate) mod driver {
+    use super::*;
+    use crate::virtqueue::Memory;
+
+    /// One queue's areas in the test's RAM, and how many buffers were offered on it.
+    pub struct Ring {
+        pub desc: u64,
+        pub avail: u64,
+        pub used: u64,
+        pub size: u16,
+        pub offered: u16,
+    }
+
+    impl Ring {
+        pub fn new(at: u64, size: u16) -> Self {
+            Self { desc: at, avail: at + 0x1000, used: at + 0x2000, size, offered: 0 }
+        }
+
+        /// Offers one buffer (a chain of one descriptor); returns its used-ring slot.
+        pub fn offer(&mut self, ram: &mut impl Memory, address: u64, len: u32, writable: bool) -> u64 {
+            let index = u64::from(self.offered % self.size);
+            let mut d = [0u8; 16];
+            d[..8].copy_from_slice(&address.to_le_bytes());
+            d[8..12].copy_from_slice(&len.to_le_bytes());
+            d[12..14].copy_from_slice(&(if writable { 2u16 } else { 0 }).to_le_bytes());
+            ram.write(self.desc + 16 * index, &d).unwrap();
+            ram.write(self.avail + 4 + 2 * index, &(index as u16).to_le_bytes()).unwrap();
+            self.offered = self.offered.wrapping_add(1);
+            ram.write(self.avail + 2, &self.offered.to_le_bytes()).unwrap();
+            index
+        }
+
+        /// Used-ring element `slot`: (head, length).
+        pub fn used(&self, ram: &impl Memory, slot: u64) -> (u32, u32) {
+            let mut e = [0u8; 8];
+            ram.read(self.used + 4 + 8 * slot, &mut e).unwrap();
+            (u32::from_le_bytes(e[..4].try_into().unwrap()), u32::from_le_bytes(e[4..].try_into().unwrap()))
+        }
+
+        /// The used ring's index.
+        pub fn used_idx(&self, ram: &impl Memory) -> u16 {
+            let mut e = [0u8; 2];
+            ram.read(self.used + 2, &mut e).unwrap();
+            u16::from_le_bytes(e)
+        }
+    }
+
+    /// The initialisation of section 3.1.1 with `features` (VERSION_1 added) and `rings`;
+    /// what the DRIVER_OK write returned.
+    pub fn bring_up(t: &mut Transport, features: u64, rings: &[&Ring]) -> Event {
+        let features = features | F_VERSION_1;
+        let mut w = |offset, value| t.write(offset, 4, value);
+        w(STATUS, u64::from(ACKNOWLEDGE | DRIVER));
+        w(DRIVER_FEATURES_SEL, 0);
+        w(DRIVER_FEATURES, features & 0xffff_ffff);
+        w(DRIVER_FEATURES_SEL, 1);
+        w(DRIVER_FEATURES, features >> 32);
+        w(STATUS, u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK));
+        for (index, ring) in rings.iter().enumerate() {
+            w(QUEUE_SEL, index as u64);
+            w(QUEUE_NUM, u64::from(ring.size));
+            w(QUEUE_DESC_LOW, ring.desc);
+            w(QUEUE_DRIVER_LOW, ring.avail);
+            w(QUEUE_DEVICE_LOW, ring.used);
+            w(QUEUE_READY, 1);
+        }
+        w(STATUS, u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

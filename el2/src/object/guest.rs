@@ -61,16 +61,11 @@ impl Guest {
     /// Adds a trap (arguments already validated against the seed's rules by the caller; the
     /// range and overlap are checked here).
     pub fn set_trap(&self, kind: TrapKind, addr: u64, size: u64, port: Option<Arc<Port>>, key: u64) -> ZxResult {
-        let mut inner = self.inner.lock();
-        inner.traps.check(addr, size)?;
-        let trap = Trap::new(kind, addr, size, key, port);
-        for (vcpu, _) in inner.vcpu_slots.iter().enumerate().filter(|(_, slot)| slot.used) {
-            trap.add_vcpu(vcpu);
-        }
-        let mut traps = TrapMap::clone(&inner.traps);
-        traps.insert(trap)?;
-        inner.traps = Arc::new(traps);
-        self.generation.fetch_add(1, Ordering::Release);
+        self.install(
+            Trap::new(kind, addr, size, key, port),
+            |traps, trap| traps.check(addr, size).map(|_| trap),
+            TrapMap::insert,
+        )?;
         // Pages of the range the guest already touched must fault again to reach the trap.
         self.vmar.evict(addr, size);
         Ok(())
@@ -79,14 +74,25 @@ impl Guest {
     /// Adds doorbell words inside a MEM trap ([`super::trap::BELFRY_GUEST_TRAP_BELL_WORDS`]);
     /// the MEM trap's pages are unmapped already.
     pub fn set_bell_words(&self, addr: u64, size: u64, port: Arc<Port>, key: u64) -> ZxResult {
-        let mut inner = self.inner.lock();
-        inner.traps.check_words(addr, size)?;
         let trap = Trap::new(TrapKind::Bell, addr, size, key, Some(port));
+        self.install(trap, |traps, trap| traps.check_words(addr, size).map(|_| trap), TrapMap::insert_words)
+    }
+
+    /// Checks `trap` against the map, gives it a ring for every VCPU, and publishes a copy of
+    /// the map with it (a new generation).
+    fn install(
+        &self,
+        trap: Trap,
+        check: impl FnOnce(&TrapMap, Trap) -> ZxResult<Trap>,
+        insert: impl FnOnce(&mut TrapMap, Trap) -> ZxResult<Arc<Trap>>,
+    ) -> ZxResult {
+        let mut inner = self.inner.lock();
+        let trap = check(&inner.traps, trap)?;
         for (vcpu, _) in inner.vcpu_slots.iter().enumerate().filter(|(_, slot)| slot.used) {
             trap.add_vcpu(vcpu);
         }
         let mut traps = TrapMap::clone(&inner.traps);
-        traps.insert_words(trap)?;
+        insert(&mut traps, trap)?;
         inner.traps = Arc::new(traps);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(())
