@@ -140,6 +140,17 @@ fn linux_native(vcpus: u32) -> Result<u64> {
 /// the benchmark parameter) and measures it; `native_ns` comes from [`linux_native`].
 fn linux_belfry(vcpus: u32, native_ns: u64) -> Result<LinuxBoot> {
     let bundle = crate::linux::bundle_with(vcpus, LINUX_BOOT_MEMORY, Some(crate::linux::BENCH_PARAMETER))?;
+    linux_belfry_with(bundle, vcpus, native_ns)
+}
+
+/// `linux-boot` with 1 VCPU and virtio-console as the kernel's console: Belfry's figures only
+/// (a native `virt` has no such console); `native_ns` is 0.
+pub fn linux_boot_hvc0() -> Result<LinuxBoot> {
+    let bundle = crate::linux::virtio_console_bench_bundle(1, LINUX_BOOT_MEMORY)?;
+    linux_belfry_with(bundle, 1, 0)
+}
+
+fn linux_belfry_with(bundle: std::path::PathBuf, vcpus: u32, native_ns: u64) -> Result<LinuxBoot> {
     let firmware = build::build(&[Board::Virt])?.remove(0);
     let options = RunOptions {
         icount: true,
@@ -358,6 +369,21 @@ pub fn bench(update_baseline: bool, only: Option<&str>) -> Result<Vec<String>> {
             }
         }
         figures.extend(linux_figures(&boots));
+        // The console's cost: the 1-VCPU boot again with virtio-console as the kernel's
+        // console, in exits per second of guest time (reported, not checked).
+        let hvc0 = linux_boot_hvc0()?;
+        let per_second = |b: &LinuxBoot| {
+            let exits: u64 = b.exits.iter().map(|(_, n)| n).sum();
+            (exits, exits * 1_000_000_000 / b.belfry_ns.max(1))
+        };
+        if let Some(pl011) = boots.first() {
+            let ((a, a_rate), (b, b_rate)) = (per_second(pl011), per_second(&hvc0));
+            println!("linux-boot console  exits  exits/s  Belfry ns  EL2 instructions");
+            println!("virt 1 VCPU PL011   {a:>6} {a_rate:>8} {:>10} {:>16}", pl011.belfry_ns, pl011.el2);
+            println!("virt 1 VCPU hvc0    {b:>6} {b_rate:>8} {:>10} {:>16}", hvc0.belfry_ns, hvc0.el2);
+            let exits: Vec<String> = hvc0.exits.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!("             hvc0 exits: {}", exits.join(", "));
+        }
     }
     println!("{:<12} {:<14} {:>16} {:>12}", "board", "path", "EL2 instructions", "guest ns");
     for f in &figures {
