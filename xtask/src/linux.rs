@@ -327,22 +327,9 @@ pub fn bundle(vcpus: u32, memory: u64) -> Result<PathBuf> {
 
 /// [`bundle`] with a kernel command line (`linux-V-M-bench.itb` for [`BENCH_PARAMETER`]).
 pub fn bundle_with(vcpus: u32, memory: u64, cmdline: Option<&str>) -> Result<PathBuf> {
-    let (kernel, _) = kernel()?;
-    let vm = bundle::writer::VmInput {
-        name: "linux".into(),
-        kernel: std::fs::read(kernel)?,
-        initrd: Some(initramfs()?),
-        vcpus: Some(vcpus),
-        memory: Some(memory),
-        cmdline: cmdline.map(str::to_string),
-        ..Default::default()
-    };
-    let out = crate::workspace_root().join("target/guests");
-    std::fs::create_dir_all(&out)?;
+    let vm = bundle::writer::VmInput { cmdline: cmdline.map(str::to_string), ..linux_vm(vcpus, memory, false)? };
     let suffix = if cmdline.is_some() { "-bench" } else { "" };
-    let path = out.join(format!("linux-{vcpus}-{}M{suffix}.itb", memory >> 20));
-    crate::pack::pack(&[vm], &path)?;
-    Ok(path)
+    write_bundle(vm, &format!("linux-{vcpus}-{}M{suffix}.itb", memory >> 20))
 }
 
 /// The `linux-boot` bundle with virtio-console as the kernel's console (`console=hvc0`: the
@@ -350,42 +337,45 @@ pub fn bundle_with(vcpus: u32, memory: u64, cmdline: Option<&str>) -> Result<Pat
 /// virtio drivers in the initramfs, and [`BENCH_PARAMETER`]; for the boot's exits per second
 /// against the PL011's.
 pub fn virtio_console_bench_bundle(vcpus: u32, memory: u64) -> Result<PathBuf> {
-    let (kernel, _) = kernel()?;
     let vm = bundle::writer::VmInput {
-        name: "linux".into(),
-        kernel: std::fs::read(kernel)?,
-        initrd: Some(initramfs_with(true)?),
-        vcpus: Some(vcpus),
-        memory: Some(memory),
         cmdline: Some(format!("console=hvc0 {BENCH_PARAMETER}")),
         virtio_console: true,
-        ..Default::default()
+        ..linux_vm(vcpus, memory, true)?
     };
-    let out = crate::workspace_root().join("target/guests");
-    std::fs::create_dir_all(&out)?;
-    let path = out.join(format!("linux-hvc0-{vcpus}-{}M-bench.itb", memory >> 20));
-    crate::pack::pack(&[vm], &path)?;
-    Ok(path)
+    write_bundle(vm, &format!("linux-hvc0-{vcpus}-{}M-bench.itb", memory >> 20))
 }
 
 /// The Linux bundle with devices: one VM `linux` whose console is virtio-console (hvc0),
 /// whose root is the ext2 disk [`disk_image`] (`root=/dev/vda`, through the initramfs, which
 /// loads the virtio drivers); written to `target/guests/linux-disk-V-M.itb`.
 pub fn disk_bundle(vcpus: u32, memory: u64) -> Result<PathBuf> {
-    let (kernel, _) = kernel()?;
     let vm = bundle::writer::VmInput {
-        name: "linux".into(),
-        kernel: std::fs::read(kernel)?,
-        initrd: Some(initramfs_with(true)?),
-        vcpus: Some(vcpus),
-        memory: Some(memory),
         cmdline: Some("console=ttyAMA0 root=/dev/vda".into()),
         disk: Some(std::fs::read(disk_image()?)?),
         virtio_console: true,
-        ..Default::default()
+        ..linux_vm(vcpus, memory, true)?
     };
+    write_bundle(vm, &format!("linux-disk-{vcpus}-{}M.itb", memory >> 20))
+}
+
+/// VM `linux`: Debian's kernel and the initramfs (with the virtio drivers when `drivers`).
+fn linux_vm(vcpus: u32, memory: u64, drivers: bool) -> Result<bundle::writer::VmInput> {
+    let (kernel, _) = kernel()?;
+    Ok(bundle::writer::VmInput {
+        name: "linux".into(),
+        kernel: std::fs::read(kernel)?,
+        initrd: Some(initramfs_with(drivers)?),
+        vcpus: Some(vcpus),
+        memory: Some(memory),
+        ..Default::default()
+    })
+}
+
+/// Packs `vm` into `target/guests/NAME`.
+fn write_bundle(vm: bundle::writer::VmInput, name: &str) -> Result<PathBuf> {
     let out = crate::workspace_root().join("target/guests");
-    let path = out.join(format!("linux-disk-{vcpus}-{}M.itb", memory >> 20));
+    std::fs::create_dir_all(&out)?;
+    let path = out.join(name);
     crate::pack::pack(&[vm], &path)?;
     Ok(path)
 }
