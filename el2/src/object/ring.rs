@@ -296,81 +296,57 @@ mod loom_tests {
     use super::*;
     use loom::sync::Arc;
 
-    /// Two packets through a one-slot ring: the producer must pause for the first to be
-    /// dequeued, in every interleaving, and nothing is lost or duplicated.
-    #[test]
-    fn pause_and_resume_on_exhaustion() {
-        loom::model(|| {
-            let ring = Arc::new(PacketRing::<u32, 1>::new());
-            let producer = {
-                let ring = ring.clone();
-                loom::thread::spawn(move || {
-                    for value in [7, 8] {
-                        loop {
-                            // SAFETY: the only producer.
-                            match unsafe { ring.push(value) } {
-                                Ok(()) => break,
-                                Err(PushError::Full) => {
-                                    assert!(ring.wait_for_space(crate::sync::INFINITE, || false));
-                                }
-                                Err(PushError::Closed) => unreachable!(),
+    /// `values` through a ring of `N` slots: a producer that pauses whenever the ring is full,
+    /// a consumer that spins; every value arrives once, in order (a lost wake-up would leave
+    /// the producer asleep and the model deadlocked).
+    fn through_ring<const N: usize>(values: &'static [u32]) {
+        let ring = Arc::new(PacketRing::<u32, N>::new());
+        let producer = {
+            let ring = ring.clone();
+            loom::thread::spawn(move || {
+                for &value in values {
+                    loop {
+                        // SAFETY: the only producer.
+                        match unsafe { ring.push(value) } {
+                            Ok(()) => break,
+                            Err(PushError::Full) => {
+                                assert!(ring.wait_for_space(crate::sync::INFINITE, || false));
                             }
+                            Err(PushError::Closed) => unreachable!(),
                         }
                     }
-                })
-            };
-            let mut got = Vec::new();
-            while got.len() < 2 {
-                // SAFETY: the only consumer.
-                match unsafe { ring.pop() } {
-                    Some(value) => got.push(value),
-                    None => loom::thread::yield_now(),
                 }
+            })
+        };
+        let mut got = Vec::new();
+        while got.len() < values.len() {
+            // SAFETY: the only consumer.
+            match unsafe { ring.pop() } {
+                Some(value) => got.push(value),
+                None => loom::thread::yield_now(),
             }
-            producer.join().unwrap();
-            assert_eq!(got, vec![7, 8]);
-        });
+        }
+        producer.join().unwrap();
+        assert_eq!(got, values);
+    }
+
+    /// Two packets through a one-slot ring: the producer must pause for the first to be
+    /// dequeued, in every interleaving (every pop there fences: its view is always full).
+    #[test]
+    fn pause_and_resume_on_exhaustion() {
+        loom::model(|| through_ring::<1>(&[7, 8]));
     }
 
     /// Three packets through a two-slot ring: the consumer's pops where its view of the ring
-    /// is not full skip the fence, and a paused producer is still always resumed (its pause
-    /// is seen at the consumer's next re-read of `head` at the latest).
+    /// is not full skip the fence, and a paused producer is still resumed. Bounded to three
+    /// preemptions to keep the check fast (the unbounded space, about six minutes, passed
+    /// too). Loom does not show the skipped fences safe by itself: a ring without the re-read
+    /// fences passed this model as well; the argument is in docs/architecture.md.
     #[test]
     fn pause_and_resume_with_a_partial_view() {
         let mut builder = loom::model::Builder::new();
-        // Three preemptions cover every interleaving of the one pause (the whole space takes
-        // minutes).
         builder.preemption_bound = Some(3);
-        builder.check(|| {
-            let ring = Arc::new(PacketRing::<u32, 2>::new());
-            let producer = {
-                let ring = ring.clone();
-                loom::thread::spawn(move || {
-                    for value in [7, 8, 9] {
-                        loop {
-                            // SAFETY: the only producer.
-                            match unsafe { ring.push(value) } {
-                                Ok(()) => break,
-                                Err(PushError::Full) => {
-                                    assert!(ring.wait_for_space(crate::sync::INFINITE, || false));
-                                }
-                                Err(PushError::Closed) => unreachable!(),
-                            }
-                        }
-                    }
-                })
-            };
-            let mut got = Vec::new();
-            while got.len() < 3 {
-                // SAFETY: the only consumer.
-                match unsafe { ring.pop() } {
-                    Some(value) => got.push(value),
-                    None => loom::thread::yield_now(),
-                }
-            }
-            producer.join().unwrap();
-            assert_eq!(got, vec![7, 8, 9]);
-        });
+        builder.check(|| through_ring::<2>(&[7, 8, 9]));
     }
 
     /// A close racing with a paused producer always wakes it, and a push after the close
