@@ -132,8 +132,9 @@ enum Task {
         /// Write the figures as the new baseline instead of checking them.
         #[arg(long)]
         update_baseline: bool,
-        /// Measure only `exits` (the exit paths) or `linux-boot` (the baseline is then only
-        /// checked, never written).
+        /// Measure only `exits` (the exit paths), `linux-boot`, or `devices` (console, disk and
+        /// network throughput; reported, not checked). The baseline is then only checked,
+        /// never written.
         #[arg(long)]
         only: Option<String>,
         /// Instead: trace the exit paths on `virt` instruction by instruction and report, per
@@ -302,10 +303,10 @@ fn cargo_with(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 }
 
 /// Model checks: the loom models of the lock-free ring and the kick/interrupt/WFI handshake,
-/// then Miri over the unit tests of `el2`, `gic` and `stage2` (the crates with `unsafe` code).
+/// and of a virtqueue's indices between a driver and a device thread; then Miri over the unit tests of `el2`, `gic` and `stage2` (the crates with `unsafe` code).
 fn model_checks() -> Result<()> {
     cargo_with(
-        &["test", "-p", "el2", "--lib", "--release", "loom"],
+        &["test", "-p", "el2", "-p", "vmm", "--lib", "--release", "loom"],
         &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
     )?;
     tools::ensure_miri()?;
