@@ -152,16 +152,7 @@ pub fn linux_boot_hvc0() -> Result<LinuxBoot> {
 
 fn linux_belfry_with(bundle: std::path::PathBuf, vcpus: u32, native_ns: u64) -> Result<LinuxBoot> {
     let firmware = build::build(&[Board::Virt])?.remove(0);
-    let options = RunOptions {
-        icount: true,
-        timeout: Duration::from_secs(600),
-        bundle: Some(bundle),
-        ..RunOptions::new(Board::Virt)
-    };
-    let outcome = qemu::run(&firmware, &options, |_| {})?;
-    if outcome.exit_code != Some(0) {
-        bail!("the linux-boot VM did not power off cleanly:\n{}", outcome.transcript());
-    }
+    let outcome = run_bundle(&firmware, bundle, "linux-boot")?;
     let console = crate::decode::console_lines(&outcome.lines, "linux");
     let boot = boot_ns(console.iter().map(String::as_str))
         .with_context(|| format!("no `{}` line:\n{}", crate::linux::BOOT_TICKS, outcome.transcript()))?;
@@ -172,7 +163,6 @@ fn linux_belfry_with(bundle: std::path::PathBuf, vcpus: u32, native_ns: u64) -> 
         .context("no line for the VM's creation")?;
     let start_ns = (start.time.parse::<f64>().context("the creation line's time")? * 1e9) as u64;
     let mut exits = Vec::new();
-    let mut el2 = 0;
     for line in &outcome.lines {
         if let Some(rest) = line.message.strip_prefix("vm linux: exits: ") {
             for pair in rest.split(", ") {
@@ -181,11 +171,260 @@ fn linux_belfry_with(bundle: std::path::PathBuf, vcpus: u32, native_ns: u64) -> 
                 }
             }
         }
-        if let Some(rest) = line.message.strip_prefix("vm linux: el2 instructions ") {
-            el2 = rest.trim().parse().unwrap_or(0);
+    }
+    let el2 = el2_of(&outcome, "linux").unwrap_or(0);
+    Ok(LinuxBoot { vcpus, belfry_ns: boot.saturating_sub(start_ns), native_ns, el2, exits })
+}
+
+/// Runs `bundle` on `virt` under `-icount` (product firmware) until every VM has ended; every
+/// VM must power off cleanly.
+fn run_bundle(firmware: &Firmware, bundle: std::path::PathBuf, what: &str) -> Result<qemu::Outcome> {
+    let options = RunOptions {
+        icount: true,
+        timeout: Duration::from_secs(900),
+        bundle: Some(bundle),
+        ..RunOptions::new(Board::Virt)
+    };
+    let outcome = qemu::run(firmware, &options, |_| {})?;
+    if outcome.exit_code != Some(0) {
+        bail!("{what}: the VM(s) did not power off cleanly:\n{}", outcome.transcript());
+    }
+    Ok(outcome)
+}
+
+/// The EL2 instructions Belfry counted for VM `vm` (`vm NAME: el2 instructions N`).
+fn el2_of(outcome: &qemu::Outcome, vm: &str) -> Option<u64> {
+    let prefix = format!("vm {vm}: el2 instructions ");
+    outcome.lines.iter().find_map(|l| l.message.strip_prefix(&prefix)?.trim().parse().ok())
+}
+
+/// One `work KIND BYTES TICKS FREQUENCY` line of `/bin/work` ([`crate::linux::WORK`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Work {
+    pub bytes: u64,
+    pub ticks: u64,
+    pub frequency: u64,
+}
+
+impl Work {
+    /// Parses VM `vm`'s `work KIND ...` line for `kind`.
+    fn of(outcome: &qemu::Outcome, vm: &str, kind: &str) -> Result<Work> {
+        let lines = crate::decode::console_lines(&outcome.lines, vm);
+        Self::parse(&lines, kind)
+            .with_context(|| format!("no `work {kind}` line from vm {vm}:\n{}", outcome.transcript()))
+    }
+
+    fn parse(lines: &[String], kind: &str) -> Option<Work> {
+        lines.iter().find_map(|l| {
+            let mut fields = l.trim().strip_prefix(crate::linux::WORK_TICKS)?.split(' ');
+            if fields.next()? != kind {
+                return None;
+            }
+            let mut number = || fields.next()?.parse::<u64>().ok();
+            let work = Work { bytes: number()?, ticks: number()?, frequency: number()? };
+            fields.next().is_none().then_some(work)
+        })
+    }
+
+    /// Bytes per second of guest time.
+    pub fn bytes_per_second(&self) -> u64 {
+        (u128::from(self.bytes) * u128::from(self.frequency) / u128::from(self.ticks.max(1))) as u64
+    }
+}
+
+/// One device figure: throughput in guest time and, where an empty twin run was made, the EL2
+/// instructions the work added, per `unit` bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceFigure {
+    pub name: String,
+    pub work: Work,
+    /// EL2 instructions per `unit` bytes: (the run's count - its empty twin's) * unit / bytes.
+    pub el2_per_unit: Option<(u64, u64)>,
+}
+
+impl DeviceFigure {
+    fn row(&self) -> String {
+        let el2 = match self.el2_per_unit {
+            Some((count, unit)) => format!("{count} per {} KiB", unit >> 10),
+            None => "-".into(),
+        };
+        let ns = u128::from(self.work.ticks) * 1_000_000_000 / u128::from(self.work.frequency.max(1));
+        let rate = self.work.bytes_per_second() >> 10;
+        format!("{:<20} {:>10} {:>14} {:>10}   {el2}", self.name, self.work.bytes, ns, rate)
+    }
+}
+
+/// The memory each device benchmark VM gets.
+const DEVICE_BENCH_MEMORY: u64 = 256 << 20;
+
+/// A measured run and its empty twin (the same VM doing the work on 0 bytes): one bundle each.
+struct Twin {
+    name: &'static str,
+    /// The `belfry.work=` kind.
+    kind: &'static str,
+    /// KiB of work (written with leading zeros, as its twin's `0` is).
+    kib: u64,
+    /// Per how many bytes the EL2 instructions are given.
+    unit: u64,
+    /// Other command-line parameters.
+    parameters: &'static str,
+    virtio_console: bool,
+    disk: bool,
+}
+
+/// The device benchmarks on `virt` (product firmware, 1-VCPU Linux VMs with the virtio drivers):
+/// the console's throughput on the PL011 and on virtio-console, virtio-blk's sequential reads
+/// and writes (`O_DIRECT`, 64 KiB requests), each with the EL2 instructions its work added
+/// (measured against an empty twin boot, so the boot's own cost cancels exactly under
+/// `-icount`); virtio-net's round trip and TCP throughput between two VMs on a link. Runs two
+/// QEMUs at a time.
+pub fn devices() -> Result<DeviceFigures> {
+    let firmware = build::build(&[Board::Virt])?.remove(0);
+    let twins = [
+        Twin {
+            name: "console PL011",
+            kind: "console",
+            kib: 64,
+            unit: 1 << 10,
+            parameters: "",
+            virtio_console: false,
+            disk: false,
+        },
+        Twin {
+            name: "console virtio",
+            kind: "console",
+            kib: 64,
+            unit: 1 << 10,
+            parameters: "console=hvc0",
+            virtio_console: true,
+            disk: false,
+        },
+        Twin {
+            name: "blk read",
+            kind: "blk-read",
+            kib: 16384,
+            unit: 4 << 10,
+            parameters: "",
+            virtio_console: false,
+            disk: true,
+        },
+        Twin {
+            name: "blk write",
+            kind: "blk-write",
+            kib: 16384,
+            unit: 4 << 10,
+            parameters: "",
+            virtio_console: false,
+            disk: true,
+        },
+    ];
+    let disk = std::fs::read(crate::linux::disk_image()?)?;
+    let mut bundles = Vec::new();
+    for twin in &twins {
+        for kib in [twin.kib, 0] {
+            let parameters = format!("{} belfry.work={}:{kib:05}", twin.parameters, twin.kind);
+            let vm = bundle::writer::VmInput {
+                virtio_console: twin.virtio_console,
+                disk: twin.disk.then(|| disk.clone()),
+                ..crate::linux::bench_vm("linux", DEVICE_BENCH_MEMORY, parameters.trim())?
+            };
+            let file = format!("bench-{}-{kib}.itb", twin.name.replace(' ', "-"));
+            bundles.push(crate::linux::write_bundle_of(vec![vm], &file)?);
         }
     }
-    Ok(LinuxBoot { vcpus, belfry_ns: boot.saturating_sub(start_ns), native_ns, el2, exits })
+    let net = |name: &str, parameters: &str, cpu: u32| -> Result<bundle::writer::VmInput> {
+        Ok(bundle::writer::VmInput {
+            cpus: Some(vec![cpu]),
+            net: Some("bench0".into()),
+            ..crate::linux::bench_vm(name, DEVICE_BENCH_MEMORY, parameters)?
+        })
+    };
+    let sender = net("left", "belfry.ip=10.0.0.1/24 belfry.work=net:16384:10.0.0.2", 0)?;
+    let receiver = net("right", "belfry.work=net-listen:16384:10.0.0.2:10.0.0.1", 1)?;
+    bundles.push(crate::linux::write_bundle_of(vec![sender, receiver], "bench-net.itb")?);
+    // Two QEMUs at a time: each is one host thread under -icount.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<qemu::Outcome>>>> =
+        bundles.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(bundle) = bundles.get(index) else { break };
+                let name = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let outcome = run_bundle(&firmware, bundle.clone(), &name);
+                *results[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            });
+        }
+    });
+    let outcomes: Vec<Result<qemu::Outcome>> = results
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()).context("a benchmark run that did not run")?)
+        .collect();
+    let mut figures = Vec::new();
+    let mut failures = Vec::new();
+    for (twin, pair) in twins.iter().zip(outcomes.chunks(2)) {
+        match twin_figure(twin, &pair[0], &pair[1]) {
+            Ok(figure) => figures.push(figure),
+            Err(e) => failures.push(format!("{}: {e:#}", twin.name)),
+        }
+    }
+    let net = outcomes.last().context("the net run")?.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"));
+    let rtt = net.and_then(|net| {
+        figures.push(DeviceFigure { name: "net TCP".into(), work: Work::of(net, "left", "net")?, el2_per_unit: None });
+        crate::decode::console_lines(&net.lines, "left")
+            .iter()
+            .find_map(|l| round_trip_us(l))
+            .with_context(|| format!("no round trip from vm left:\n{}", net.transcript()))
+    });
+    let rtt = rtt.map_err(|e| failures.push(format!("net: {e:#}"))).ok();
+    Ok(DeviceFigures { figures, rtt_us: rtt, failures })
+}
+
+/// The average of busybox ping's `round-trip min/avg/max = A/B/C ms`, in microseconds.
+fn round_trip_us(line: &str) -> Option<u64> {
+    let figures = line.trim().strip_prefix("round-trip min/avg/max = ")?.strip_suffix(" ms")?;
+    let average: f64 = figures.split('/').nth(1)?.parse().ok()?;
+    Some((average * 1000.0).round() as u64)
+}
+
+/// What [`devices`] measured, and what failed (each with its transcript).
+pub struct DeviceFigures {
+    pub figures: Vec<DeviceFigure>,
+    pub rtt_us: Option<u64>,
+    pub failures: Vec<String>,
+}
+
+/// A twin's figure from its two runs.
+fn twin_figure(twin: &Twin, run: &Result<qemu::Outcome>, empty: &Result<qemu::Outcome>) -> Result<DeviceFigure> {
+    let (run, empty) =
+        (run.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?, empty.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?);
+    let work = Work::of(run, "linux", twin.kind)?;
+    let nothing = Work::of(empty, "linux", twin.kind)?;
+    if work.bytes != twin.kib << 10 || nothing.bytes != 0 {
+        bail!("the work moved {} bytes (its twin {}), not {}", work.bytes, nothing.bytes, twin.kib << 10);
+    }
+    let el2 = el2_of(run, "linux").zip(el2_of(empty, "linux"));
+    let el2_per_unit = el2.map(|(with, without)| {
+        let count = u128::from(with.saturating_sub(without)) * u128::from(twin.unit) / u128::from(work.bytes.max(1));
+        (count as u64, twin.unit)
+    });
+    Ok(DeviceFigure { name: twin.name.to_string(), work, el2_per_unit })
+}
+
+/// Prints [`devices`]' figures; fails with what failed.
+fn print_devices(devices: &DeviceFigures) -> Result<()> {
+    println!("{:<20} {:>10} {:>14} {:>10}   {}", "device (virt)", "bytes", "guest ns", "KiB/s", "EL2 instructions");
+    for figure in &devices.figures {
+        println!("{}", figure.row());
+    }
+    if let Some(rtt) = devices.rtt_us {
+        println!("{:<20} {:>10} {:>14}   (average of 100)", "net ping round trip", "", format!("{} us", rtt));
+    }
+    if !devices.failures.is_empty() {
+        bail!("device benchmarks failed:\n{}", devices.failures.join("\n"));
+    }
+    Ok(())
 }
 
 /// `linux-boot` with 1 and 4 VCPUs on `virt`.
@@ -317,19 +556,24 @@ fn linux_figures(boots: &[LinuxBoot]) -> Vec<Figure> {
         .collect()
 }
 
-/// Runs every board (or only `exits` or `linux-boot`); prints the table; writes the outputs;
+/// What `cargo xtask test` measures: the figures the baseline checks (the exit paths and
+/// `linux-boot`), not the device figures, which are reported only.
+pub const CHECKED: &str = "checked";
+
+/// Runs every board (or only `exits`, `linux-boot`, `devices`, or [`CHECKED`]: the first two);
+/// prints the tables; writes the outputs;
 /// checks or updates the baseline. Returns the regressions found (empty when the check passes
 /// or the baseline was updated).
 pub fn bench(update_baseline: bool, only: Option<&str>) -> Result<Vec<String>> {
-    if let Some(other) = only.filter(|o| !["exits", "linux-boot"].contains(o)) {
-        bail!("--only takes `exits` or `linux-boot`, not `{other}`");
+    if let Some(other) = only.filter(|o| !["exits", "linux-boot", "devices", CHECKED].contains(o)) {
+        bail!("--only takes `exits`, `linux-boot` or `devices`, not `{other}`");
     }
-    if update_baseline && only.is_some() {
-        bail!("--update-baseline measures everything: leave out --only");
+    if update_baseline && only.is_some_and(|o| o != CHECKED) {
+        bail!("--update-baseline measures every checked figure: leave out --only (or say `checked`)");
     }
     let mut figures = Vec::new();
     let mut sizes = BTreeMap::new();
-    if only != Some("linux-boot") {
+    if only.is_none() || only == Some("exits") || only == Some(CHECKED) {
         let firmwares = build::build(&Board::ALL)?;
         for (board, firmware) in Board::ALL.iter().zip(&firmwares) {
             // The paths are measured by the test kit's `bench` scenario; the sizes are the product's.
@@ -338,7 +582,7 @@ pub fn bench(update_baseline: bool, only: Option<&str>) -> Result<Vec<String>> {
         }
     }
     let mut found = Vec::new();
-    if only != Some("exits") {
+    if only.is_none() || only == Some("linux-boot") || only == Some(CHECKED) {
         let boots = linux_boot()?;
         println!(
             "{:<12} {:>14} {:>14} {:>7} {:>16}",
@@ -385,6 +629,13 @@ pub fn bench(update_baseline: bool, only: Option<&str>) -> Result<Vec<String>> {
             println!("             hvc0 exits: {}", exits.join(", "));
         }
     }
+    if only.is_none() || only == Some("devices") {
+        // Reported, not checked: the device threads run on another CPU (see [`CROSS_CPU`]).
+        print_devices(&devices()?)?;
+    }
+    if only == Some("devices") {
+        return Ok(Vec::new());
+    }
     println!("{:<12} {:<14} {:>16} {:>12}", "board", "path", "EL2 instructions", "guest ns");
     for f in &figures {
         let note = if CROSS_CPU.contains(&f.path.as_str()) { "  (two CPUs: not checked)" } else { "" };
@@ -411,7 +662,9 @@ pub fn bench(update_baseline: bool, only: Option<&str>) -> Result<Vec<String>> {
         .with_context(|| format!("reading {} (create it with --update-baseline)", baseline.display()))?;
     let measured = |f: &Figure| match only {
         Some("exits") => !f.path.starts_with("linux-boot"),
-        Some(_) => f.path.starts_with("linux-boot"),
+        Some("linux-boot") => f.path.starts_with("linux-boot"),
+        Some(CHECKED) => true,
+        Some(_) => false,
         None => true,
     };
     let wanted: Vec<Figure> = from_json(&text).into_iter().filter(measured).collect();
@@ -434,6 +687,17 @@ mod tests {
     fn parses_bench_lines_only() {
         let lines = ["bench: null-hvc el2 691 guest_ns 695", "bench: loop ratio 100/100", "other"];
         assert_eq!(parse(Board::Virt, lines.map(String::from)), [figure("null-hvc", 691)]);
+    }
+
+    #[test]
+    fn work_and_round_trip_lines() {
+        let lines = ["work console 65536 1234 1000000000".to_string(), "work net 5 6".to_string()];
+        assert_eq!(Work::parse(&lines, "console"), Some(Work { bytes: 65536, ticks: 1234, frequency: 1_000_000_000 }));
+        assert_eq!(Work::parse(&lines, "net"), None, "a line with a field missing");
+        assert_eq!(Work::parse(&lines, "blk-read"), None);
+        assert_eq!(Work::parse(&lines, "console").unwrap().bytes_per_second(), 53_108_589_951);
+        assert_eq!(round_trip_us("round-trip min/avg/max = 0.311/0.401/1.025 ms"), Some(401));
+        assert_eq!(round_trip_us("round-trip min/avg/max = 1.5 ms"), None);
     }
 
     #[test]

@@ -51,12 +51,69 @@ done
 ticks=$(/bin/ticks)
 [ -c /dev/hvc0 ] && exec <>/dev/hvc0 >&0 2>&1
 echo BOOT-OK
-case \" $(cat /proc/cmdline) \" in *\" belfry.bench \"*) echo \"boot-ticks $ticks\"; poweroff -f;; esac
+case \" $(cat /proc/cmdline) \" in *\" belfry.bench \"*)
+  echo \"boot-ticks $ticks\"
+  for p in $(cat /proc/cmdline); do case $p in belfry.work=*) /bin/work ${p#belfry.work=};; esac; done
+  poweroff -f;;
+esac
 if [ -c /dev/hvc0 ]; then
   while true; do setsid sh -c 'exec sh -l <>/dev/hvc0 >&0 2>&1'; done
 fi
 while true; do setsid cttyhack sh -l; done
 ";
+
+/// `/bin/work KIND:KIB[:ADDRESS]`: one measured piece of work for `cargo xtask bench`'s device
+/// figures, run by `/init` under [`BENCH_PARAMETER`] for each `belfry.work=` on the command
+/// line. It prints [`WORK_TICKS`]` KIND BYTES TICKS FREQUENCY` (TICKS: the virtual counter across
+/// the work alone; anything it prepares is done before the first read). KIB is written with
+/// leading zeros so that a run and its empty twin (`0000`) have command lines of one length.
+/// - `console`: KIB KiB of 64-byte lines written to the console (`hvc0` when there is one).
+/// - `blk-read`, `blk-write`: KIB KiB read from / written to `/dev/vda` with `dd`, 64 KiB per
+///   request, `O_DIRECT` (the device, not the page cache).
+/// - `net`: once ADDRESS answers a ping, 100 pings (busybox prints their `round-trip
+///   min/avg/max`), then KIB KiB sent over TCP (busybox `nc`) to ADDRESS port 5000, timed until
+///   the receiver says on port 5001 that all of it arrived (the sender's `nc` ends when its
+///   socket has the data, not when the peer does).
+/// - `net-listen` (ADDRESS is `OWN:PEER`): receives one TCP connection on port 5000 and says
+///   so to PEER's port 5001; brings `eth0` up with OWN/24 only once it listens, so a peer that
+///   reaches it finds the port open; ends once PEER stops answering pings (a VM that powered
+///   off at once could lose what its socket still holds).
+pub const WORK: &str = r#"#!/bin/busybox sh
+kind=${1%%:*}; rest=${1#*:}; kib=$(echo ${rest%%:*} | sed 's/^0*//'); kib=${kib:-0}; address=${rest#*:}
+bytes=$((kib * 1024))
+now() { set -- $(/bin/ticks); echo $1; }
+case $kind in
+console)
+  yes 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde | head -c $bytes > /tmp/work
+  out=/dev/console; [ -c /dev/hvc0 ] && out=/dev/hvc0
+  start=$(now); cat /tmp/work > $out; end=$(now);;
+blk-read)
+  start=$(now); dd if=/dev/vda of=/dev/null bs=64k count=$((kib / 64)) iflag=direct 2>/dev/null; end=$(now);;
+blk-write)
+  start=$(now); dd if=/dev/zero of=/dev/vda bs=64k count=$((kib / 64)) oflag=direct 2>/dev/null; end=$(now);;
+net)
+  dd if=/dev/zero of=/tmp/work bs=64k count=$((kib / 64)) 2>/dev/null
+  until ping -c 1 -W 1 $address >/dev/null 2>&1; do :; done
+  ping -q -c 100 -i 0.01 $address | grep round-trip
+  nc -l -p 5001 | head -n 1 > /dev/null &
+  until grep -qs ':1389 0*:0000 0A' /proc/net/tcp /proc/net/tcp6; do :; done
+  start=$(now); nc $address 5000 < /tmp/work; wait $!; end=$(now);;
+net-listen)
+  own=${address%%:*}; peer=${address#*:}
+  { nc -l -p 5000 > /dev/null; echo received | nc $peer 5001; } &
+  until grep -qs ':1388 0*:0000 0A' /proc/net/tcp /proc/net/tcp6; do :; done
+  ip link set eth0 up && ip addr add $own/24 dev eth0
+  wait
+  while ping -c 1 -W 1 $peer >/dev/null 2>&1; do sleep 0.1; done
+  exit 0;;
+*) echo "work: no such work: $kind"; exit 1;;
+esac
+set -- $(/bin/ticks)
+echo "work $kind $bytes $((end - start)) $2"
+"#;
+
+/// What [`WORK`] prints: `work KIND BYTES TICKS FREQUENCY`.
+pub const WORK_TICKS: &str = "work ";
 
 /// The virtio drivers Debian builds as modules, with what they need, in load order: virtio-mmio,
 /// virtio-blk, virtio-console, virtio-net (with failover and net_failover), and ext4 (which
@@ -161,8 +218,9 @@ pub fn disk_image() -> Result<PathBuf> {
     std::fs::copy(busybox()?, root.join("bin/busybox"))?;
     std::fs::copy(crate::guests::ticks()?, root.join("bin/ticks"))?;
     std::fs::write(root.join("init"), INIT)?;
+    std::fs::write(root.join("bin/work"), WORK)?;
     use std::os::unix::fs::PermissionsExt;
-    for executable in ["init", "bin/busybox", "bin/ticks"] {
+    for executable in ["init", "bin/busybox", "bin/ticks", "bin/work"] {
         std::fs::set_permissions(root.join(executable), std::fs::Permissions::from_mode(0o755))?;
     }
     let image = out.join("disk.ext2");
@@ -315,6 +373,7 @@ pub fn initramfs_with(drivers: bool) -> Result<Vec<u8>> {
     cpio.entry("dev/console", S_IFCHR | 0o600, &[], (5, 1));
     cpio.entry("bin/busybox", S_IFREG | 0o755, &busybox, (0, 0));
     cpio.entry("bin/ticks", S_IFREG | 0o755, &std::fs::read(crate::guests::ticks()?)?, (0, 0));
+    cpio.entry("bin/work", S_IFREG | 0o755, WORK.as_bytes(), (0, 0));
     cpio.entry("init", S_IFREG | 0o755, INIT.as_bytes(), (0, 0));
     Ok(cpio.finish())
 }
@@ -371,12 +430,27 @@ fn linux_vm(vcpus: u32, memory: u64, drivers: bool) -> Result<bundle::writer::Vm
     })
 }
 
+/// A VM for `cargo xtask bench`'s device figures: `name`, 1 VCPU, `memory`, the initramfs with
+/// the virtio drivers, [`BENCH_PARAMETER`] and `parameters` on its command line.
+pub fn bench_vm(name: &str, memory: u64, parameters: &str) -> Result<bundle::writer::VmInput> {
+    Ok(bundle::writer::VmInput {
+        name: name.into(),
+        cmdline: Some(format!("{BENCH_PARAMETER} {parameters}")),
+        ..linux_vm(1, memory, true)?
+    })
+}
+
 /// Packs `vm` into `target/guests/NAME`.
 fn write_bundle(vm: bundle::writer::VmInput, name: &str) -> Result<PathBuf> {
+    write_bundle_of(vec![vm], name)
+}
+
+/// Packs `vms` into `target/guests/NAME`.
+pub fn write_bundle_of(vms: Vec<bundle::writer::VmInput>, name: &str) -> Result<PathBuf> {
     let out = crate::workspace_root().join("target/guests");
     std::fs::create_dir_all(&out)?;
     let path = out.join(name);
-    crate::pack::pack(&[vm], &path)?;
+    crate::pack::pack(&vms, &path)?;
     Ok(path)
 }
 
