@@ -414,7 +414,7 @@ fn twin_figure(twin: &Twin, run: &Result<qemu::Outcome>, empty: &Result<qemu::Ou
 
 /// Prints [`devices`]' figures; fails with what failed.
 fn print_devices(devices: &DeviceFigures) -> Result<()> {
-    println!("{:<20} {:>10} {:>14} {:>10}   {}", "device (virt)", "bytes", "guest ns", "KiB/s", "EL2 instructions");
+    println!("{:<20} {:>10} {:>14} {:>10}   EL2 instructions", "device (virt)", "bytes", "guest ns", "KiB/s");
     for figure in &devices.figures {
         println!("{}", figure.row());
     }
