@@ -290,15 +290,19 @@ impl Vcpu {
         let mut context = self.context.lock();
         self.running_on.store(crate::arch::current_cpu() + 1, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::SeqCst);
-        let result = self.run_until_exit(&mut context);
+        // The packet is built in place: a `ZxResult<Option<PortPacket>>` passed up by value
+        // is moved with `memcpy` calls (its payload sits at a 4-byte offset).
+        let mut packet = PortPacket::default();
+        let result = self.run_until_exit(&mut context, &mut packet);
         self.running_on.store(0, Ordering::Release);
-        result
+        result.map(|()| packet)
     }
 
-    fn run_until_exit(&self, context: &mut Context) -> ZxResult<PortPacket> {
+    /// Runs the guest until an exit the VMM must see: its packet in `out`.
+    fn run_until_exit(&self, context: &mut Context, out: &mut PortPacket) -> ZxResult {
         if let Some((address, access)) = context.pending_access.take() {
-            if let Some(packet) = self.on_access(context, address, access)? {
-                return Ok(packet);
+            if self.on_access(context, address, access, out)? {
+                return Ok(());
             }
         }
         loop {
@@ -308,8 +312,8 @@ impl Vcpu {
             sync::before_guest();
             match crate::arch::run(context, &self.signals) {
                 Exit::Access { address, access } => {
-                    if let Some(packet) = self.on_access(context, address, access)? {
-                        return Ok(packet);
+                    if self.on_access(context, address, access, out)? {
+                        return Ok(());
                     }
                 }
                 Exit::AccessWithoutSyndrome { address, write, aarch32: true, far, .. }
@@ -325,8 +329,8 @@ impl Vcpu {
                     );
                 }
                 Exit::AccessWithoutSyndrome { address, write, pc_address, far, .. } => {
-                    if let Some(packet) = self.on_unsyndromed_access(context, address, write, pc_address, far)? {
-                        return Ok(packet);
+                    if self.on_unsyndromed_access(context, address, write, pc_address, far, out)? {
+                        return Ok(());
                     }
                 }
                 Exit::InstructionFetch { address, far } => {
@@ -340,14 +344,18 @@ impl Vcpu {
                     let machine = PsciMachine { guest: &self.guest, id: self.id };
                     match psci::handle(&mut context.state, &machine) {
                         psci::Outcome::Continue => {}
-                        psci::Outcome::Packet(packet) => return Ok(packet),
+                        psci::Outcome::Packet(packet) => {
+                            *out = packet;
+                            return Ok(());
+                        }
                         psci::Outcome::Status(status) => return Err(status),
                     }
                 }
                 Exit::SendSgi { value } => {
                     context.exits.count(ExitKind::Sgi);
                     if let Some(packet) = self.sgi_packet(value) {
-                        return Ok(packet);
+                        *out = packet;
+                        return Ok(());
                     }
                 }
                 Exit::WaitForInterrupt { pending: false, deadline } => {
@@ -457,7 +465,7 @@ impl Vcpu {
     /// An access without an instruction syndrome: RAM is paged in and the instruction restarts;
     /// in a trap, the instruction is read from guest memory, decoded and emulated access by
     /// access (a pair gives two packets, one per `enter`), with the base register written back
-    /// when it is skipped.
+    /// when it is skipped. `true`: a packet for the VMM is in `out`.
     fn on_unsyndromed_access(
         &self,
         context: &mut Context,
@@ -465,13 +473,14 @@ impl Vcpu {
         write: bool,
         pc_address: Option<u64>,
         far: u64,
-    ) -> ZxResult<Option<PortPacket>> {
+        out: &mut PortPacket,
+    ) -> ZxResult<bool> {
         if context.traps_generation != self.guest.trap_generation() {
             (context.traps_generation, context.traps) = self.guest.traps();
         }
         if context.traps.find(address).is_none() {
             let access = Access { write, size: 8, register: 31, far, ..Default::default() };
-            return self.on_access(context, address, access);
+            return self.on_access(context, address, access, out);
         }
         let mut word = [0u8; 4];
         let fetched = pc_address
@@ -535,11 +544,11 @@ impl Vcpu {
                 };
                 context.pending_access = Some((second, accesses[1]));
             }
-            let packet = self.on_access(context, address, first)?;
-            if packet.is_none() {
+            let packet = self.on_access(context, address, first, out)?;
+            if !packet {
                 // A doorbell took the first half: the second follows at once.
                 if let Some((second_address, second)) = context.pending_access.take() {
-                    return self.on_access(context, second_address, second);
+                    return self.on_access(context, second_address, second, out);
                 }
             } else if context.pending_access.is_some() {
                 // The VMM emulates the first half now and the second on the next `enter`; the
@@ -560,11 +569,11 @@ impl Vcpu {
         let first = accesses[0];
         if context.traps.find(first_address).is_some() {
             context.pending_access = Some((address, accesses[1]));
-            let packet = self.on_access(context, first_address, first)?;
-            if packet.is_some() {
+            let packet = self.on_access(context, first_address, first, out)?;
+            if packet {
                 context.skip_instruction = false;
             } else if let Some((second_address, second)) = context.pending_access.take() {
-                return self.on_access(context, second_address, second);
+                return self.on_access(context, second_address, second, out);
             }
             return Ok(packet);
         }
@@ -576,7 +585,7 @@ impl Vcpu {
             );
             return Err(self.kill());
         }
-        self.on_access(context, address, accesses[1])
+        self.on_access(context, address, accesses[1], out)
     }
 
     /// Performs one element of an emulated instruction on guest RAM: a store writes the
@@ -614,8 +623,8 @@ impl Vcpu {
         }
     }
 
-    /// Handles an access stage 2 did not satisfy; `Some(packet)` leaves `enter`.
-    fn on_access(&self, context: &mut Context, address: u64, access: Access) -> ZxResult<Option<PortPacket>> {
+    /// Handles an access stage 2 did not satisfy; `true` (its packet in `out`) leaves `enter`.
+    fn on_access(&self, context: &mut Context, address: u64, access: Access, out: &mut PortPacket) -> ZxResult<bool> {
         if context.traps_generation != self.guest.trap_generation() {
             (context.traps_generation, context.traps) = self.guest.traps();
         }
@@ -624,7 +633,7 @@ impl Vcpu {
             return match self.guest.vmar().fault(address, access.write, false, &context.traps) {
                 Fault::Mapped => {
                     context.exits.count(ExitKind::Page);
-                    Ok(None)
+                    Ok(false)
                 }
                 // Nothing behind the address, or memory that does not permit the access: the
                 // synchronous external abort a board gives, taken by the guest's own EL1.
@@ -633,7 +642,7 @@ impl Vcpu {
                         if access.write { "a write outside guest memory" } else { "a read outside guest memory" };
                     let abort = GuestException::DataAbort { far: access.far, write: access.write };
                     self.deliver(context, abort, what, address);
-                    Ok(None)
+                    Ok(false)
                 }
                 fault => {
                     crate::kernel_error!(
@@ -662,7 +671,8 @@ impl Vcpu {
                     data: if access.write { access.value } else { 0 },
                     ..Default::default()
                 };
-                Ok(Some(PortPacket::mem(trap.key, mem)))
+                *out = PortPacket::mem(trap.key, mem);
+                Ok(true)
             }
             TrapKind::Bell => {
                 if !access.write {
@@ -678,7 +688,7 @@ impl Vcpu {
                         Ok(()) => {
                             port.notify();
                             context.skip_instruction = true;
-                            return Ok(None);
+                            return Ok(false);
                         }
                         Err(PushError::Closed) => {
                             context.skip_instruction = true;
