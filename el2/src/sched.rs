@@ -138,24 +138,27 @@ impl<T> Sleepers<T> {
         self.list.retain(|(_, thread)| !is_it(thread));
     }
 
-    /// Takes the sleepers whose deadline is `now` or earlier; returns them and the earliest
-    /// deadline of those left ([`INFINITE`] when none). Allocates only when some expired.
-    pub fn take_expired(&mut self, now: Deadline) -> (Vec<T>, Deadline)
+    /// Takes sleepers whose deadline is `now` or earlier into `batch`, as many as fit; returns
+    /// how many it took and the earliest deadline of those left ([`INFINITE`] when none; `now`
+    /// or earlier when expired ones did not fit). Allocates nothing: a VCPU's timed WFI passes
+    /// here on every wake-up.
+    pub fn take_expired(&mut self, now: Deadline, batch: &mut [Option<T>]) -> (usize, Deadline)
     where
         T: Clone,
     {
-        let mut expired = Vec::new();
+        let mut taken = 0;
         let mut next = INFINITE;
         self.list.retain(|(deadline, thread)| {
-            if *deadline <= now {
-                expired.push(thread.clone());
+            if let Some(slot) = batch.get_mut(taken).filter(|_| *deadline <= now) {
+                *slot = Some(thread.clone());
+                taken += 1;
                 false
             } else {
                 next = next.min(*deadline);
                 true
             }
         });
-        (expired, next)
+        (taken, next)
     }
 
     pub fn len(&self) -> usize {
@@ -225,11 +228,21 @@ mod tests {
         s.push(30, 'a');
         s.push(10, 'b');
         s.push(20, 'c');
-        assert_eq!(s.take_expired(5), (vec![], 10));
-        assert_eq!(s.take_expired(20), (vec!['b', 'c'], 30));
+        let mut batch = [None; 4];
+        assert_eq!(s.take_expired(5, &mut batch), (0, 10));
+        assert_eq!(s.take_expired(20, &mut batch), (2, 30));
+        assert_eq!(batch, [Some('b'), Some('c'), None, None]);
         s.remove(|&t| t == 'a');
-        assert_eq!(s.take_expired(100), (vec![], INFINITE));
+        assert_eq!(s.take_expired(100, &mut [None; 4]), (0, INFINITE));
         assert!(s.is_empty());
+        // More expired than the batch holds: the rest stay, and the deadline says so.
+        for (deadline, t) in [(1, 'x'), (2, 'y'), (3, 'z')] {
+            s.push(deadline, t);
+        }
+        let mut small = [None; 2];
+        assert_eq!(s.take_expired(10, &mut small), (2, 3));
+        assert_eq!(small, [Some('x'), Some('y')]);
+        assert_eq!(s.take_expired(10, &mut small), (1, INFINITE));
     }
 
     #[test]

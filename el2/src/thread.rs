@@ -263,16 +263,24 @@ fn wake_expired(cpu_state: &Cpu) -> (bool, Deadline) {
     if now < earliest {
         return (false, earliest);
     }
-    let (expired, next) = {
-        let mut sleepers = cpu_state.sleepers.lock();
-        let taken = sleepers.take_expired(now);
-        cpu_state.earliest_sleeper.store(taken.1, Ordering::Relaxed);
-        taken
-    };
-    for thread in &expired {
-        wake(thread);
+    let mut woke = false;
+    loop {
+        // A few at a time, woken without the lock, with nothing allocated.
+        let mut batch: [Option<Arc<Thread>>; 4] = Default::default();
+        let (taken, next) = {
+            let mut sleepers = cpu_state.sleepers.lock();
+            let taken = sleepers.take_expired(now, &mut batch);
+            cpu_state.earliest_sleeper.store(taken.1, Ordering::Relaxed);
+            taken
+        };
+        for thread in batch.iter().flatten() {
+            wake(thread);
+        }
+        woke |= taken > 0;
+        if next > now {
+            return (woke, next);
+        }
     }
-    (!expired.is_empty(), next)
 }
 
 /// Sets the EL2 timer for `next` (the earliest sleeper's deadline) or the end of this CPU's
