@@ -5,8 +5,9 @@
 //! generation, with the low two bits set as Zircon's are (so 0 is never a handle): looking one
 //! up is an index and a compare, not a search (it is on every VMM call of every exit). A slot
 //! freed by a close is taken again with the next generation; a slot whose generations are all
-//! spent is retired, never reused. So at most [`MAX_LIVE`] handles live at once, and a table
-//! issues at most 2^30 values in its life (NO_RESOURCES after either). Each object counts its
+//! spent is retired, never reused; slot 0 is never used. So at most [`MAX_LIVE`] - 1 handles
+//! live at once, and a table issues fewer than 2^30 values in its life (NO_RESOURCES after
+//! either). Each object counts its
 //! handles; when the last one closes the object hears about it (a port stops accepting
 //! packets, a VCPU frees its thread).
 
@@ -18,7 +19,7 @@ pub const HANDLE_INVALID: u32 = 0;
 
 /// Bits of a value that name the slot (above the two low bits).
 const SLOT_BITS: u32 = 16;
-/// The most handles a table holds at once.
+/// Slots of a table (slot 0 is never used: a table holds at most `MAX_LIVE - 1` handles).
 pub const MAX_LIVE: usize = 1 << SLOT_BITS;
 /// Generations a slot has (the value's top 14 bits).
 const GENERATIONS: u32 = 1 << (30 - SLOT_BITS);
@@ -88,6 +89,11 @@ impl HandleTable {
     /// Adds a handle to `object` with `rights`; returns its value.
     pub fn add(&self, object: Object, rights: Rights) -> ZxResult<u32> {
         let mut entries = self.entries.lock();
+        if entries.slots.is_empty() {
+            // Slot 0 is never issued, so a table's first values are 0x7, 0xb, ... (as Zircon's
+            // and the counter this table replaced) and 0x3 is never a handle.
+            entries.slots.push(Slot { generation: GENERATIONS, handle: None });
+        }
         let index = match entries.free.pop() {
             Some(index) => index,
             None if entries.slots.len() < MAX_LIVE => {
@@ -215,23 +221,24 @@ mod tests {
         let mut seen = alloc::collections::BTreeSet::new();
         for _ in 0..GENERATIONS {
             let value = table.add(object(), Rights::SAME_RIGHTS).unwrap();
-            assert_eq!(slot_of(value), 0);
+            assert_eq!(slot_of(value), 1);
             assert!(seen.insert(value), "a value issued twice");
             table.close(value).unwrap();
         }
         let next = table.add(object(), Rights::SAME_RIGHTS).unwrap();
-        assert_eq!(slot_of(next), 1, "slot 0 is retired");
+        assert_eq!(slot_of(next), 2, "slot 1 is retired");
         assert!(!seen.contains(&next));
     }
 
     #[test]
     fn at_most_max_live_handles() {
         let table = HandleTable::new();
-        let values: Vec<u32> = (0..MAX_LIVE).map(|_| table.add(object(), Rights::SAME_RIGHTS).unwrap()).collect();
+        let values: Vec<u32> = (1..MAX_LIVE).map(|_| table.add(object(), Rights::SAME_RIGHTS).unwrap()).collect();
+        assert_eq!(values[..2], [0x7, 0xb], "the first values, as Zircon's");
         assert_eq!(table.add(object(), Rights::SAME_RIGHTS), Err(Status::NO_RESOURCES));
         table.close(values[7]).unwrap();
         let again = table.add(object(), Rights::SAME_RIGHTS).unwrap();
-        assert_eq!(slot_of(again), 7);
-        assert_eq!(table.len(), MAX_LIVE);
+        assert_eq!(slot_of(again), 8);
+        assert_eq!(table.len(), MAX_LIVE - 1);
     }
 }
