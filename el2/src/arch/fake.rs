@@ -72,6 +72,9 @@ pub fn invalidate_guest(_vttbr: u64) {}
 /// Host builds have no caches to maintain.
 pub fn clean_for_guest(_address: u64, _len: usize) {}
 
+/// Host builds have no instruction caches to invalidate.
+pub fn invalidate_instruction_cache() {}
+
 /// The host's scripted guests spin through `run`, which re-checks kicks: nothing to interrupt.
 pub fn interrupt_cpu(_cpu: usize) {}
 

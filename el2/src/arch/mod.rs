@@ -7,7 +7,7 @@ pub mod aarch64;
 #[cfg(target_os = "none")]
 pub use aarch64::guest::{
     clean_for_guest, current_cpu, guest_device_pages, inject, interrupt_cpu, invalidate_guest, invalidate_guest_page,
-    run, stack_pointer, translate_data, zero_pages, VcpuArch,
+    invalidate_instruction_cache, run, stack_pointer, translate_data, zero_pages, VcpuArch,
 };
 
 #[cfg(not(target_os = "none"))]
@@ -15,5 +15,5 @@ pub mod fake;
 #[cfg(not(target_os = "none"))]
 pub use fake::{
     clean_for_guest, current_cpu, guest_device_pages, inject, interrupt_cpu, invalidate_guest, invalidate_guest_page,
-    run, stack_pointer, translate_data, VcpuArch,
+    invalidate_instruction_cache, run, stack_pointer, translate_data, VcpuArch,
 };

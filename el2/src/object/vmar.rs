@@ -14,6 +14,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use stage2::table::Permissions;
+use stage2::PhysAddr;
 
 /// Size of every guest's physical address space: 64 GiB, the 36-bit IPA size every Armv8-A
 /// CPU supports.
@@ -136,7 +137,19 @@ impl Vmar {
             return Fault::Denied;
         }
         let page = offset & !(PAGE_SIZE - 1);
-        let Ok((frame, block)) = vmo.commit_with_block(page) else { return Fault::NoMemory };
+        let Ok(commit) = vmo.commit_with_block(page) else { return Fault::NoMemory };
+        let (frame, block) = (commit.page, commit.block);
+        // A guest with its MMU off reads memory uncached: what EL2 wrote must reach it, and a
+        // guest must not fetch what an instruction cache holds of the frame's earlier owner. A
+        // page (or block) committed just now was zeroed and cleaned in one pass; one committed
+        // earlier may have been written since (`zx_vmo_write`, a device), so it is cleaned.
+        let prepare = |address: PhysAddr, len: u64| {
+            if commit.fresh {
+                crate::arch::invalidate_instruction_cache();
+            } else {
+                crate::arch::clean_for_guest(address.raw(), len as usize);
+            }
+        };
         let window = address & !(BLOCK_SIZE - 1);
         if let Some(block) = block {
             // The VMO offset of the window's start (only meaningful when the mapping covers it).
@@ -146,8 +159,7 @@ impl Vmar {
                 && window_offset.is_some_and(|o| o.is_multiple_of(BLOCK_SIZE))
                 && traps.check(window, BLOCK_SIZE).is_ok();
             if fits {
-                // A guest with its MMU off reads memory uncached: what EL2 wrote must reach it.
-                crate::arch::clean_for_guest(block.raw(), BLOCK_SIZE as usize);
+                prepare(block, BLOCK_SIZE);
                 match space.lock().map_block(window, block, stage2_permissions(perms)) {
                     Ok(true) => return Fault::Mapped,
                     Ok(false) => {}
@@ -155,8 +167,7 @@ impl Vmar {
                 }
             }
         }
-        // A guest with its MMU off reads memory uncached: what EL2 wrote must reach it.
-        crate::arch::clean_for_guest(frame.raw(), PAGE_SIZE as usize);
+        prepare(frame, PAGE_SIZE);
         match space.lock().map(address & !(PAGE_SIZE - 1), frame, stage2_permissions(perms)) {
             Ok(()) => Fault::Mapped,
             Err(_) => Fault::NoMemory,

@@ -9,11 +9,24 @@
 
 use super::frames::{self, BLOCK_PAGES, BLOCK_SIZE, PAGE_SIZE};
 use super::{Status, ZxResult};
+use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
 use stage2::PhysAddr;
 
 /// The largest VMO Belfry creates: the whole guest-physical space.
 pub const MAX_VMO_SIZE: u64 = super::vmar::GUEST_PHYSICAL_SIZE;
+
+/// What [`Vmo::commit_with_block`] found or committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// The page backing the offset.
+    pub page: PhysAddr,
+    /// The 2 MiB block that backs the offset's whole window, if one does.
+    pub block: Option<PhysAddr>,
+    /// This call committed the page (or its block): zeroed and cleaned to the point of
+    /// coherency by the frame allocator, and not written since.
+    pub fresh: bool,
+}
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -81,34 +94,39 @@ impl Vmo {
     /// The page backing byte `offset`, committing a zeroed one (or, in a charged VMO, its
     /// whole 2 MiB block) on first touch.
     pub fn commit(&self, offset: u64) -> ZxResult<PhysAddr> {
-        self.commit_with_block(offset).map(|(page, _)| page)
+        self.commit_with_block(offset).map(|commit| commit.page)
     }
 
     /// [`Vmo::commit`], and the 2 MiB block the page lies in when one block backs all of its
-    /// window (stage 2 may then map the window with one descriptor).
-    pub fn commit_with_block(&self, offset: u64) -> ZxResult<(PhysAddr, Option<PhysAddr>)> {
+    /// window (stage 2 may then map the window with one descriptor), and whether this call
+    /// committed it.
+    pub fn commit_with_block(&self, offset: u64) -> ZxResult<Commit> {
         if offset >= self.size {
             return Err(Status::OUT_OF_RANGE);
         }
         let index = offset / BLOCK_SIZE;
+        let in_block = |block: PhysAddr| PhysAddr::new(block.raw() + ((offset % BLOCK_SIZE) & !(PAGE_SIZE - 1)));
         let mut pages = self.pages.lock();
-        if let Some(block) = pages.blocks.get(&index) {
-            let block = *block;
-            return Ok((PhysAddr::new(block.raw() + ((offset % BLOCK_SIZE) & !(PAGE_SIZE - 1))), Some(block)));
-        }
-        if let Some(page) = pages.pages.get(&(offset / PAGE_SIZE)) {
-            return Ok((*page, None));
+        let pages = &mut *pages;
+        if let Some(&block) = pages.blocks.get(&index) {
+            return Ok(Commit { page: in_block(block), block: Some(block), fresh: false });
         }
         let whole_window = (index + 1) * BLOCK_SIZE <= self.size;
         if self.charged && whole_window && !pages.has_pages_in_block(index) {
             if let Some(block) = frames::alloc_block_zeroed_for(true) {
                 pages.blocks.insert(index, block);
-                return Ok((PhysAddr::new(block.raw() + ((offset % BLOCK_SIZE) & !(PAGE_SIZE - 1))), Some(block)));
+                return Ok(Commit { page: in_block(block), block: Some(block), fresh: true });
             }
         }
-        let page = frames::alloc_zeroed_for(self.charged).ok_or(Status::NO_MEMORY)?;
-        pages.pages.insert(offset / PAGE_SIZE, page);
-        Ok((page, None))
+        // One search of the page map, whether the page is there or not.
+        match pages.pages.entry(offset / PAGE_SIZE) {
+            Entry::Occupied(page) => Ok(Commit { page: *page.get(), block: None, fresh: false }),
+            Entry::Vacant(slot) => {
+                let page = frames::alloc_zeroed_for(self.charged).ok_or(Status::NO_MEMORY)?;
+                slot.insert(page);
+                Ok(Commit { page, block: None, fresh: true })
+            }
+        }
     }
 
     /// The page backing byte `offset` if it is committed.
@@ -226,6 +244,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_commit_that_takes_a_page_calls_it_fresh() {
+        // A fresh page is one nothing but the frame allocator has written (zeroed and cleaned):
+        // the fault path skips its cache clean for it and only for it.
+        let vmo = Vmo::new(2 * PAGE_SIZE).unwrap();
+        let first = vmo.commit_with_block(8).unwrap();
+        assert!(first.fresh);
+        assert_eq!(first.block, None);
+        let again = vmo.commit_with_block(16).unwrap();
+        assert_eq!((again.page, again.fresh), (first.page, false));
+        vmo.write(PAGE_SIZE, &[1]).unwrap();
+        let written = vmo.commit_with_block(PAGE_SIZE).unwrap();
+        assert!(!written.fresh, "committed by the write, and written since");
+        let charged = Vmo::new_charged(BLOCK_SIZE).unwrap();
+        let block = charged.commit_with_block(PAGE_SIZE).unwrap();
+        assert!(block.fresh && block.block.is_some());
+        assert!(!charged.commit_with_block(0).unwrap().fresh, "the block was committed whole");
+    }
+
+    #[test]
     fn pages_are_committed_on_first_touch() {
         let vmo = Vmo::new(3 * PAGE_SIZE - 5).unwrap();
         assert_eq!(vmo.size(), 3 * PAGE_SIZE);
@@ -256,7 +293,7 @@ mod tests {
     fn a_charged_vmo_commits_whole_blocks_where_they_fit() {
         // 2 MiB and 12 KiB: one whole window, then a window the VMO covers only in part.
         let vmo = Vmo::new_charged(BLOCK_SIZE + 3 * PAGE_SIZE).unwrap();
-        let (page, block) = vmo.commit_with_block(0x1_2345).unwrap();
+        let Commit { page, block, .. } = vmo.commit_with_block(0x1_2345).unwrap();
         let block = block.expect("the first window is one block");
         assert!(block.is_aligned(BLOCK_SIZE));
         assert_eq!(page.raw(), block.raw() + 0x1_2000);
@@ -266,17 +303,17 @@ mod tests {
         vmo.read(BLOCK_SIZE - 2, &mut back).unwrap();
         assert_eq!(back, [7, 8, 9, 10], "a write across the block's end");
         assert_eq!(vmo.committed_pages(), 513, "the partial window is committed by pages");
-        assert_eq!(vmo.commit_with_block(BLOCK_SIZE).unwrap().1, None);
+        assert_eq!(vmo.commit_with_block(BLOCK_SIZE).unwrap().block, None);
         assert_eq!(vmo.lookup(BLOCK_SIZE - 1).map(|p| p.raw()), Some(block.raw() + BLOCK_SIZE - PAGE_SIZE));
         // An uncharged VMO commits pages only (nothing is promised to it).
         let plain = Vmo::new(BLOCK_SIZE).unwrap();
-        assert_eq!(plain.commit_with_block(0).unwrap().1, None);
+        assert_eq!(plain.commit_with_block(0).unwrap().block, None);
         assert_eq!(plain.committed_pages(), 1);
         // A window with a page in it already stays by pages.
         let charged = Vmo::new_charged(2 * BLOCK_SIZE).unwrap();
         charged.pages.lock().pages.insert(BLOCK_PAGES, frames::alloc_zeroed_for(true).unwrap());
-        assert_eq!(charged.commit_with_block(BLOCK_SIZE + PAGE_SIZE).unwrap().1, None);
-        assert!(charged.commit_with_block(0).unwrap().1.is_some());
+        assert_eq!(charged.commit_with_block(BLOCK_SIZE + PAGE_SIZE).unwrap().block, None);
+        assert!(charged.commit_with_block(0).unwrap().block.is_some());
     }
 
     #[test]

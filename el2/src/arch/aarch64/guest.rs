@@ -722,7 +722,7 @@ pub fn invalidate_guest(vttbr: u64) {
     unsafe { world::invalidate_vmid(vttbr) }
 }
 
-pub use super::world::zero_pages;
+pub use super::world::{invalidate_instruction_cache, zero_pages};
 
 /// Makes `len` bytes at `address` (identity-mapped) visible to a guest running with its
 /// caches off, and its instruction fetches.
