@@ -137,7 +137,9 @@ impl<'p> Vcpu<'p> {
 
     /// Runs the guest until it needs the VMM.
     pub fn enter(&self) -> ZxResult<Packet> {
-        Ok(self.0.process.vcpu_enter(self.0.value)?.decode())
+        let mut packet = crate::object::packet::PortPacket::default();
+        self.0.process.vcpu_enter_into(self.0.value, &mut packet)?;
+        Ok(packet.decode())
     }
 
     pub fn kick(&self) -> ZxResult {

@@ -214,8 +214,14 @@ impl Process {
 
     /// `zx_vcpu_enter`: needs EXECUTE.
     pub fn vcpu_enter(&self, vcpu: u32) -> ZxResult<PortPacket> {
+        let mut packet = PortPacket::default();
+        self.vcpu_enter_into(vcpu, &mut packet).map(|()| packet)
+    }
+
+    /// [`Process::vcpu_enter`] writing the packet into `out` (see [`Vcpu::enter_into`]).
+    pub fn vcpu_enter_into(&self, vcpu: u32, out: &mut PortPacket) -> ZxResult {
         let (vcpu, _) = typed!(self, vcpu, Vcpu, Rights::EXECUTE);
-        vcpu.enter()
+        vcpu.enter_into(out)
     }
 
     /// `zx_vcpu_kick`: needs EXECUTE.

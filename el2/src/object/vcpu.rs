@@ -283,6 +283,15 @@ impl Vcpu {
 
     /// `zx_vcpu_enter`.
     pub fn enter(&self) -> ZxResult<PortPacket> {
+        let mut packet = PortPacket::default();
+        self.enter_into(&mut packet).map(|()| packet)
+    }
+
+    /// `zx_vcpu_enter` with the packet written into the caller's `out` (as the syscall writes
+    /// it into the caller's buffer): a `ZxResult<PortPacket>` returned by value is moved with a
+    /// `memcpy` at every layer it passes (its payload sits at a 4-byte offset), so the exit
+    /// path builds the packet where the VMM reads it. `out` is left as it was on an error.
+    pub fn enter_into(&self, out: &mut PortPacket) -> ZxResult {
         self.check_thread()?;
         if self.dead.load(Ordering::Acquire) {
             return Err(Status::BAD_STATE);
@@ -290,12 +299,9 @@ impl Vcpu {
         let mut context = self.context.lock();
         self.running_on.store(crate::arch::current_cpu() + 1, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::SeqCst);
-        // The packet is built in place: a `ZxResult<Option<PortPacket>>` passed up by value
-        // is moved with `memcpy` calls (its payload sits at a 4-byte offset).
-        let mut packet = PortPacket::default();
-        let result = self.run_until_exit(&mut context, &mut packet);
+        let result = self.run_until_exit(&mut context, out);
         self.running_on.store(0, Ordering::Release);
-        result.map(|()| packet)
+        result
     }
 
     /// Runs the guest until an exit the VMM must see: its packet in `out`.
