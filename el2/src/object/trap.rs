@@ -188,6 +188,29 @@ impl TrapMap {
         covering(&self.traps, address)
     }
 
+    /// [`TrapMap::find`], trying first the page trap at index `*hint` and leaving in `*hint`
+    /// the index of the page trap found: a VCPU's trapped accesses mostly go where its last one
+    /// went (a device's registers), and one compare costs less than the search. Traps never
+    /// overlap, so a trap that covers `address` is the answer whatever the hint was (a stale
+    /// hint, after the map changed, only costs the search). Doorbell words take precedence
+    /// inside their page traps, so with any words the hint is not used.
+    pub fn find_hinted(&self, address: u64, hint: &mut usize) -> Option<&Arc<Trap>> {
+        if !self.words.is_empty() {
+            return self.find(address);
+        }
+        if let Some(trap) = self.traps.get(*hint) {
+            if address.wrapping_sub(trap.addr) < trap.size {
+                return Some(trap);
+            }
+        }
+        let index = self.traps.partition_point(|trap| trap.addr <= address).checked_sub(1)?;
+        let trap = self.traps.get(index)?;
+        (address - trap.addr < trap.size).then(|| {
+            *hint = index;
+            trap
+        })
+    }
+
     /// Every trap: the page traps by address, then the doorbell words by address.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Trap>> {
         self.traps.iter().chain(&self.words)
@@ -200,6 +223,33 @@ mod tests {
 
     fn mem(addr: u64, size: u64) -> Trap {
         Trap::new(TrapKind::Mem, addr, size, 0, None)
+    }
+
+    #[test]
+    fn a_hint_never_changes_the_answer() {
+        let mut map = TrapMap::default();
+        for (addr, size) in [(0x1000, 0x1000), (0x3000, 0x2000), (0x8000, 0x1000)] {
+            map.insert(mem(addr, size)).unwrap();
+        }
+        for hint in [0, 1, 2, 3, usize::MAX] {
+            for address in [0, 0xfff, 0x1000, 0x1fff, 0x2000, 0x3000, 0x4fff, 0x5000, 0x8000, 0x8fff, 0x9000, u64::MAX]
+            {
+                let mut h = hint;
+                let hinted = map.find_hinted(address, &mut h).map(|t| t.addr);
+                assert_eq!(hinted, map.find(address).map(|t| t.addr), "address {address:#x}, hint {hint}");
+                if let Some(addr) = hinted {
+                    assert_eq!(map.traps[h].addr, addr, "the hint names the trap found");
+                }
+            }
+        }
+        // With doorbell words, a word inside a page trap wins over a hint naming the page trap.
+        let page = Arc::new(mem(0x1000, 0x1000));
+        let mut map = TrapMap::default();
+        map.insert(Trap::new(TrapKind::Mem, 0x1000, 0x1000, 0, None)).unwrap();
+        map.words.push(Arc::new(Trap::new(TrapKind::Bell, 0x1040, 4, 1, None)));
+        let mut hint = 0;
+        assert_eq!(map.find_hinted(0x1040, &mut hint).map(|t| t.kind), Some(TrapKind::Bell));
+        assert_eq!(map.find_hinted(0x1080, &mut hint).map(|t| t.addr), Some(page.addr));
     }
 
     /// DESIGN.md Appendix A item 23, Zircon's trap map unit test.

@@ -81,6 +81,8 @@ pub struct Context {
     pub writeback: Option<(u8, i64)>,
     traps: Arc<TrapMap>,
     traps_generation: u64,
+    /// Where in `traps` the last trapped access found its trap ([`TrapMap::find_hinted`]).
+    trap_hint: usize,
     /// This VCPU's exits so far, by kind.
     pub exits: ExitCounts,
 }
@@ -140,6 +142,7 @@ impl Vcpu {
             writeback: None,
             traps,
             traps_generation,
+            trap_hint: 0,
             exits: ExitCounts::default(),
         };
         Ok(Self {
@@ -635,7 +638,7 @@ impl Vcpu {
             (context.traps_generation, context.traps) = self.guest.traps();
         }
         // Borrowed, not cloned: only other fields of `context` change while the trap is in use.
-        let Some(trap) = context.traps.find(address) else {
+        let Some(trap) = context.traps.find_hinted(address, &mut context.trap_hint) else {
             return match self.guest.vmar().fault(address, access.write, false, &context.traps) {
                 Fault::Mapped => {
                     context.exits.count(ExitKind::Page);
