@@ -166,6 +166,8 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
     };
     let partner = COMPANION_VCPU.load(Ordering::Acquire);
     let mut marks = [(0u64, 0u64); 3];
+    // The VCPU's exits by kind at each mark: which exits an operation takes.
+    let mut exits = [el2::object::exit::ExitCounts::default(); 3];
     let mut count = 0;
     loop {
         let packet = call("vcpu_enter", vcpu.enter())?;
@@ -190,6 +192,10 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
                 belfry_bench_mark();
                 if let Some(slot) = marks.get_mut(count) {
                     *slot = (el2, view.data());
+                }
+                // Read after the EL2 count: every window holds one such read.
+                if let (Some(slot), Ok(counts)) = (exits.get_mut(count), vcpu.read_exits()) {
+                    *slot = counts;
                 }
                 count += 1;
                 INJECT_START.store(true, Ordering::Release);
@@ -223,6 +229,17 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
     let (el2_second, ticks_second) = window(1, 2);
     let operations = n * path.per_operation;
     let per_operation = |total: u64, count: u64| (total + count / 2) / count;
+    // Exits per 100 operations by kind (window difference), for `cargo xtask bench`'s report.
+    let mut per_hundred = [0u64; el2::object::exit::EXIT_KINDS];
+    for (kind, slot) in per_hundred.iter_mut().enumerate() {
+        let window = |a: usize, b: usize| exits[b].0[kind].wrapping_sub(exits[a].0[kind]);
+        *slot = per_operation(100 * window(1, 2).saturating_sub(window(0, 1)), operations);
+    }
+    let [page, trap, abort, hvc, sgi, wait, sysreg, fp, interrupt, other] = per_hundred;
+    defmt::info!(
+        "bench-exits: {=str} per 100 operations: page {=u64} trap {=u64} abort {=u64} hvc {=u64} sgi {=u64} wait {=u64} sysreg {=u64} fp {=u64} interrupt {=u64} other {=u64}",
+        path.name, page, trap, abort, hvc, sgi, wait, sysreg, fp, interrupt, other
+    );
     if matches!(path.companion, Companion::Injector | Companion::IpiTarget) {
         // Across two CPUs, where an event lands in the other CPU's time slice varies from
         // window to window by more than one operation costs, so the difference of the windows

@@ -66,7 +66,23 @@ pub fn measure(firmware: &Firmware, board: Board) -> Result<Vec<Figure>> {
     if figures.is_empty() {
         bail!("no figures in the log of {}", board.name());
     }
+    if board == Board::Virt {
+        println!("exits per 100 operations (virt), by kind:");
+        for line in outcome.lines.iter().filter_map(|l| exits_line(&l.message)) {
+            println!("  {line}");
+        }
+    }
     Ok(figures)
+}
+
+/// A `bench-exits: NAME per 100 operations: KIND N ...` line as `NAME: KIND N, ...` with only
+/// the kinds that occur.
+pub fn exits_line(message: &str) -> Option<String> {
+    let (name, counts) = message.strip_prefix("bench-exits: ")?.split_once(" per 100 operations: ")?;
+    let words: Vec<&str> = counts.split_whitespace().collect();
+    let kinds: Vec<String> =
+        words.chunks_exact(2).filter(|pair| pair[1] != "0").map(|pair| format!("{} {}", pair[0], pair[1])).collect();
+    Some(format!("{name:<18} {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }))
 }
 
 /// One `linux-boot` measurement: the same Debian kernel and initramfs booted to BOOT-OK under
@@ -681,6 +697,15 @@ mod tests {
 
     fn figure(path: &str, el2: u64) -> Figure {
         Figure { board: "virt".into(), path: path.into(), el2, guest_ns: el2 + 4 }
+    }
+
+    #[test]
+    fn exit_lines_keep_the_kinds_that_occur() {
+        let line = "bench-exits: wfi-wake per 100 operations: page 0 trap 0 abort 0 hvc 0 sgi 0 wait 100 sysreg 0 fp 0 interrupt 200 other 0";
+        assert_eq!(exits_line(line).as_deref(), Some("wfi-wake           wait 100, interrupt 200"));
+        let none = "bench-exits: guest-loop per 100 operations: page 0 trap 0";
+        assert_eq!(exits_line(none).as_deref(), Some("guest-loop         none"));
+        assert_eq!(exits_line("bench: x el2 1 guest_ns 2"), None);
     }
 
     #[test]
