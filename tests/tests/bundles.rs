@@ -167,9 +167,12 @@ fn a_bundle_that_is_not_a_fit_is_refused_and_belfry_ends_cleanly() {
     expect_line(&outcome, Some(0), "bundle refused: not a FIT image (BadHeader device tree)");
 }
 
-/// PSCI SYSTEM_RESET builds the VM again from the bundle: the guest boots again (30 times
+/// PSCI SYSTEM_RESET builds the VM again from the bundle: the guest boots again (60 times
 /// here, then the test ends the run), and the other VM, on another CPU, runs to its end
-/// undisturbed. Deterministic time, so the interleaving is the same on every run.
+/// undisturbed. Deterministic time, so the interleaving is the same on every run. The VMM
+/// reports the other VM stopped about 150 ms of guest time after it powered off (about 13
+/// rebuilds of `reset` at first; 28 once page zeroing got cheaper, hence 60, not 30: see
+/// "Known limits" in docs/architecture.md).
 #[test]
 fn a_reset_rebuilds_the_vm_from_the_bundle() {
     let reset = VmInput { cpus: Some(vec![1]), ..vm("reset", 2, 1, 16 << 20) };
@@ -181,7 +184,7 @@ fn a_reset_rebuilds_the_vm_from_the_bundle() {
             ram_mib: Some(1024),
             icount: true,
             stop_on: Some("console reset: reset: booted".into()),
-            stop_on_count: 30,
+            stop_on_count: 60,
             ..RunOptions::new(board)
         });
         assert!(outcome.stopped, "{}", outcome.transcript());
