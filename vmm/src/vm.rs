@@ -857,6 +857,12 @@ pub fn run_bundle(blob: &'static [u8], process: &'static Process, resource: u32,
                         Ok(vm) => {
                             running.insert(index, (spec_index, vm.clone()));
                             link(&running, Some(&vm));
+                            // The new VM is looked at on the next pass, not now: one that
+                            // resets before its start returns (under QEMU's round-robin, a
+                            // VCPU thread on another CPU can run to its reset before this CPU
+                            // runs again) would otherwise be restarted again and again here,
+                            // and the VMs after it never reaped.
+                            index += 1;
                         }
                         Err(refusal) => {
                             defmt::error!("vm {=str}: not restarted: {}", spec.name.as_str(), refusal);
