@@ -498,18 +498,11 @@ pub unsafe fn zero_pages(address: u64, len: usize) {
         // range (`len` is a multiple of 2 KiB, so of 256 bytes).
         unsafe {
             core::arch::asm!(
+                ".rept 4",
                 "dc zva, {a}",
                 "dc civac, {a}",
                 "add {a}, {a}, #64",
-                "dc zva, {a}",
-                "dc civac, {a}",
-                "add {a}, {a}, #64",
-                "dc zva, {a}",
-                "dc civac, {a}",
-                "add {a}, {a}, #64",
-                "dc zva, {a}",
-                "dc civac, {a}",
-                "add {a}, {a}, #64",
+                ".endr",
                 a = inout(reg) at,
                 options(nostack, preserves_flags),
             )
