@@ -37,7 +37,8 @@ static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// Each CPU's GICv3 redistributor SGI/PPI frame (0 before it is found).
 static SGI_FRAME_V3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// What `set_virtual_timer_exit` last did on each CPU (0: nothing yet).
+/// What `set_virtual_timer_ppi` last made of the PPI on each CPU (a [`TimerPpi`] as `u8`; 0:
+/// nothing yet).
 static TIMER_PPI_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// The EL2 physical timer's PPI (CNTHP): the scheduler's deadlines and time slices.
 pub const HYP_TIMER_INTID: u32 = 26;
@@ -141,7 +142,7 @@ pub fn drain() -> usize {
         Controller::V2 { gicc, .. } => {
             while let Some(iar) = sgi::v2_acknowledge(gicc) {
                 if iar & 0x3ff == VIRTUAL_TIMER_INTID {
-                    set_virtual_timer_exit(false);
+                    set_virtual_timer_ppi(TimerPpi::Masked, false);
                 }
                 if iar & 0x3ff == HYP_TIMER_INTID {
                     // The scheduler re-arms it for the next deadline.
@@ -154,7 +155,7 @@ pub fn drain() -> usize {
         Controller::V3 { .. } => {
             while let Some(intid) = gic_cpu::acknowledge() {
                 if intid == VIRTUAL_TIMER_INTID {
-                    set_virtual_timer_exit(false);
+                    set_virtual_timer_ppi(TimerPpi::Masked, false);
                 }
                 if intid == HYP_TIMER_INTID {
                     crate::arch::aarch64::timer::hyp_timer_fired();
@@ -183,24 +184,65 @@ pub fn is_gicv3() -> bool {
     matches!(CONTROLLER.get(), Some(Shared(Controller::V3 { .. })))
 }
 
-/// Enables or disables the virtual timer's physical PPI on this CPU: enabled while a guest whose
-/// timer has not fired runs (its expiry then exits the guest), disabled while the guest has the
-/// interrupt to handle (so the level-triggered PPI does not exit it again and again).
-pub fn set_virtual_timer_exit(enabled: bool) {
-    // Most entries change nothing: skip the GIC write then (1 = enabled, 2 = disabled).
-    let wanted = if enabled { 1 } else { 2 };
-    if let Some(last) = TIMER_PPI_STATE.get(cpu::index()) {
-        if last.swap(wanted, Ordering::AcqRel) == wanted {
-            return;
-        }
+/// What the virtual timer's physical PPI is on this CPU while a guest runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TimerPpi {
+    /// Enabled and inactive: the guest's timer has not fired, its expiry exits the guest.
+    Armed = 1,
+    /// Disabled: the timer fired and its interrupt waits outside the list registers, or sits
+    /// in a software one (whose end brings EOI maintenance); the level-triggered PPI must not
+    /// exit the guest again and again meanwhile.
+    Masked = 2,
+    /// Enabled and active: the interrupt sits in a hardware-forwarded list register, and the
+    /// guest's deactivation of it deactivates the PPI, which signals again only if the timer
+    /// still holds its level.
+    Forwarded = 3,
+}
+
+/// Sets the virtual timer's physical PPI on this CPU to `state`, writing only what differs
+/// from what this CPU last wrote. `placed`: the interrupt was just put in a hardware-forwarded
+/// register, so the PPI's active state is written whatever was last written (the guest's
+/// deactivation of an earlier one cleared it behind EL2's back).
+pub fn set_virtual_timer_ppi(state: TimerPpi, placed: bool) {
+    let Some(last) = TIMER_PPI_STATE.get(cpu::index()) else { return };
+    // Only this CPU touches its slot, with interrupts masked: no read-modify-write needed.
+    let before = last.load(Ordering::Relaxed);
+    if before == state as u8 && !placed {
+        return;
     }
+    last.store(state as u8, Ordering::Relaxed);
+    // (enabled, active) of a state; nothing written yet: both to write.
+    let bits = |state: u8| match state {
+        1 => Some((true, false)),
+        2 => Some((false, false)),
+        3 => Some((true, true)),
+        _ => None,
+    };
+    let (enable, active) = bits(state as u8).unwrap_or((true, false));
+    let (enable_now, active_now) = match bits(before) {
+        Some((enabled, active)) => (Some(enabled), Some(active)),
+        None => (None, None),
+    };
+    let write_enable = enable_now != Some(enable);
+    let write_active = placed || active_now != Some(active);
     let bit = 1 << VIRTUAL_TIMER_INTID;
     match CONTROLLER.get() {
         Some(Shared(Controller::V2 { gicd, .. })) => {
-            if enabled {
-                gicd.isenabler[0].set(bit);
-            } else {
+            // Disabled before it is made inactive, active before it is enabled: never a
+            // signal of the PPI in between.
+            if write_enable && !enable {
                 gicd.icenabler[0].set(bit);
+            }
+            if write_active {
+                if active {
+                    gicd.isactiver[0].set(bit);
+                } else {
+                    gicd.icactiver[0].set(bit);
+                }
+            }
+            if write_enable && enable {
+                gicd.isenabler[0].set(bit);
             }
         }
         Some(Shared(Controller::V3 { .. })) => {
@@ -210,10 +252,18 @@ pub fn set_virtual_timer_exit(enabled: bool) {
             }
             // SAFETY: the address was stored by this CPU's `init_cpu`: its own mapped SGI frame.
             let frame = unsafe { &*(frame as *const RedistributorSgiV3) };
-            if enabled {
-                frame.isenabler0.set(bit);
-            } else {
+            if write_enable && !enable {
                 frame.icenabler0.set(bit);
+            }
+            if write_active {
+                if active {
+                    frame.isactiver0.set(bit);
+                } else {
+                    frame.icactiver0.set(bit);
+                }
+            }
+            if write_enable && enable {
+                frame.isenabler0.set(bit);
             }
         }
         None => {}

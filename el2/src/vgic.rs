@@ -19,6 +19,14 @@
 //! - With vectors still waiting: NPIE when a register still holds a pending one (exit once the
 //!   guest has taken them); else UIE and the EOI bit on every register (exit when the guest
 //!   deactivates one: "no pending" would hold at once and livelock).
+//! - One vector may be *hardware-forwarded* (the virtual timer's, `with_hardware`): placed with
+//!   the HW bit and its own INTID as the physical one, so the guest's deactivation deactivates
+//!   the physical PPI too, with no maintenance interrupt. The architecture allows such a
+//!   register neither active-and-pending nor an EOI request (the EOI bit is part of the
+//!   physical INTID field): where either is needed (the VMM raised the vector again while the
+//!   guest handles it; every register is to ask for EOI maintenance) the register is turned
+//!   into a software one asking for EOI maintenance, and [`ListRegisters::forwarded`] tells the
+//!   caller that the physical PPI is no longer the guest's to end.
 
 use crate::object::signals::Signals;
 
@@ -67,6 +75,35 @@ impl Flavor {
         }
     }
 
+    /// The HW bit and the physical-INTID field (which holds the EOI bit when HW is clear).
+    fn hardware_bits(self) -> (u64, u64) {
+        match self {
+            Flavor::V3 => (1 << 61, 0x1fff << 32),
+            Flavor::V2 => (1 << 31, 0x3ff << 10),
+        }
+    }
+
+    /// `lr` made hardware-forwarded to physical INTID `physical` (no EOI request).
+    pub fn forward(self, lr: u64, physical: u32) -> u64 {
+        let (hw, field) = self.hardware_bits();
+        let shift = field.trailing_zeros();
+        (lr & !field) | hw | ((u64::from(physical) << shift) & field)
+    }
+
+    fn is_forwarded(self, lr: u64) -> bool {
+        lr & self.hardware_bits().0 != 0
+    }
+
+    /// `lr` as a software register asking for EOI maintenance (HW and physical INTID cleared).
+    fn with_eoi(self, lr: u64) -> u64 {
+        let (hw, field) = self.hardware_bits();
+        if lr & hw != 0 {
+            (lr & !(hw | field)) | self.eoi_bit()
+        } else {
+            lr | self.eoi_bit()
+        }
+    }
+
     fn vector(self, lr: u64) -> u32 {
         match self {
             Flavor::V3 => lr as u32,
@@ -110,8 +147,11 @@ pub struct ListRegisters {
     pub hcr: u64,
     spilled: [Spilled; MAX_SPILLED],
     spilled_count: usize,
-    /// The vector whose list register asks for an EOI maintenance interrupt (`u32::MAX`: none).
-    eoi_vector: u32,
+    /// The vector placed hardware-forwarded to the physical INTID of the same number
+    /// (`u32::MAX`: none).
+    hardware_vector: u32,
+    /// The last `fill` put the hardware vector in a list register of its own.
+    hardware_placed: bool,
 }
 
 impl ListRegisters {
@@ -124,15 +164,16 @@ impl ListRegisters {
             hcr: 0,
             spilled: [Spilled { vector: 0, priority: 0 }; MAX_SPILLED],
             spilled_count: 0,
-            eoi_vector: u32::MAX,
+            hardware_vector: u32::MAX,
+            hardware_placed: false,
         }
     }
 
-    /// The same, with `vector`'s list register asking for an EOI maintenance interrupt
-    /// whenever it is placed (the virtual timer's: its guest ending it is when the physical
-    /// level-triggered PPI may be enabled again).
-    pub fn with_eoi_on(self, vector: u32) -> Self {
-        Self { eoi_vector: vector, ..self }
+    /// The same, with `vector` placed hardware-forwarded to the physical interrupt of the same
+    /// INTID (the virtual timer's: the guest's deactivation of its interrupt deactivates the
+    /// level-triggered PPI, which then signals again only if the timer still holds it).
+    pub fn with_hardware(self, vector: u32) -> Self {
+        Self { hardware_vector: vector, ..self }
     }
 
     /// How many list registers are in use by this allocator.
@@ -199,6 +240,7 @@ impl ListRegisters {
     pub fn fill(&mut self, signals: &Signals) {
         let flavor = self.flavor;
         let mut waiting = false;
+        let mut hardware_placed = false;
         // GICv2 SGIs whose next source must wait until the one in a list register is over
         // (one source per SGI in the list registers at a time; its EOI brings the next).
         let mut deferred: u16 = 0;
@@ -211,9 +253,12 @@ impl ListRegisters {
             let sgi = flavor == Flavor::V2 && vector < 16;
             let sources = if sgi { signals.sgi_sources(vector) } else { 0 };
             let mut source = sources.trailing_zeros().min(7) as u8;
+            let hardware = vector == self.hardware_vector;
             let word = |eoi: bool| {
-                let lr = flavor.encode(vector, priority, eoi || vector == self.eoi_vector);
-                if sgi {
+                let lr = flavor.encode(vector, priority, eoi);
+                if hardware {
+                    flavor.forward(lr, vector)
+                } else if sgi {
                     lr | (u64::from(source) << 10)
                 } else {
                     lr
@@ -223,15 +268,19 @@ impl ListRegisters {
                 let live_source = ((self.lrs[index] >> 10) & 0b111) as u8;
                 if sgi && (sources == 0 && live_source != 0 || sources != 0 && sources & (1 << live_source) == 0) {
                     // Another source's SGI: after this one ends.
-                    self.lrs[index] |= flavor.eoi_bit();
+                    self.lrs[index] = flavor.with_eoi(self.lrs[index]);
                     deferred |= 1 << vector;
                     continue;
                 }
-                // The same source again: pending once more in its register.
+                // The same source again: pending once more in its register (a forwarded
+                // register cannot be active-and-pending: it becomes a software one).
                 source = live_source;
-                self.lrs[index] |= flavor.pending_bit();
+                let lr = self.lrs[index];
+                let lr = if flavor.is_forwarded(lr) && flavor.state(lr) != 0b01 { flavor.with_eoi(lr) } else { lr };
+                self.lrs[index] = lr | flavor.pending_bit();
             } else if let Some(index) = (0..self.count).find(|&i| flavor.state(self.lrs[i]) == 0) {
                 self.lrs[index] = word(false);
+                hardware_placed |= hardware;
             } else if let Some(index) = self.worst_in_state(0b01).filter(|&i| flavor.priority(self.lrs[i]) > priority) {
                 let evicted = self.lrs[index];
                 let evicted_vector = flavor.vector(evicted);
@@ -241,6 +290,7 @@ impl ListRegisters {
                     signals.raise(evicted_vector);
                 }
                 self.lrs[index] = word(false);
+                hardware_placed |= hardware;
             } else if let Some(index) = self
                 .worst_in_state(0b10)
                 .filter(|&i| flavor.priority(self.lrs[i]) > priority && self.spilled_count < MAX_SPILLED)
@@ -249,6 +299,7 @@ impl ListRegisters {
                 self.spilled[self.spilled_count] = Spilled { vector: flavor.vector(lr), priority: flavor.priority(lr) };
                 self.spilled_count += 1;
                 self.lrs[index] = word(false);
+                hardware_placed |= hardware;
             } else {
                 waiting = true;
                 break;
@@ -258,7 +309,7 @@ impl ListRegisters {
                 if sources & !(1 << source) != 0 {
                     // More sources: the vector stays pending, for after this one.
                     if let Some(index) = self.live(vector) {
-                        self.lrs[index] |= flavor.eoi_bit();
+                        self.lrs[index] = flavor.with_eoi(self.lrs[index]);
                     }
                     deferred |= 1 << vector;
                     continue;
@@ -266,6 +317,7 @@ impl ListRegisters {
             }
             signals.clear(vector);
         }
+        self.hardware_placed = hardware_placed;
         self.hcr = HCR_EN;
         if self.spilled_count > 0 {
             self.hcr |= HCR_LRENPIE;
@@ -275,9 +327,8 @@ impl ListRegisters {
                 self.hcr |= HCR_NPIE;
             } else {
                 self.hcr |= HCR_UIE;
-                let eoi = flavor.eoi_bit();
                 for lr in &mut self.lrs[..self.count] {
-                    *lr |= eoi;
+                    *lr = flavor.with_eoi(*lr);
                 }
             }
         }
@@ -294,12 +345,24 @@ impl ListRegisters {
     /// Whether a list register asks for a maintenance interrupt at its interrupt's end.
     pub fn wants_eoi_maintenance(&self) -> bool {
         let eoi = self.flavor.eoi_bit();
-        self.lrs[..self.count].iter().any(|&lr| lr & eoi != 0)
+        self.lrs[..self.count].iter().any(|&lr| lr & eoi != 0 && !self.flavor.is_forwarded(lr))
     }
 
     /// Whether `vector` is in a list register (pending, active or both).
     pub fn holds(&self, vector: u32) -> bool {
         self.live(vector).is_some()
+    }
+
+    /// Whether `vector` is in a list register hardware-forwarded (`Some(true)`: its physical
+    /// interrupt is the guest's to deactivate), in a software one (`Some(false)`), or in none.
+    pub fn forwarded(&self, vector: u32) -> Option<bool> {
+        self.live(vector).map(|index| self.flavor.is_forwarded(self.lrs[index]))
+    }
+
+    /// Whether the last `fill` put the hardware vector in a list register of its own (rather
+    /// than finding it there): its physical interrupt must be made active afresh.
+    pub fn hardware_placed(&self) -> bool {
+        self.hardware_placed
     }
 
     /// The live registers as (vector, priority, state) triples, in register order.
@@ -406,15 +469,79 @@ mod tests {
     }
 
     #[test]
-    fn the_eoi_vector_asks_for_maintenance_wherever_it_is_placed() {
+    fn the_hardware_vector_is_placed_forwarded_to_its_physical_intid() {
         let signals = Signals::new();
         for vector in [27, 32] {
             signals.raise(vector);
         }
-        let mut regs = ListRegisters::new(Flavor::V3, 4).with_eoi_on(27);
+        let mut regs = ListRegisters::new(Flavor::V3, 4).with_hardware(27);
         regs.fill(&signals);
-        assert_eq!(regs.lrs[0], Flavor::V3.encode(27, 0xa0, true));
+        // HW (61), pINTID 27 (44:32), no EOI request; the other vector as ever.
+        assert_eq!(regs.lrs[0], (1 << 62) | (1 << 61) | (1 << 60) | (27 << 32) | (0xa0 << 48) | 27);
         assert_eq!(regs.lrs[1], Flavor::V3.encode(32, 0xa0, false));
+        assert_eq!((regs.forwarded(27), regs.forwarded(32), regs.forwarded(33)), (Some(true), Some(false), None));
+        assert!(!regs.wants_eoi_maintenance());
+        assert!(regs.hardware_placed());
+        assert_eq!(regs.hcr, HCR_EN);
+        // Still there at the next entry: not placed afresh.
+        regs.saved(regs.hcr);
+        regs.fill(&signals);
+        assert_eq!((regs.forwarded(27), regs.hardware_placed()), (Some(true), false));
+        // GICv2: HW (31), PhysicalID 27 (19:10).
+        let mut v2 = ListRegisters::new(Flavor::V2, 4).with_hardware(27);
+        signals.raise(27);
+        v2.fill(&signals);
+        assert_eq!(v2.lrs[0], (1 << 31) | (1 << 28) | (0x14 << 23) | (27 << 10) | 27);
+        assert_eq!(v2.forwarded(27), Some(true));
+        assert!(!v2.wants_eoi_maintenance());
+    }
+
+    /// A forwarded register may not be active-and-pending: the vector raised again while the
+    /// guest handles it turns the register into a software one asking for EOI maintenance.
+    #[test]
+    fn the_hardware_vector_raised_while_active_becomes_a_software_register() {
+        for flavor in [Flavor::V3, Flavor::V2] {
+            let signals = Signals::new();
+            signals.raise(27);
+            let mut regs = ListRegisters::new(flavor, 4).with_hardware(27);
+            regs.fill(&signals);
+            let mut interface = Interface::new(flavor);
+            assert_eq!(interface.acknowledge(&mut regs), Some(27));
+            interface.exit(&mut regs);
+            // Pending again, not yet taken: no change.
+            signals.raise(27);
+            regs.fill(&signals);
+            assert_eq!(regs.live_entries().collect::<Vec<_>>(), [(27, 0xa0, 0b11)]);
+            let active_pending = if flavor == Flavor::V3 { 0b11 << 62 } else { 0b11 << 28 };
+            assert_eq!(regs.lrs[0], flavor.encode(27, 0xa0, true) | active_pending);
+            assert_eq!(regs.forwarded(27), Some(false));
+            assert!(regs.wants_eoi_maintenance());
+            assert!(!signals.any_pending());
+        }
+    }
+
+    /// With every register active and more waiting, each asks for EOI maintenance; the
+    /// forwarded one cannot, so it becomes a software one.
+    #[test]
+    fn every_register_asking_for_eoi_includes_the_forwarded_one() {
+        let signals = Signals::new();
+        for vector in [27, 32, 33, 34, 35] {
+            signals.raise(vector);
+        }
+        let mut regs = ListRegisters::new(Flavor::V3, 4).with_hardware(27);
+        regs.fill(&signals);
+        assert_eq!(regs.forwarded(27), Some(true));
+        let mut interface = Interface::new(Flavor::V3);
+        for _ in 0..4 {
+            assert!(interface.acknowledge(&mut regs).is_some());
+            interface.running.pop();
+        }
+        interface.exit(&mut regs);
+        regs.fill(&signals);
+        assert_eq!(regs.hcr, HCR_EN | HCR_UIE);
+        assert_eq!(regs.forwarded(27), Some(false));
+        // EOI (41) alone in the physical-INTID field, HW (61) clear.
+        assert!(regs.lrs[..4].iter().all(|lr| lr & (0x1fff << 32) == 1 << 41 && lr & (1 << 61) == 0));
     }
 
     #[test]

@@ -2439,6 +2439,76 @@ guest!(
 "#
 );
 
+// The virtual timer's physical PPI is the guest's to end: its handler acknowledges PPI 27,
+// counts it in x19 and, the first two times, ends it with the timer still asserted (enabled,
+// expired); only the third time does it disable the timer first. A level-triggered interrupt
+// ended while its level holds is taken again. The guest waits up to 200 000 iterations (no
+// exit) for each next interrupt; when none comes it executes WFI (a full exit to EL2, which
+// finds the timer fired), counted in x18, and waits again (at most 8 times). Then it spins 200 000 iterations with IRQs unmasked: no
+// fourth interrupt may come. x20 = 3 on GICv3.
+guest!(
+    timer_reasserted,
+    guest_timer_reasserted_start,
+    guest_timer_reasserted_end,
+    r#"
+    cmp     x20, #3
+    b.ne    1f
+    mov     x0, #1
+    msr     icc_sre_el1, x0
+1:  adr     x0, 20f
+    msr     vbar_el1, x0
+    isb
+    mov     x19, #0
+    mov     x18, #0
+    mrs     x1, cntvct_el0
+    movz    x2, #20000
+    add     x1, x1, x2
+    msr     cntv_cval_el0, x1
+    mov     x1, #1
+    msr     cntv_ctl_el0, x1
+    isb
+    msr     daifclr, #2
+2:  cmp     x19, #3
+    b.hs    4f
+    mov     x5, x19
+    movz    x4, #0x3, lsl #16
+    movk    x4, #0x0d40
+5:  cmp     x19, x5
+    b.ne    2b
+    subs    x4, x4, #1
+    b.ne    5b
+    add     x18, x18, #1
+    wfi
+    cmp     x18, #8
+    b.lo    2b
+4:  movz    x3, #0x0d40
+    movk    x3, #0x3, lsl #16
+3:  subs    x3, x3, #1
+    b.ne    3b
+    mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+"#,
+    ack_x12!(),
+    r#"
+    and     x15, x12, #0x3ff
+    cmp     x15, #27
+    b.ne    23f
+    add     x19, x19, #1
+    cmp     x19, #3
+    b.lo    23f
+    msr     cntv_ctl_el0, xzr
+    isb
+23:
+"#,
+    eoi_x12!(),
+    r#"
+    eret
+"#
+);
+
 // The short exit writes back any general register: an ID register read into each of x1..x30
 // (x1..x30 set to 0x5a5a first), stored at 0x30000; PSCI_FEATURES(PSCI_VERSION) with xN = N
 // (x1's answer at 0x31000, x2..x30 after the call at 0x31008..); a PMU read (RAZ) into x29 at

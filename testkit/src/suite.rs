@@ -197,6 +197,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "semihosting" => semihosting(process, resource),
         "mmio-straddle" => mmio_straddle(process, resource),
         "timer-level" => timer_level(process, resource),
+        "timer-reasserted" => timer_reasserted(process, resource),
         "active-pending" => active_pending(process, resource),
         "sysreg-sweep" => crate::attack::sysreg_sweep(process, resource),
         "short-exit-registers" => crate::attack::short_exit_registers(process, resource),
@@ -1456,6 +1457,24 @@ fn timer_level(process: &Process, resource: u32) -> Outcome {
     let ticks = call("read_state", vcpu.read_state())?.x[19];
     defmt::info!("timer-level: one expiry, an exit inside the handler: {=u64} interrupt(s) taken", ticks);
     check("one interrupt", ticks == 1)
+}
+
+/// The virtual timer's interrupt ended while the timer still asserts it is taken again (its
+/// list register forwards the guest's deactivation to the physical PPI, which signals anew),
+/// and once the guest silences the timer, no more. Reports how many re-deliveries waited for
+/// an exit of the guest (see the test for why that differs between GIC models).
+fn timer_reasserted(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::timer_reasserted())?;
+    let vcpu = gic_vcpu(&f.guest)?;
+    expect_exit(&vcpu)?;
+    let x = call("read_state", vcpu.read_state())?.x;
+    let (ticks, exits) = (x[19], x[18]);
+    defmt::info!(
+        "timer-reasserted: ended twice with the timer asserted, then silenced: {=u64} interrupt(s) taken, {=u64} after an exit",
+        ticks,
+        exits
+    );
+    check("three interrupts", ticks == 3)
 }
 
 /// F6: with every list register active-and-pending and another interrupt waiting, the guest

@@ -145,6 +145,32 @@ fn one_timer_expiry_is_one_interrupt() {
     run_guest_everywhere("timer-level", &["timer-level: one expiry, an exit inside the handler: 1 interrupt(s) taken"]);
 }
 
+/// The virtual timer's interrupt is level-triggered end to end: ended while the timer still
+/// asserts it, it is taken again; silenced, it stops. Belfry forwards the guest's deactivation
+/// to the physical PPI (a hardware list register), so on a GICv3 the re-delivery needs no exit.
+/// QEMU's GICv2 model does not look at the physical distributor again after a virtual EOI
+/// deactivates a hardware interrupt (`gic_complete_irq` updates only the virtual interfaces),
+/// so there the PPI signals again only at the next physical GIC event; Belfry then re-delivers
+/// it at the guest's next exit (its entry sees the timer fired and not held). A GIC-400
+/// re-evaluates at once. The line is exact for each model.
+#[test]
+fn a_timer_ended_while_asserted_is_taken_again() {
+    for board in Board::ALL {
+        // -icount: the guest's waits are counted in instructions, the timer in the same ticks.
+        let options =
+            RunOptions { scenario: Some("guest:timer-reasserted".into()), icount: true, ..RunOptions::new(board) };
+        let outcome = boot(options);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        let after_exit = if board == Board::Virt { 0 } else { 2 };
+        expect_line(
+            &outcome,
+            Some(0),
+            &format!("timer-reasserted: ended twice with the timer asserted, then silenced: 3 interrupt(s) taken, {after_exit} after an exit"),
+        );
+        expect_line(&outcome, Some(0), "guest scenario timer-reasserted: passed");
+    }
+}
+
 /// F6: every list register active-and-pending and another interrupt waiting: no register is
 /// pending alone, so NPIE must not be requested (the guest would exit before each of its
 /// instructions). Under -icount the guest's 100 000-iteration loop must take under a million

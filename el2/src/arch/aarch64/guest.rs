@@ -15,6 +15,7 @@ use super::vgic::{Interface, Vgic};
 use super::world::{self, El1State, FpState};
 use crate::debug::DebugState;
 use crate::inject::GuestException;
+use crate::irq::TimerPpi;
 use crate::machine::MAX_CPUS;
 use crate::object::exit::{Access, Exit, ExitCounts, ExitKind};
 use crate::object::psci;
@@ -323,15 +324,15 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     // The guest's virtual timer: fired while it was out, it is an interrupt to inject (and its
     // level-triggered PPI must not exit the guest again); armed, its expiry exits the guest.
     // Its interrupt is level-triggered: while it sits in a list register (pending or being
-    // handled) the same expiry is not raised again; the guest's EOI asks for maintenance, and
-    // the entry after it looks at the level afresh (F12: raising it while active made it
+    // handled) the same expiry is not raised again (F12: raising it while active made it
     // active-and-pending, and a guest that exited inside its handler took one expiry twice).
+    // The list register is hardware-forwarded, and the physical PPI kept active while it is
+    // there: the guest's deactivation deactivates the PPI, with no exit; the PPI then signals
+    // (and exits the guest) only if the timer still holds its level.
     let fired = context.arch.virtual_timer_fired();
     if fired && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
         signals.raise(VIRTUAL_TIMER_INTID);
     }
-    // (The guest may arm its timer while it runs, so the PPI stays enabled unless it fired.)
-    crate::irq::set_virtual_timer_exit(!fired);
     // The emulated physical timer: raised like the virtual one; armed, Belfry's EL2 timer
     // brings the guest out at its deadline.
     if context.arch.ptimer.enabled() {
@@ -344,7 +345,14 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         super::timer::set_guest_timer(None);
     }
     context.arch.vgic.fill(signals);
-    context.arch.vgic.load(loaded);
+    let empty = context.arch.vgic.load(loaded);
+    let ppi = match if empty { None } else { context.arch.vgic.forwarded(VIRTUAL_TIMER_INTID) } {
+        Some(true) => TimerPpi::Forwarded,
+        Some(false) => TimerPpi::Masked,
+        None if fired => TimerPpi::Masked,
+        None => TimerPpi::Armed,
+    };
+    crate::irq::set_virtual_timer_ppi(ppi, context.arch.vgic.hardware_placed());
     ELR_EL2.set(context.pc);
     SPSR_EL2.set(pstate);
     let ras = world::has_ras();

@@ -160,12 +160,12 @@ impl Vgic {
         let (regs, vmcr) = if v3 {
             // ICH_VMCR_EL2: VPMR = 0xff, VENG1.
             let count = gic::list_registers_v3(ICH_VTR_EL2.get()) as usize;
-            (ListRegisters::new(Flavor::V3, count).with_eoi_on(VIRTUAL_TIMER_INTID), (0xff << 24) | (1 << 1))
+            (ListRegisters::new(Flavor::V3, count).with_hardware(VIRTUAL_TIMER_INTID), (0xff << 24) | (1 << 1))
         } else {
             let count =
                 crate::irq::gicv2_virtual_interface().map_or(0, |(gich, _)| gic::list_registers_v2(gich) as usize);
             // GICH_VMCR: VMPriMask = 0x1f, VMGrp0En, VMGrp1En.
-            (ListRegisters::new(Flavor::V2, count).with_eoi_on(VIRTUAL_TIMER_INTID), (0x1f << 27) | 0b11)
+            (ListRegisters::new(Flavor::V2, count).with_hardware(VIRTUAL_TIMER_INTID), (0x1f << 27) | 0b11)
         };
         let apr_count = if v3 { active_priority_registers(ICH_VTR_EL2.get()) } else { 1 };
         let interface = Box::new(Interface { vmcr, ap0: [0; 4], ap1: [0; 4], apr_count, v3 });
@@ -178,7 +178,7 @@ impl Vgic {
     }
 
     /// Moves pending vectors into the list registers and sets the maintenance requests (the
-    /// virtual timer's interrupt asks for EOI maintenance, see `ListRegisters::with_eoi_on`).
+    /// virtual timer's interrupt is hardware-forwarded, see `ListRegisters::with_hardware`).
     pub fn fill(&mut self, signals: &Signals) {
         self.regs.fill(signals);
     }
@@ -188,6 +188,17 @@ impl Vgic {
         self.regs.holds(vector)
     }
 
+    /// Whether `vector` is in a hardware-forwarded list register (`Some(true)`), a software one
+    /// (`Some(false)`) or none.
+    pub fn forwarded(&self, vector: u32) -> Option<bool> {
+        self.regs.forwarded(vector)
+    }
+
+    /// Whether the last `fill` newly placed the hardware-forwarded vector.
+    pub fn hardware_placed(&self) -> bool {
+        self.regs.hardware_placed()
+    }
+
     /// Whether a list register holds a pending interrupt (a WFI must not sleep).
     pub fn has_pending(&self) -> bool {
         self.regs.has_pending()
@@ -195,8 +206,8 @@ impl Vgic {
 
     /// Loads the list registers and the control word before entering the guest. The list
     /// registers are written unless they hold nothing and are to hold nothing (and no other
-    /// VCPU had the CPU in between: `all`).
-    pub fn load(&mut self, all: bool) {
+    /// VCPU had the CPU in between: `all`). Returns whether they hold nothing.
+    pub fn load(&mut self, all: bool) -> bool {
         let loaded = hcr_loaded();
         let hcr = self.regs.hcr;
         let empty = self.regs.lrs.iter().fold(0, |any, &lr| any | lr) == 0;
@@ -225,6 +236,7 @@ impl Vgic {
         if now != wanted {
             loaded.store(wanted, Ordering::Relaxed);
         }
+        empty
     }
 
     /// Reads back, after the guest exits, the list registers if they held something and, when
