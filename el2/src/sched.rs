@@ -313,6 +313,72 @@ mod loom_tests {
         });
     }
 
+    /// `thread::WaitQueue` as built: the notifier skips the waiter lock when the waiter count
+    /// it reads after its generation bump is 0; the waiter publishes its count, fences, and
+    /// looks at the generation again after registering (undoing the registration if it moved).
+    /// SeqCst fences on both sides: whatever the interleaving, the waiter sees the bump or
+    /// ends up READY in the run queue exactly once.
+    #[test]
+    fn a_notifier_skipping_an_empty_queue_loses_no_wakeup() {
+        use loom::sync::atomic::{fence, AtomicUsize};
+        loom::model(|| {
+            let generation = Arc::new(AtomicU64::new(0));
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let waiters: Arc<Mutex<Vec<Arc<ThreadState>>>> = Arc::new(Mutex::new(Vec::new()));
+            let run_queue: Arc<Mutex<Vec<Arc<ThreadState>>>> = Arc::new(Mutex::new(Vec::new()));
+            let me = Arc::new(ThreadState::new(RUNNING));
+
+            let (g, n, w, q) = (generation.clone(), waiting.clone(), waiters.clone(), run_queue.clone());
+            let notifier = loom::thread::spawn(move || {
+                g.fetch_add(1, Ordering::AcqRel);
+                fence(Ordering::SeqCst);
+                if n.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                let taken = {
+                    let mut list = w.lock().unwrap();
+                    let taken = core::mem::take(&mut *list);
+                    n.store(0, Ordering::Relaxed);
+                    taken
+                };
+                for thread in taken {
+                    if thread.wake() {
+                        q.lock().unwrap().push(thread);
+                    }
+                }
+            });
+
+            let ticket = generation.load(Ordering::Acquire);
+            let saw_it = ticket != 0 || {
+                let mut list = waiters.lock().unwrap();
+                if generation.load(Ordering::Acquire) != ticket {
+                    true
+                } else {
+                    me.block();
+                    list.push(me.clone());
+                    waiting.store(list.len(), Ordering::Relaxed);
+                    fence(Ordering::SeqCst);
+                    if generation.load(Ordering::Acquire) != ticket {
+                        list.pop();
+                        waiting.store(list.len(), Ordering::Relaxed);
+                        me.run();
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            notifier.join().unwrap();
+            let queued = run_queue.lock().unwrap().iter().filter(|t| Arc::ptr_eq(t, &me)).count();
+            if saw_it {
+                assert_eq!((queued, me.get()), (0, RUNNING));
+            } else {
+                // Registered and not seeing the bump: the notifier must have taken it.
+                assert_eq!((queued, me.get()), (1, READY));
+            }
+        });
+    }
+
     /// A stale entry: the thread was woken and queued, but ran on another path (it found itself
     /// READY and went on) and blocked again before the entry was popped: the pop must skip it.
     #[test]

@@ -20,7 +20,7 @@ use crate::arch::aarch64::switch::{initial_context, switch_context, SwitchContex
 use crate::arch::aarch64::{cpu, timer};
 use crate::machine::MAX_CPUS;
 use crate::object::{Status, ZxResult};
-use crate::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{fence, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Deadline, INFINITE};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -432,6 +432,9 @@ extern "C" fn belfry_thread_start(thread: *const Thread) -> ! {
 pub struct WaitQueue {
     generation: AtomicU64,
     waiters: spin::Mutex<Vec<Arc<Thread>>>,
+    /// How many threads `waiters` holds, written under its lock: a notifier that finds it 0
+    /// after its generation bump skips the lock (see `notify_all`).
+    waiting: AtomicUsize,
 }
 
 impl core::fmt::Debug for WaitQueue {
@@ -442,7 +445,7 @@ impl core::fmt::Debug for WaitQueue {
 
 impl WaitQueue {
     pub const fn new() -> Self {
-        Self { generation: AtomicU64::new(0), waiters: spin::Mutex::new(Vec::new()) }
+        Self { generation: AtomicU64::new(0), waiters: spin::Mutex::new(Vec::new()), waiting: AtomicUsize::new(0) }
     }
 
     /// The ticket to pass to [`WaitQueue::wait`] after re-checking the condition.
@@ -474,6 +477,18 @@ impl WaitQueue {
                 }
                 me.state.block();
                 waiters.push(me.clone());
+                // Published before the generation is looked at again: a notifier bumps the
+                // generation before it reads `waiting` (SeqCst fences on both sides), so either
+                // it sees this waiter or this waiter sees its bump (`sched`'s loom model
+                // `a_notifier_skipping_an_empty_queue_loses_no_wakeup`).
+                self.waiting.store(waiters.len(), Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                if self.generation.load(Ordering::Acquire) != ticket {
+                    waiters.pop();
+                    self.waiting.store(waiters.len(), Ordering::Relaxed);
+                    me.state.run();
+                    return true;
+                }
             }
             let sleeping = deadline != INFINITE;
             let cpu_state = this_cpu();
@@ -482,7 +497,11 @@ impl WaitQueue {
                 cpu_state.earliest_sleeper.fetch_min(deadline, Ordering::Relaxed);
             }
             schedule(sleeping.then_some(deadline));
-            self.waiters.lock().retain(|waiter| !Arc::ptr_eq(waiter, &me));
+            {
+                let mut waiters = self.waiters.lock();
+                waiters.retain(|waiter| !Arc::ptr_eq(waiter, &me));
+                self.waiting.store(waiters.len(), Ordering::Relaxed);
+            }
             if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
                 cpu_state.sleepers.lock().remove(|sleeper| Arc::ptr_eq(sleeper, &me));
             }
@@ -492,6 +511,13 @@ impl WaitQueue {
     /// Wakes every waiter.
     pub fn notify_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        // Most notifications find nobody waiting (a port nobody waits on, a VCPU raising its
+        // own interrupt): then no lock. See `wait` for why an empty count is trustworthy.
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            cpu::send_event();
+            return;
+        }
         // Taken out a few at a time and woken without the lock, leaving the vector's capacity
         // in place: waiting and being notified allocate nothing once a queue has been used
         // (taking the whole vector freed it, and the next wait allocated again).
@@ -505,6 +531,7 @@ impl WaitQueue {
                     batch[taken] = Some(waiter);
                     taken += 1;
                 }
+                self.waiting.store(waiters.len(), Ordering::Relaxed);
             }
             for waiter in batch.iter().flatten() {
                 wake(waiter);

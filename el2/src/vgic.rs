@@ -61,6 +61,14 @@ impl Flavor {
         }
     }
 
+    /// The state field and the vector field, as masks (for scans that compare words whole).
+    fn state_and_vector_masks(self) -> (u64, u64) {
+        match self {
+            Flavor::V3 => (0b11 << 62, 0xffff_ffff),
+            Flavor::V2 => (0b11 << 28, 0x3ff),
+        }
+    }
+
     fn pending_bit(self) -> u64 {
         match self {
             Flavor::V3 => 1 << 62,
@@ -224,8 +232,12 @@ impl ListRegisters {
         self.spilled[..self.spilled_count].iter().map(|s| s.vector)
     }
 
+    #[inline(never)]
     fn live(&self, vector: u32) -> Option<usize> {
-        (0..self.count).find(|&i| self.flavor.state(self.lrs[i]) != 0 && self.flavor.vector(self.lrs[i]) == vector)
+        // On the exit path several times per exit: one mask pair, then whole-word compares.
+        let (state, vectors) = self.flavor.state_and_vector_masks();
+        let vector = u64::from(vector);
+        self.lrs[..self.count].iter().position(|&lr| lr & state != 0 && lr & vectors == vector)
     }
 
     /// The register whose interrupt is worst (highest priority value, then highest vector) among
@@ -338,8 +350,11 @@ impl ListRegisters {
     /// hardware counts for NPIE and what keeps a WFI awake. Active-and-pending does not count
     /// (the guest cannot take it before it ends the active one; with every register active or
     /// active-and-pending, counting it made NPIE fire on every entry, a self-livelock).
+    #[inline(never)]
     pub fn has_pending(&self) -> bool {
-        self.lrs[..self.count].iter().any(|&lr| self.flavor.state(lr) == 0b01)
+        let (state, _) = self.flavor.state_and_vector_masks();
+        let pending = self.flavor.pending_bit();
+        self.lrs[..self.count].iter().any(|&lr| lr & state == pending)
     }
 
     /// Whether a list register asks for a maintenance interrupt at its interrupt's end.
