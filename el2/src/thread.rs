@@ -251,14 +251,13 @@ pub fn yield_now() {
 /// Wakes this CPU's sleepers whose deadline has passed, then sets the EL2 timer for the next
 /// deadline or the end of the guest's time slice, whichever comes first.
 fn wake_expired_and_rearm(cpu_state: &Cpu) {
-    let (_, next) = wake_expired(cpu_state);
+    let (_, next) = wake_expired(cpu_state, now());
     rearm(cpu_state, next);
 }
 
-/// Wakes this CPU's sleepers whose deadline has passed; returns whether it woke any, and the
-/// earliest deadline of those left.
-fn wake_expired(cpu_state: &Cpu) -> (bool, Deadline) {
-    let now = now();
+/// Wakes this CPU's sleepers whose deadline is `now` or earlier; returns whether it woke any,
+/// and the earliest deadline of those left.
+fn wake_expired(cpu_state: &Cpu, now: Deadline) -> (bool, Deadline) {
     let earliest = cpu_state.earliest_sleeper.load(Ordering::Relaxed);
     if now < earliest {
         return (false, earliest);
@@ -306,8 +305,9 @@ pub fn before_guest() {
     // Sleepers that are due are woken first, before the slice is decided: a sleeper woken here
     // is a thread waiting for this CPU, and deciding on the queue as it was would leave it
     // behind a guest that never exits (the 4-VCPUs-on-2-CPUs guest hung so, 1 run in 4).
-    let (woke, next) = wake_expired(cpu_state);
-    if let Some(end) = crate::sched::slice(sliced, others_ready, woke, now()) {
+    let now = now();
+    let (woke, next) = wake_expired(cpu_state, now);
+    if let Some(end) = crate::sched::slice(sliced, others_ready, woke, now) {
         cpu_state.slice_end.store(end, Ordering::Relaxed);
     }
     rearm(cpu_state, next);
@@ -349,28 +349,43 @@ pub fn serve_forever() -> ! {
 }
 
 /// Runs the next thread of this CPU, or sleeps until there is one, until the current thread
-/// is RUNNING again (woken and picked), or `deadline` passes.
-fn schedule(deadline: Option<Deadline>) {
+/// is RUNNING again (woken and picked), or `deadline` passes. Returns whether it put the
+/// current thread on the CPU's sleepers (the caller takes it off again).
+///
+/// A deadline goes on the sleepers only when the thread is about to switch away: while it
+/// stays current (it idles on its own stack) its deadline is on the EL2 timer through
+/// `rearm`, and `pick` returns when it has passed. A timed WFI of a VCPU alone on its CPU so
+/// neither queues itself as a sleeper nor is woken into the run queue to be popped again.
+fn schedule(deadline: Option<Deadline>) -> bool {
     let Some(cpu_state) = this_cpu() else {
         // No scheduler yet on this CPU: wait in place.
         cpu::wait_for_event();
-        return;
+        return false;
     };
     loop {
-        wake_expired_and_rearm(cpu_state);
+        let now = now();
+        let (_, next) = wake_expired(cpu_state, now);
+        let deadline_passed = deadline.is_some_and(|deadline| now >= deadline);
+        let own = deadline.filter(|_| !deadline_passed).unwrap_or(INFINITE);
+        rearm(cpu_state, next.min(own));
         // SAFETY: only this CPU touches its `current` slot.
-        let Some(me) = (unsafe { (*cpu_state.current.get()).clone() }) else { return };
+        let Some(me) = (unsafe { (*cpu_state.current.get()).clone() }) else { return false };
         let next = cpu_state.pop();
         let popped = next.as_ref().map(|next| (Arc::ptr_eq(next, &me), &next.state));
-        let deadline_passed = deadline.is_some_and(|deadline| now() >= deadline);
         // The policy (`sched::pick`): a stale entry of an exiting thread must not bring it back
         // (its `exit` would fall through to parking the CPU); only a READY thread runs (an entry
         // of a thread that blocked again or exited since it was queued is dropped).
         match pick(&me.state, popped, deadline_passed) {
-            Pick::Resume | Pick::Return => return,
+            Pick::Resume | Pick::Return => return false,
             Pick::Skip => continue,
             Pick::SwitchTo => {
-                let Some(next) = next else { return };
+                let Some(next) = next else { return false };
+                // Leaving the CPU: the deadline goes where the other threads' scheduling sees
+                // it (a passed one is woken at the next look).
+                if let Some(deadline) = deadline {
+                    cpu_state.sleepers.lock().push(deadline, me.clone());
+                    cpu_state.earliest_sleeper.fetch_min(deadline, Ordering::Relaxed);
+                }
                 let to = next.context.get();
                 let from = me.context.get();
                 // A guest's virtual interface is not left enabled under another thread.
@@ -385,7 +400,7 @@ fn schedule(deadline: Option<Deadline>) {
                 // live stack; `from` belongs to a thread kept alive by `previous` until then.
                 unsafe { switch_context(from, to) };
                 finish_switch();
-                return;
+                return deadline.is_some();
             }
             Pick::Idle => {
                 if deadline.is_some() && !cpu::at_el2() {
@@ -491,18 +506,13 @@ impl WaitQueue {
                 }
             }
             let sleeping = deadline != INFINITE;
-            let cpu_state = this_cpu();
-            if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
-                cpu_state.sleepers.lock().push(deadline, me.clone());
-                cpu_state.earliest_sleeper.fetch_min(deadline, Ordering::Relaxed);
-            }
-            schedule(sleeping.then_some(deadline));
+            let slept = schedule(sleeping.then_some(deadline));
             {
                 let mut waiters = self.waiters.lock();
                 waiters.retain(|waiter| !Arc::ptr_eq(waiter, &me));
                 self.waiting.store(waiters.len(), Ordering::Relaxed);
             }
-            if let Some(cpu_state) = cpu_state.filter(|_| sleeping) {
+            if let Some(cpu_state) = this_cpu().filter(|_| slept) {
                 cpu_state.sleepers.lock().remove(|sleeper| Arc::ptr_eq(sleeper, &me));
             }
         }
