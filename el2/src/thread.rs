@@ -289,7 +289,7 @@ fn rearm(cpu_state: &Cpu, next: Deadline) {
     if !cpu::at_el2() {
         // Entered at EL1: no EL2 timer (waits poll instead).
     } else {
-        timer::set_hyp_timer((next != INFINITE).then(|| timer::ticks_at(next)));
+        timer::set_scheduler_deadline(next);
     }
 }
 

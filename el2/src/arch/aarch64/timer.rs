@@ -3,7 +3,7 @@
 
 use crate::machine::MAX_CPUS;
 use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Counter ticks since reset.
 pub fn ticks() -> u64 {
@@ -29,6 +29,23 @@ const DISARMED: u64 = u64::MAX;
 /// earlier of the two.
 static SCHEDULER_WANTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
 static GUEST_WANTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
+
+/// The scheduler's last deadline per CPU, in nanoseconds as it asked (`i64::MAX`: none, which
+/// is also the state after boot and after the timer fired): asked the same again,
+/// [`set_scheduler_deadline`] does nothing.
+static SCHEDULER_ASKED: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(i64::MAX) }; MAX_CPUS];
+
+/// Sets this CPU's EL2 timer for the scheduler's deadline `nanos` (`i64::MAX`: none). The
+/// scheduler asks on every pass, mostly for the same deadline as before: that costs a compare.
+pub fn set_scheduler_deadline(nanos: i64) {
+    let cpu = super::cpu::index();
+    let Some(asked) = SCHEDULER_ASKED.get(cpu) else { return };
+    if asked.load(Ordering::Relaxed) == nanos {
+        return;
+    }
+    asked.store(nanos, Ordering::Relaxed);
+    set_hyp_timer((nanos != i64::MAX).then(|| ticks_at(nanos)));
+}
 
 /// Sets this CPU's EL2 physical timer (CNTHP, PPI 26) to fire at counter value `at`, or stops
 /// it (`None`), for the scheduler; a guest deadline ([`set_guest_timer`]) may fire it earlier.
@@ -79,6 +96,10 @@ fn program(cpu: usize) {
 /// scheduler sets it again for the next deadline.
 pub fn hyp_timer_fired() {
     let cpu = super::cpu::index();
+    if let Some(asked) = SCHEDULER_ASKED.get(cpu) {
+        // Stopped: what asking for no deadline leaves (the guest's wish is dropped too).
+        asked.store(i64::MAX, Ordering::Relaxed);
+    }
     for wants in [&HYP_TIMER, &SCHEDULER_WANTS, &GUEST_WANTS] {
         if let Some(slot) = wants.get(cpu) {
             slot.store(DISARMED, Ordering::Relaxed);
