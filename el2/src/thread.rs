@@ -208,6 +208,15 @@ impl Cpu {
         self.queued.store(queue.len(), Ordering::Release);
     }
 
+    /// Queues `thread` and takes the first, under one lock.
+    fn push_pop(&self, thread: Arc<Thread>) -> Option<Arc<Thread>> {
+        let mut queue = self.run_queue.lock();
+        queue.push_back(thread);
+        let first = queue.pop_front();
+        self.queued.store(queue.len(), Ordering::Release);
+        first
+    }
+
     fn pop(&self) -> Option<Arc<Thread>> {
         let mut queue = self.run_queue.lock();
         let thread = queue.pop_front();
@@ -244,8 +253,7 @@ pub fn yield_now() {
         return;
     }
     me.state.yield_ready();
-    cpu_state.push(me);
-    schedule(None);
+    schedule_requeued(None, Some(me));
 }
 
 /// Wakes this CPU's sleepers whose deadline has passed, then sets the EL2 timer for the next
@@ -357,21 +365,38 @@ pub fn serve_forever() -> ! {
 /// `rearm`, and `pick` returns when it has passed. A timed WFI of a VCPU alone on its CPU so
 /// neither queues itself as a sleeper nor is woken into the run queue to be popped again.
 fn schedule(deadline: Option<Deadline>) -> bool {
+    schedule_requeued(deadline, None)
+}
+
+/// [`schedule`], with `requeue` (the current thread, yielding) queued first, under the lock
+/// of the scheduler's first look at the queue.
+fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>>) -> bool {
     let Some(cpu_state) = this_cpu() else {
         // No scheduler yet on this CPU: wait in place.
         cpu::wait_for_event();
         return false;
     };
     loop {
-        let now = now();
-        let (_, next) = wake_expired(cpu_state, now);
-        let deadline_passed = deadline.is_some_and(|deadline| now >= deadline);
+        // The clock is read only when a deadline is in play (a switch between threads with no
+        // sleepers reads none).
+        let earliest = cpu_state.earliest_sleeper.load(Ordering::Relaxed);
+        let (next, deadline_passed) = if deadline.is_none() && earliest == INFINITE {
+            (INFINITE, false)
+        } else {
+            let now = now();
+            (wake_expired(cpu_state, now).1, deadline.is_some_and(|deadline| now >= deadline))
+        };
         let own = deadline.filter(|_| !deadline_passed).unwrap_or(INFINITE);
         rearm(cpu_state, next.min(own));
-        // SAFETY: only this CPU touches its `current` slot.
-        let Some(me) = (unsafe { (*cpu_state.current.get()).clone() }) else { return false };
-        let next = cpu_state.pop();
-        let popped = next.as_ref().map(|next| (Arc::ptr_eq(next, &me), &next.state));
+        // SAFETY: only this CPU touches its `current` slot, and it is replaced only when
+        // switching below, after the last use of `me` (borrowed, not cloned: a switch then
+        // moves the slot's own reference into `previous`).
+        let Some(me) = (unsafe { (*cpu_state.current.get()).as_ref() }) else { return false };
+        let next = match requeue.take() {
+            Some(thread) => cpu_state.push_pop(thread),
+            None => cpu_state.pop(),
+        };
+        let popped = next.as_ref().map(|next| (Arc::ptr_eq(next, me), &next.state));
         // The policy (`sched::pick`): a stale entry of an exiting thread must not bring it back
         // (its `exit` would fall through to parking the CPU); only a READY thread runs (an entry
         // of a thread that blocked again or exited since it was queued is dropped).
@@ -391,10 +416,11 @@ fn schedule(deadline: Option<Deadline>) -> bool {
                 // A guest's virtual interface is not left enabled under another thread.
                 crate::arch::aarch64::vgic::park();
                 // SAFETY: only this CPU touches these slots; `previous` keeps the thread we leave
-                // (and its stack) alive until the next thread has finished switching.
+                // (and its stack) alive until the next thread has finished switching. `me` is
+                // not used past this point.
                 unsafe {
-                    *cpu_state.current.get() = Some(next);
-                    *cpu_state.previous.get() = Some(me);
+                    let leaving = (*cpu_state.current.get()).replace(next);
+                    *cpu_state.previous.get() = leaving;
                 }
                 // SAFETY: `to` was saved by `switch_context` or built by `initial_context` on a
                 // live stack; `from` belongs to a thread kept alive by `previous` until then.
