@@ -427,6 +427,15 @@ mod tests {
             Some(flavor.vector(regs.lrs[index]))
         }
 
+        /// EOImode 1 style: acknowledges `n` interrupts and drops their priority, deactivating
+        /// none (equal priorities do not preempt, so the drops are played directly).
+        fn acknowledge_and_drop(&mut self, regs: &mut ListRegisters, n: usize) {
+            for _ in 0..n {
+                assert!(self.acknowledge(regs).is_some());
+                self.running.pop();
+            }
+        }
+
         /// Ends the innermost interrupt (`vector`, as a guest names it in EOIR).
         fn end(&mut self, regs: &mut ListRegisters, vector: u32) {
             let flavor = self.flavor;
@@ -547,10 +556,7 @@ mod tests {
         regs.fill(&signals);
         assert_eq!(regs.forwarded(27), Some(true));
         let mut interface = Interface::new(Flavor::V3);
-        for _ in 0..4 {
-            assert!(interface.acknowledge(&mut regs).is_some());
-            interface.running.pop();
-        }
+        interface.acknowledge_and_drop(&mut regs, 4);
         interface.exit(&mut regs);
         regs.fill(&signals);
         assert_eq!(regs.hcr, HCR_EN | HCR_UIE);
@@ -640,12 +646,7 @@ mod tests {
         let mut regs = ListRegisters::new(Flavor::V3, 4);
         regs.fill(&signals);
         let mut interface = Interface::new(Flavor::V3);
-        // EOImode 1 style: acknowledged and dropped, none deactivated; equal priorities do not
-        // preempt, so play the drops directly.
-        for _ in 0..4 {
-            assert!(interface.acknowledge(&mut regs).is_some());
-            interface.running.pop();
-        }
+        interface.acknowledge_and_drop(&mut regs, 4);
         interface.exit(&mut regs);
         regs.fill(&signals);
         assert!(signals.is_pending(36));
@@ -666,10 +667,7 @@ mod tests {
             let mut regs = ListRegisters::new(flavor, 4);
             regs.fill(&signals);
             let mut interface = Interface::new(flavor);
-            for _ in 0..4 {
-                assert!(interface.acknowledge(&mut regs).is_some());
-                interface.running.pop();
-            }
+            interface.acknowledge_and_drop(&mut regs, 4);
             interface.exit(&mut regs);
             // The four acknowledged vectors are raised again: active and pending.
             for vector in 32..36 {

@@ -65,6 +65,20 @@ macro_rules! eoi_x12 {
     };
 }
 
+/// Guest assembly: ICC_SRE_EL1.SRE on GICv3 (x20 = 3), VBAR_EL1 at local label 20, x19 = 0,
+/// the virtual timer armed 20 000 ticks ahead, IRQs unmasked. Uses local label 1.
+macro_rules! timer_in_20000_ticks {
+    () => {
+        concat!(
+            "    cmp     x20, #3\n    b.ne    1f\n    mov     x0, #1\n    msr     icc_sre_el1, x0\n",
+            "1:  adr     x0, 20f\n    msr     vbar_el1, x0\n    isb\n    mov     x19, #0\n",
+            "    mrs     x1, cntvct_el0\n    movz    x2, #20000\n    add     x1, x1, x2\n",
+            "    msr     cntv_cval_el0, x1\n    mov     x1, #1\n    msr     cntv_ctl_el0, x1\n    isb\n",
+            "    msr     daifclr, #2\n",
+        )
+    };
+}
+
 /// Guest assembly: a 2 KiB-aligned vector table at local label 90 whose only live entry is the
 /// synchronous exception from the current EL with SP_ELx (at +0x200, where the code after this
 /// macro lands); the other entries before it spin.
@@ -2393,23 +2407,8 @@ guest!(
     timer_level,
     guest_timer_level_start,
     guest_timer_level_end,
+    timer_in_20000_ticks!(),
     r#"
-    cmp     x20, #3
-    b.ne    1f
-    mov     x0, #1
-    msr     icc_sre_el1, x0
-1:  adr     x0, 20f
-    msr     vbar_el1, x0
-    isb
-    mov     x19, #0
-    mrs     x1, cntvct_el0
-    movz    x2, #20000
-    add     x1, x1, x2
-    msr     cntv_cval_el0, x1
-    mov     x1, #1
-    msr     cntv_ctl_el0, x1
-    isb
-    msr     daifclr, #2
 2:  cbz     x19, 2b
     movz    x3, #0x0d40
     movk    x3, #0x3, lsl #16
@@ -2450,24 +2449,9 @@ guest!(
     timer_reasserted,
     guest_timer_reasserted_start,
     guest_timer_reasserted_end,
+    timer_in_20000_ticks!(),
     r#"
-    cmp     x20, #3
-    b.ne    1f
-    mov     x0, #1
-    msr     icc_sre_el1, x0
-1:  adr     x0, 20f
-    msr     vbar_el1, x0
-    isb
-    mov     x19, #0
     mov     x18, #0
-    mrs     x1, cntvct_el0
-    movz    x2, #20000
-    add     x1, x1, x2
-    msr     cntv_cval_el0, x1
-    mov     x1, #1
-    msr     cntv_ctl_el0, x1
-    isb
-    msr     daifclr, #2
 2:  cmp     x19, #3
     b.hs    4f
     mov     x5, x19
