@@ -405,11 +405,23 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>
             Pick::Skip => continue,
             Pick::SwitchTo => {
                 let Some(next) = next else { return false };
-                // Leaving the CPU: the deadline goes where the other threads' scheduling sees
-                // it (a passed one is woken at the next look).
+                // Leaving the CPU: a deadline still ahead goes where the other threads'
+                // scheduling sees it (the EL2 timer is already set for it, by this pass's
+                // `rearm`); one that has passed means the wait timed out, so the thread is
+                // runnable now and queues itself behind the one it switches to (on the sleeper
+                // list, with the timer set for nothing, it would wait for an interrupt that
+                // might never come: a guest alone on the CPU need not exit).
+                let mut slept = false;
                 if let Some(deadline) = deadline {
-                    cpu_state.sleepers.lock().push(deadline, me.clone());
-                    cpu_state.earliest_sleeper.fetch_min(deadline, Ordering::Relaxed);
+                    if deadline_passed {
+                        if me.state.wake() {
+                            cpu_state.push(me.clone());
+                        }
+                    } else {
+                        cpu_state.sleepers.lock().push(deadline, me.clone());
+                        cpu_state.earliest_sleeper.fetch_min(deadline, Ordering::Relaxed);
+                        slept = true;
+                    }
                 }
                 let to = next.context.get();
                 let from = me.context.get();
@@ -426,7 +438,7 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>
                 // live stack; `from` belongs to a thread kept alive by `previous` until then.
                 unsafe { switch_context(from, to) };
                 finish_switch();
-                return deadline.is_some();
+                return slept;
             }
             Pick::Idle => {
                 if deadline.is_some() && !cpu::at_el2() {
