@@ -200,6 +200,21 @@ pub enum TimerPpi {
     Forwarded = 3,
 }
 
+impl TimerPpi {
+    /// (enabled, active) of the PPI in this state.
+    fn bits(self) -> (bool, bool) {
+        match self {
+            TimerPpi::Armed => (true, false),
+            TimerPpi::Masked => (false, false),
+            TimerPpi::Forwarded => (true, true),
+        }
+    }
+
+    fn from_u8(value: u8) -> Option<Self> {
+        [TimerPpi::Armed, TimerPpi::Masked, TimerPpi::Forwarded].into_iter().find(|state| *state as u8 == value)
+    }
+}
+
 /// Sets the virtual timer's physical PPI on this CPU to `state`, writing only what differs
 /// from what this CPU last wrote. `placed`: the interrupt was just put in a hardware-forwarded
 /// register, so the PPI's active state is written whatever was last written (the guest's
@@ -207,65 +222,47 @@ pub enum TimerPpi {
 pub fn set_virtual_timer_ppi(state: TimerPpi, placed: bool) {
     let Some(last) = TIMER_PPI_STATE.get(cpu::index()) else { return };
     // Only this CPU touches its slot, with interrupts masked: no read-modify-write needed.
-    let before = last.load(Ordering::Relaxed);
-    if before == state as u8 && !placed {
+    let before = TimerPpi::from_u8(last.load(Ordering::Relaxed));
+    if before == Some(state) && !placed {
         return;
     }
     last.store(state as u8, Ordering::Relaxed);
-    // (enabled, active) of a state; nothing written yet: both to write.
-    let bits = |state: u8| match state {
-        1 => Some((true, false)),
-        2 => Some((false, false)),
-        3 => Some((true, true)),
-        _ => None,
-    };
-    let (enable, active) = bits(state as u8).unwrap_or((true, false));
-    let (enable_now, active_now) = match bits(before) {
-        Some((enabled, active)) => (Some(enabled), Some(active)),
-        None => (None, None),
-    };
-    let write_enable = enable_now != Some(enable);
-    let write_active = placed || active_now != Some(active);
-    let bit = 1 << VIRTUAL_TIMER_INTID;
-    match CONTROLLER.get() {
+    let (enable, active) = state.bits();
+    // Nothing written yet on this CPU: both to write.
+    let now = before.map(TimerPpi::bits);
+    let write_enable = now.is_none_or(|(enabled, _)| enabled != enable);
+    let write_active = placed || now.is_none_or(|(_, was_active)| was_active != active);
+    // The PPI's set-enable, clear-enable, set-active and clear-active registers (banked per CPU).
+    let registers = match CONTROLLER.get() {
         Some(Shared(Controller::V2 { gicd, .. })) => {
-            // Disabled before it is made inactive, active before it is enabled: never a
-            // signal of the PPI in between.
-            if write_enable && !enable {
-                gicd.icenabler[0].set(bit);
-            }
-            if write_active {
-                if active {
-                    gicd.isactiver[0].set(bit);
-                } else {
-                    gicd.icactiver[0].set(bit);
-                }
-            }
-            if write_enable && enable {
-                gicd.isenabler[0].set(bit);
-            }
+            (&gicd.isenabler[0], &gicd.icenabler[0], &gicd.isactiver[0], &gicd.icactiver[0])
         }
         Some(Shared(Controller::V3 { .. })) => {
-            let Some(frame) = SGI_FRAME_V3.get(cpu::index()).map(|f| f.load(Ordering::Acquire)) else { return };
+            let frame = SGI_FRAME_V3.get(cpu::index()).map_or(0, |f| f.load(Ordering::Acquire));
             if frame == 0 {
                 return;
             }
             // SAFETY: the address was stored by this CPU's `init_cpu`: its own mapped SGI frame.
             let frame = unsafe { &*(frame as *const RedistributorSgiV3) };
-            if write_enable && !enable {
-                frame.icenabler0.set(bit);
-            }
-            if write_active {
-                if active {
-                    frame.isactiver0.set(bit);
-                } else {
-                    frame.icactiver0.set(bit);
-                }
-            }
-            if write_enable && enable {
-                frame.isenabler0.set(bit);
-            }
+            (&frame.isenabler0, &frame.icenabler0, &frame.isactiver0, &frame.icactiver0)
         }
-        None => {}
+        None => return,
+    };
+    let (set_enable, clear_enable, set_active, clear_active) = registers;
+    let bit = 1 << VIRTUAL_TIMER_INTID;
+    // Disabled before it is made inactive, active before it is enabled: never a signal of the
+    // PPI in between.
+    if write_enable && !enable {
+        clear_enable.set(bit);
+    }
+    if write_active {
+        if active {
+            set_active.set(bit);
+        } else {
+            clear_active.set(bit);
+        }
+    }
+    if write_enable && enable {
+        set_enable.set(bit);
     }
 }

@@ -92,7 +92,7 @@ impl Flavor {
     }
 
     /// `lr` made hardware-forwarded to physical INTID `physical` (no EOI request).
-    pub fn forward(self, lr: u64, physical: u32) -> u64 {
+    fn forward(self, lr: u64, physical: u32) -> u64 {
         let (hw, field) = self.hardware_bits();
         let shift = field.trailing_zeros();
         (lr & !field) | hw | ((u64::from(physical) << shift) & field)
@@ -266,8 +266,8 @@ impl ListRegisters {
             let sources = if sgi { signals.sgi_sources(vector) } else { 0 };
             let mut source = sources.trailing_zeros().min(7) as u8;
             let hardware = vector == self.hardware_vector;
-            let word = |eoi: bool| {
-                let lr = flavor.encode(vector, priority, eoi);
+            let word = || {
+                let lr = flavor.encode(vector, priority, false);
                 if hardware {
                     flavor.forward(lr, vector)
                 } else if sgi {
@@ -291,7 +291,7 @@ impl ListRegisters {
                 let lr = if flavor.is_forwarded(lr) && flavor.state(lr) != 0b01 { flavor.with_eoi(lr) } else { lr };
                 self.lrs[index] = lr | flavor.pending_bit();
             } else if let Some(index) = (0..self.count).find(|&i| flavor.state(self.lrs[i]) == 0) {
-                self.lrs[index] = word(false);
+                self.lrs[index] = word();
                 hardware_placed |= hardware;
             } else if let Some(index) = self.worst_in_state(0b01).filter(|&i| flavor.priority(self.lrs[i]) > priority) {
                 let evicted = self.lrs[index];
@@ -301,7 +301,7 @@ impl ListRegisters {
                 } else {
                     signals.raise(evicted_vector);
                 }
-                self.lrs[index] = word(false);
+                self.lrs[index] = word();
                 hardware_placed |= hardware;
             } else if let Some(index) = self
                 .worst_in_state(0b10)
@@ -310,7 +310,7 @@ impl ListRegisters {
                 let lr = self.lrs[index];
                 self.spilled[self.spilled_count] = Spilled { vector: flavor.vector(lr), priority: flavor.priority(lr) };
                 self.spilled_count += 1;
-                self.lrs[index] = word(false);
+                self.lrs[index] = word();
                 hardware_placed |= hardware;
             } else {
                 waiting = true;
