@@ -142,6 +142,14 @@ impl<'p> Vcpu<'p> {
         Ok(packet.decode())
     }
 
+    /// Belfry extension: sets general-purpose register `index` (0..=30) to `value` and runs
+    /// the guest, in one call (an emulated load's completion and the next entry).
+    pub fn enter_with_register(&self, index: u8, value: u64) -> ZxResult<Packet> {
+        let mut packet = crate::object::packet::PortPacket::default();
+        self.0.process.vcpu_enter_with_register_into(self.0.value, index, value, &mut packet)?;
+        Ok(packet.decode())
+    }
+
     pub fn kick(&self) -> ZxResult {
         self.0.process.vcpu_kick(self.0.value)
     }

@@ -215,6 +215,15 @@ impl TimerPpi {
     }
 }
 
+/// Whether the virtual timer's physical PPI on CPU `cpu` (this one) was last set Masked, or
+/// never set: then a timer that fires while EL2 runs does not exit the guest, so an entry
+/// must look at the timer itself.
+pub fn virtual_timer_ppi_masked(cpu: usize) -> bool {
+    TIMER_PPI_STATE.get(cpu).is_none_or(|state| {
+        !matches!(TimerPpi::from_u8(state.load(Ordering::Relaxed)), Some(TimerPpi::Armed | TimerPpi::Forwarded))
+    })
+}
+
 /// Sets the virtual timer's physical PPI on this CPU to `state`, writing only what differs
 /// from what this CPU last wrote. `placed`: the interrupt was just put in a hardware-forwarded
 /// register, so the PPI's active state is written whatever was last written (the guest's

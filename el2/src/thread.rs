@@ -178,7 +178,9 @@ pub fn current() -> Option<Arc<Thread>> {
 
 /// The calling thread's identity (the CPU's index before its scheduler starts).
 pub fn current_thread() -> u64 {
-    current().map_or(1 << 32 | cpu::index() as u64, |thread| thread.id)
+    // SAFETY: only this CPU touches its `current` slot; the thread is only looked at.
+    let id = this_cpu().and_then(|cpu| unsafe { (*cpu.current.get()).as_ref().map(|thread| thread.id) });
+    id.unwrap_or(1 << 32 | cpu::index() as u64)
 }
 
 /// Starts a thread running `entry` on CPU `target`.

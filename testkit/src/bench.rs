@@ -169,8 +169,14 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
     // The VCPU's exits by kind at each mark: which exits an operation takes.
     let mut exits = [el2::object::exit::ExitCounts::default(); 3];
     let mut count = 0;
+    // The access served last, completed with the next entry (`FaultView::finish_and_enter`).
+    let mut served: Option<vmm::fault::FaultView> = None;
     loop {
-        let packet = call("vcpu_enter", vcpu.enter())?;
+        let entered = match served.take() {
+            Some(view) => view.finish_and_enter(&vcpu),
+            None => vcpu.enter(),
+        };
+        let packet = call("vcpu_enter", entered)?;
         let el2 = pmu::el2_instructions().unwrap_or(0);
         if is_exit(&packet) {
             break;
@@ -212,10 +218,10 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
         if view.is_read() {
             view.set_data(0);
         }
-        call("complete the access", view.finish(&vcpu))?;
         if path.companion == Companion::SwitchPartner && view.address() == TRAP_ADDR {
             el2::thread::yield_now();
         }
+        served = Some(view);
     }
     for thread in [companion, injector].into_iter().flatten() {
         if path.companion != Companion::Injector {

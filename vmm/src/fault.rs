@@ -124,6 +124,19 @@ impl FaultView {
         }
     }
 
+    /// Carries [`FaultView::completion`] out on `vcpu` and runs the guest again: one call (a
+    /// load's register written with the entry, `enter_with_register`; three for a restart).
+    pub fn finish_and_enter(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult<el2::object::packet::Packet> {
+        match self.completion() {
+            Completion::Register { index, value } => vcpu.enter_with_register(index, value),
+            Completion::Nothing => vcpu.enter(),
+            Completion::Restart => {
+                self.finish(vcpu)?;
+                vcpu.enter()
+            }
+        }
+    }
+
     /// Carries [`FaultView::completion`] out on `vcpu`: at most one call (two for a restart).
     pub fn finish(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult {
         match self.completion() {

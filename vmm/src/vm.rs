@@ -566,12 +566,17 @@ impl Vm {
     }
 
     fn serve_loop(self: &Arc<Self>, index: usize, vcpu: &Vcpu<'static>) -> Result<(), (&'static str, Status)> {
-        let call = |what: &'static str| move |status| (what, status);
+        // The access served last, completed with the next entry (`FaultView::finish_and_enter`).
+        let mut served: Option<FaultView> = None;
         loop {
             if self.ending() != Ending::Running {
                 return Ok(());
             }
-            let packet = match vcpu.enter() {
+            let entered = match served.take() {
+                Some(view) => view.finish_and_enter(vcpu),
+                None => vcpu.enter(),
+            };
+            let packet = match entered {
                 Ok(packet) => packet,
                 Err(status) if self.ending() != Ending::Running => {
                     let _ = status;
@@ -597,7 +602,7 @@ impl Vm {
                 Packet::Mem { key, mem } => {
                     let mut view = FaultView::new(mem, 0);
                     self.serve_mem(index, key, &mut view)?;
-                    view.finish(vcpu).map_err(call("complete the access"))?;
+                    served = Some(view);
                 }
                 Packet::VcpuInterrupt { mask, vector, .. } => {
                     self.with_distributor(|d, out| d.send_sgi(mask, u32::from(vector), out))?

@@ -223,7 +223,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let out = xtask::workspace_root().join("target/bench");
             std::fs::create_dir_all(&out)?;
             std::fs::write(out.join("trace.txt"), report)?;
-            println!("xtask: wrote {}", out.join("trace.txt").display());
+            std::fs::write(out.join("trace-pcs.txt"), xtask::trace::pc_listing(&traces))?;
+            println!("xtask: wrote {} and trace-pcs.txt", out.join("trace.txt").display());
             Ok(ExitCode::SUCCESS)
         }
         Task::Bench { update_baseline, only, .. } => {

@@ -31,6 +31,9 @@ pub struct PathTrace {
     pub sysreg: f64,
     /// (function, instructions per operation), most first.
     pub functions: Vec<(String, f64)>,
+    /// (PC, executions per operation), by PC: what `--trace` writes to `trace-pcs.txt` for a
+    /// source-line view (`llvm-symbolizer --inlining` on the test firmware).
+    pub pcs: Vec<(u64, f64)>,
 }
 
 /// Whether a 32-bit A64 instruction is a system-register access: `MRS`, `MSR` (register) or
@@ -207,6 +210,7 @@ pub fn trace(firmware: &Firmware) -> Result<Vec<PathTrace>> {
             bail!("the trace has no windows for {name}");
         };
         let mut by_function: HashMap<String, i64> = HashMap::new();
+        let mut by_pc: HashMap<u64, i64> = HashMap::new();
         let mut total = 0i64;
         let mut sysreg = 0i64;
         for (window, sign) in [(first, -1i64), (second, 1)] {
@@ -217,15 +221,31 @@ pub fn trace(firmware: &Firmware) -> Result<Vec<PathTrace>> {
                     sysreg += count;
                 }
                 *by_function.entry(code.function(pc)).or_default() += count;
+                *by_pc.entry(pc).or_default() += count;
             }
         }
         let per = |x: i64| x as f64 / n.max(1) as f64;
         let mut functions: Vec<(String, f64)> =
             by_function.into_iter().map(|(f, c)| (f, per(c))).filter(|(_, c)| c.abs() >= 0.5).collect();
         functions.sort_by(|a, b| b.1.total_cmp(&a.1));
-        traces.push(PathTrace { name, operations: n, el2: per(total), sysreg: per(sysreg), functions });
+        let mut pcs: Vec<(u64, f64)> =
+            by_pc.into_iter().map(|(pc, c)| (pc, per(c))).filter(|(_, c)| c.abs() >= 0.5).collect();
+        pcs.sort_by_key(|&(pc, _)| pc);
+        traces.push(PathTrace { name, operations: n, el2: per(total), sysreg: per(sysreg), functions, pcs });
     }
     Ok(traces)
+}
+
+/// The per-PC listing `--trace` writes to `target/bench/trace-pcs.txt`: one line per path and
+/// PC, `path pc executions-per-operation`.
+pub fn pc_listing(traces: &[PathTrace]) -> String {
+    let mut out = String::new();
+    for t in traces {
+        for (pc, count) in &t.pcs {
+            out.push_str(&format!("{} {pc:#x} {count:.1}\n", t.name));
+        }
+    }
+    out
 }
 
 /// The report `--trace` prints (and writes to `target/bench/trace.txt`).

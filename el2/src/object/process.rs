@@ -224,6 +224,14 @@ impl Process {
         vcpu.enter_into(out)
     }
 
+    /// Belfry extension: [`Process::vcpu_write_state`] of one register
+    /// (`BELFRY_VCPU_REGISTER`) and [`Process::vcpu_enter_into`] as one call (see
+    /// [`Vcpu::enter_with_register`]): needs WRITE and EXECUTE.
+    pub fn vcpu_enter_with_register_into(&self, vcpu: u32, index: u8, value: u64, out: &mut PortPacket) -> ZxResult {
+        let (vcpu, _) = typed!(self, vcpu, Vcpu, Rights::EXECUTE | Rights::WRITE);
+        vcpu.enter_with_register(index, value, out)
+    }
+
     /// `zx_vcpu_kick`: needs EXECUTE.
     pub fn vcpu_kick(&self, vcpu: u32) -> ZxResult {
         let (vcpu, _) = typed!(self, vcpu, Vcpu, Rights::EXECUTE);

@@ -171,6 +171,14 @@ impl Signals {
         }
     }
 
+    /// Whether no word is marked as holding a pending interrupt: one load. After `fill` this
+    /// is exact (a word found empty is retired); a raise marks its word (after setting the
+    /// vector's bit, with a read-modify-write), so a `true` read after the VCPU published where
+    /// it runs (the fence in `Vcpu::enter_into`) means any later raise interrupts that CPU.
+    pub fn quiet(&self) -> bool {
+        self.summary.load(Ordering::Acquire) == 0
+    }
+
     /// Whether any interrupt is pending.
     pub fn any_pending(&self) -> bool {
         let mut words = self.summary.load(Ordering::Acquire);

@@ -295,11 +295,27 @@ impl Vcpu {
     /// `memcpy` at every layer it passes (its payload sits at a 4-byte offset), so the exit
     /// path builds the packet where the VMM reads it. `out` is left as it was on an error.
     pub fn enter_into(&self, out: &mut PortPacket) -> ZxResult {
+        self.enter_writing(None, out)
+    }
+
+    /// Belfry extension: `zx_vcpu_write_state(BELFRY_VCPU_REGISTER)` of general-purpose
+    /// register `index` (0..=30) to `value`, then `zx_vcpu_enter`, as one call: how a VMM
+    /// completes an emulated load and resumes the guest. An index past 30 is INVALID_ARGS and
+    /// nothing is written or run; otherwise the write is done whatever `enter` then returns.
+    pub fn enter_with_register(&self, index: u8, value: u64, out: &mut PortPacket) -> ZxResult {
+        self.enter_writing(Some((index, value)), out)
+    }
+
+    fn enter_writing(&self, register: Option<(u8, u64)>, out: &mut PortPacket) -> ZxResult {
         self.check_thread()?;
+        let mut context = self.context.lock();
+        if let Some((index, value)) = register {
+            let Some(x) = context.state.x.get_mut(usize::from(index)) else { return Err(Status::INVALID_ARGS) };
+            *x = value;
+        }
         if self.dead.load(Ordering::Acquire) {
             return Err(Status::BAD_STATE);
         }
-        let mut context = self.context.lock();
         self.running_on.store(crate::arch::current_cpu() + 1, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::SeqCst);
         let result = self.run_until_exit(&mut context, out);

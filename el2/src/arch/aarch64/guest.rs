@@ -66,6 +66,19 @@ fn counter_to_ns(ticks: u64) -> i64 {
 struct Loaded {
     lock: spin::Mutex<()>,
     el1: AtomicUsize,
+    /// The VCPU (by its `el1` address) whose last exit, the CPU's last, was a trapped access
+    /// that left the hardware as its entry had prepared it (no vGIC maintenance asked for), or
+    /// 0. Its next entry skips `prepare` when, besides, its EL1 registers are still loaded, no
+    /// interrupt is pending for it, its emulated physical timer is off and the virtual
+    /// timer's PPI is not masked: then nothing `prepare` looks at can have changed. Its debug
+    /// state, timer deadline, pointer-authentication keys and DISR change only through other
+    /// exits or other VCPUs' entries; its list registers only through `fill`, which pending
+    /// interrupts would need, and `save`, which keeps them as the hardware holds them; a
+    /// virtual timer that fired while the guest ran or fires while EL2 runs asserts its armed
+    /// PPI, which exits the guest at the `eret` (a forwarded one is in a list register
+    /// already). Cleared when EL2 sleeps (`vgic::park`, which disables the interface, and
+    /// whose wake drains interrupts) and by every other exit.
+    resumable: AtomicUsize,
     /// The virtual GIC interface's control and active-priority registers: they change owner
     /// with `el1`, always together (so `el1` being ours says that they are ours too).
     gic: AtomicUsize,
@@ -77,6 +90,7 @@ static LOADED: [Loaded; MAX_CPUS] = [const {
     Loaded {
         lock: spin::Mutex::new(()),
         el1: AtomicUsize::new(0),
+        resumable: AtomicUsize::new(0),
         gic: AtomicUsize::new(0),
         fp: AtomicUsize::new(0),
         pauth: AtomicUsize::new(0),
@@ -231,7 +245,9 @@ impl Drop for VcpuArch {
         let gic = self.vgic.interface() as *mut Interface as usize;
         for slot in &LOADED {
             let _guard = slot.lock.lock();
-            for (owner, me) in [(&slot.el1, el1), (&slot.gic, gic), (&slot.fp, fp), (&slot.pauth, keys)] {
+            for (owner, me) in
+                [(&slot.el1, el1), (&slot.resumable, el1), (&slot.gic, gic), (&slot.fp, fp), (&slot.pauth, keys)]
+            {
                 let _ = owner.compare_exchange(me, 0, Ordering::Relaxed, Ordering::Relaxed);
             }
         }
@@ -290,6 +306,9 @@ pub fn guest_device_pages() -> Option<(u64, u64, u64)> {
 }
 
 /// Runs the guest until its next exit.
+///
+/// An entry right after a MEM or BELL exit of the same VCPU on this CPU resumes: when nothing
+/// that `prepare` would act on can have changed, it is skipped (see [`Loaded::resumable`]).
 pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     if context.skip_instruction {
         context.skip_instruction = false;
@@ -307,13 +326,20 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         // the next one (PSTATE.SS clear: active-pending), as after any instruction.
         context.arch.pstate &= !SPSR_SS;
     }
-    prepare_debug(&context.arch.debug);
-    let me = &*context.arch.fp as *const FpState as usize;
-    let fp_live = this_cpu_loaded().fp.load(Ordering::Relaxed) == me;
+    let cpu = cpu::index() & (MAX_CPUS - 1);
+    let slot = &LOADED[cpu];
+    let me = context.arch.el1_address();
+    let fp_live = slot.fp.load(Ordering::Relaxed) == &*context.arch.fp as *const FpState as usize;
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
     let pauth = world::has_pauth();
-    let loaded = context.arch.load_el1();
+    let ras = world::has_ras();
+    let resume = slot.resumable.load(Ordering::Relaxed) == me
+        && slot.el1.load(Ordering::Relaxed) == me
+        && signals.quiet()
+        && !context.arch.ptimer.enabled()
+        && !crate::irq::virtual_timer_ppi_masked(cpu);
+    let loaded = !resume && prepare(context, signals, pauth, ras);
     let setup = world::EntrySetup {
         hcr: if pauth { GUEST_HCR | GUEST_HCR_PAUTH } else { GUEST_HCR },
         mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
@@ -321,6 +347,38 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         sp_el1: context.state.sp,
         stage2: loaded.then_some(world::Stage2Setup { vttbr: context.arch.vttbr, vmpidr: context.arch.vmpidr }),
     };
+    ELR_EL2.set(context.pc);
+    SPSR_EL2.set(pstate);
+    // SAFETY: `setup` describes this VCPU's guest, or the CPU holds its stage-2 configuration
+    // already (`load_el1`; its stage-2 root and VMID are live while the guest object is); the
+    // EL1 and general registers are this VCPU's.
+    let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.state.x, &mut context.exits) };
+    if ras {
+        // SAFETY: FEAT_RAS is present.
+        context.arch.vdisr = unsafe { world::save_vdisr() };
+    }
+
+    let intact = context.arch.vgic.save();
+    context.state.sp = sp_el1;
+    context.pc = ELR_EL2.get();
+    let pstate = SPSR_EL2.get();
+    context.arch.pstate = pstate;
+    context.state.cpsr = (pstate as u32) & crate::object::packet::CPSR_USER_MASK;
+    let exit = decode(context, kind, signals);
+    // Only a trapped access (a MEM or BELL exit) leaves everything `prepare` set up as it was;
+    // handling it changes nothing of it (an exception delivered instead gives up the EL1
+    // registers: `el1_mut`).
+    let resumable = intact && matches!(exit, Exit::Access { .. });
+    slot.resumable.store(if resumable { me } else { 0 }, Ordering::Relaxed);
+    exit
+}
+
+/// Everything an entry sets up besides the general registers, PC and PSTATE: the debug state,
+/// the EL1 registers (whether loaded is returned: the stage-2 registers must be too), the
+/// timers and their interrupts, the list registers, DISR and the pointer-authentication keys.
+fn prepare(context: &mut Context, signals: &Signals, pauth: bool, ras: bool) -> bool {
+    prepare_debug(&context.arch.debug);
+    let loaded = context.arch.load_el1();
     // The guest's virtual timer: fired while it was out, it is an interrupt to inject (and its
     // level-triggered PPI must not exit the guest again); armed, its expiry exits the guest.
     // Its interrupt is level-triggered: while it sits in a list register (pending or being
@@ -353,9 +411,6 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         None => TimerPpi::Armed,
     };
     crate::irq::set_virtual_timer_ppi(ppi, context.arch.vgic.hardware_placed());
-    ELR_EL2.set(context.pc);
-    SPSR_EL2.set(pstate);
-    let ras = world::has_ras();
     if ras {
         // SAFETY: FEAT_RAS is present; EL2 is between guest runs.
         unsafe { world::load_vdisr(context.arch.vdisr) };
@@ -363,28 +418,19 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     if pauth {
         switch_pauth(context);
     }
-    // SAFETY: `setup` describes this VCPU's guest, or the CPU holds its stage-2 configuration
-    // already (`load_el1`; its stage-2 root and VMID are live while the guest object is); the
-    // EL1 and general registers are this VCPU's.
-    let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.state.x, &mut context.exits) };
-    if ras {
-        // SAFETY: FEAT_RAS is present.
-        context.arch.vdisr = unsafe { world::save_vdisr() };
-    }
-
-    context.arch.vgic.save();
-    context.state.sp = sp_el1;
-    context.pc = ELR_EL2.get();
-    let pstate = SPSR_EL2.get();
-    context.arch.pstate = pstate;
-    context.state.cpsr = (pstate as u32) & crate::object::packet::CPSR_USER_MASK;
-    decode(context, kind, signals)
+    loaded
 }
 
+/// EL2 is about to sleep or has taken interrupts outside a guest: the next entry on this CPU
+/// prepares everything ([`Loaded::resumable`]).
+pub fn forget_resume() {
+    this_cpu_loaded().resumable.store(0, Ordering::Relaxed);
+}
+
+/// Says why the guest exited. A virtual timer that fired is raised by the next `prepare` (a
+/// resumed entry needs none: see [`Loaded::resumable`]), and here only for a WFI, which must
+/// not sleep past it.
 fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
-    if context.arch.virtual_timer_fired() && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
-        signals.raise(VIRTUAL_TIMER_INTID);
-    }
     match kind & 3 {
         1 | 2 => {
             context.exits.count(ExitKind::Interrupt);
@@ -453,6 +499,9 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
             if ti & 1 == 1 {
                 context.exits.count(ExitKind::Wait);
                 return Exit::Interrupted;
+            }
+            if context.arch.virtual_timer_fired() && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
+                signals.raise(VIRTUAL_TIMER_INTID);
             }
             // An armed timer ends the sleep at its deadline (an expired one was raised above).
             let (ctl, cval) = context.arch.virtual_timer();

@@ -57,6 +57,7 @@ fn write_hcr(v3: bool, hcr: u64) {
 /// Disables this CPU's virtual interface if a guest left it enabled: EL2 is about to run
 /// another thread or sleep.
 pub fn park() {
+    super::guest::forget_resume();
     let loaded = hcr_loaded();
     if loaded.load(Ordering::Relaxed) != 0 {
         write_hcr(crate::irq::is_gicv3(), 0);
@@ -240,15 +241,17 @@ impl Vgic {
     }
 
     /// Reads back, after the guest exits, the list registers if they held something and, when
-    /// it asked for maintenance, the control word (which is then cleared).
-    pub fn save(&mut self) {
+    /// it asked for maintenance, the control word (which is then cleared). Returns whether the
+    /// CPU's interface is still as `load` left it (no maintenance was asked for, so the control
+    /// word was not touched): then an entry that changes nothing may skip `load`.
+    pub fn save(&mut self) -> bool {
         let loaded = hcr_loaded();
         let mut hcr = loaded.load(Ordering::Relaxed);
         if self.hardware_empty && hcr & !HCR_EN == 0 {
             // No register held anything, so none does, and no maintenance was asked for (no
             // spilled interrupt whose end EOIcount would count): nothing to read.
             self.regs.hcr = 0;
-            return;
+            return true;
         }
         if !self.hardware_empty {
             let count = self.regs.count();
@@ -266,7 +269,8 @@ impl Vgic {
                 }
             }
         }
-        if hcr & !HCR_EN != 0 {
+        let intact = hcr & !HCR_EN == 0;
+        if !intact {
             // A maintenance request (of the control word or of a list register).
             hcr = if self.v3 {
                 ICH_HCR_EL2.get()
@@ -277,5 +281,6 @@ impl Vgic {
             loaded.store(0, Ordering::Relaxed);
         }
         self.regs.saved(hcr);
+        intact
     }
 }
