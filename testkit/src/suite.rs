@@ -480,10 +480,17 @@ fn device_byte(offset: u64) -> u8 {
 
 /// Emulates the device behind the MEM trap until the guest exits: reads return
 /// [`device_byte`]s, writes are recorded (offset, size, data). Returns the reads' count.
+/// Each access is completed with the next entry, in one call (`FaultView::finish_and_enter`:
+/// a read's register is written by `enter_with_register`).
 fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mut usize) -> Result<usize, Failure> {
     let mut reads = 0;
+    let mut served: Option<FaultView> = None;
     loop {
-        let packet = call("vcpu_enter", vcpu.enter())?;
+        let entered = match served.take() {
+            Some(view) => view.finish_and_enter(vcpu),
+            None => vcpu.enter(),
+        };
+        let packet = call("vcpu_enter", entered)?;
         let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
         if key == 0 {
             return Ok(reads);
@@ -500,7 +507,7 @@ fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mu
             *slot = (offset, view.size(), view.data());
             *write_count += 1;
         }
-        complete(vcpu, &view)?;
+        served = Some(view);
     }
 }
 
@@ -554,6 +561,23 @@ fn mmio(process: &Process, resource: u32) -> Outcome {
             ],
     )?;
     check("nine reads", reads == 9)?;
+    // The combined call's refusals run nothing: no register past x30, and WRITE is needed
+    // besides EXECUTE.
+    let exits = call("read_exits", vcpu.read_exits())?;
+    let x0 = state.x[0];
+    let past = vcpu.enter_with_register(31, 7);
+    let execute_only = call("duplicate", vcpu.0.duplicate(el2::object::Rights::EXECUTE))?;
+    let unwritable = Vcpu(execute_only).enter_with_register(0, 7);
+    let after = call("read_exits", vcpu.read_exits())?;
+    let x0_after = call("read_state", vcpu.read_state())?.x[0];
+    defmt::info!(
+        "mmio: enter_with_register(31) {}, without WRITE {}",
+        Status::from_result(&past),
+        Status::from_result(&unwritable)
+    );
+    check("x31 is INVALID_ARGS", past.err() == Some(Status::INVALID_ARGS))?;
+    check("without WRITE is ACCESS_DENIED", unwritable.err() == Some(Status::ACCESS_DENIED))?;
+    check("a refused call runs nothing and writes nothing", after.0 == exits.0 && x0_after == x0)?;
     check(
         "writes",
         writes[..write_count]
