@@ -2438,6 +2438,47 @@ guest!(
 "#
 );
 
+// A timer that comes due while the VMM serves a MEM exit. The guest arms the virtual timer
+// 20 000 ticks ahead and stores to the MEM trap at 0xffe000 in a loop, counting its accesses in
+// x18, until its handler has taken PPI 27 (counted in x19; it disables the timer and ends the
+// interrupt) or 10 000 accesses went by; then it stores to the exit address. The VMM spends
+// a while on each access, so the timer comes due while EL2 runs. x20 = 3 on GICv3.
+guest!(
+    timer_during_mem,
+    guest_timer_during_mem_start,
+    guest_timer_during_mem_end,
+    timer_in_20000_ticks!(),
+    r#"
+    mov     x18, #0
+    mov     x3, #0xffe000
+    movz    x4, #10000
+2:  cbnz    x19, 4f
+    str     x18, [x3]
+    add     x18, x18, #1
+    cmp     x18, x4
+    b.lo    2b
+4:  mov     x0, #0xfff000
+    str     xzr, [x0]
+    b       .
+    .balign 0x800
+20: .skip   0x280
+"#,
+    ack_x12!(),
+    r#"
+    and     x15, x12, #0x3ff
+    cmp     x15, #27
+    b.ne    23f
+    add     x19, x19, #1
+    msr     cntv_ctl_el0, xzr
+    isb
+23:
+"#,
+    eoi_x12!(),
+    r#"
+    eret
+"#
+);
+
 // The virtual timer's physical PPI is the guest's to end: its handler acknowledges PPI 27,
 // counts it in x19 and, the first two times, ends it with the timer still asserted (enabled,
 // expired); only the third time does it disable the timer first. A level-triggered interrupt

@@ -198,6 +198,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "mmio-straddle" => mmio_straddle(process, resource),
         "timer-level" => timer_level(process, resource),
         "timer-reasserted" => timer_reasserted(process, resource),
+        "timer-during-mem" => timer_during_mem(process, resource),
         "active-pending" => active_pending(process, resource),
         "sysreg-sweep" => crate::attack::sysreg_sweep(process, resource),
         "short-exit-registers" => crate::attack::short_exit_registers(process, resource),
@@ -1499,6 +1500,51 @@ fn timer_reasserted(process: &Process, resource: u32) -> Outcome {
         exits
     );
     check("three interrupts", ticks == 3)
+}
+
+/// A virtual timer that comes due while the VMM serves a MEM exit is taken at once. The entry
+/// after a MEM exit resumes without looking at the timer (`guest::run`): the armed physical
+/// PPI, pending since the timer fired, must bring the guest straight back out to EL2, whose
+/// full entry then injects it. Without that the guest, exiting only for MEM, would never see it.
+fn timer_during_mem(process: &Process, resource: u32) -> Outcome {
+    let f = fixture(process, resource, guests::timer_during_mem())?;
+    call("set_trap", f.guest.set_mem_trap(TRAP_ADDR, PAGE, TRAP_KEY))?;
+    let vcpu = gic_vcpu(&f.guest)?;
+    let mut served: Option<FaultView> = None;
+    let mut accesses = 0u64;
+    loop {
+        let entered = match served.take() {
+            Some(view) => view.finish_and_enter(&vcpu),
+            None => vcpu.enter(),
+        };
+        let packet = call("vcpu_enter", entered)?;
+        if is_exit(&packet) {
+            break;
+        }
+        let Packet::Mem { key: TRAP_KEY, mem } = packet else {
+            return Err(Failure::Mismatch("a MEM packet of the trap"));
+        };
+        accesses += 1;
+        // Serving takes a while (about 15 000 instructions): the timer comes due meanwhile.
+        for _ in 0..5_000 {
+            core::hint::spin_loop();
+        }
+        served = Some(FaultView::new(mem, 0));
+    }
+    let x = call("read_state", vcpu.read_state())?.x;
+    let (taken, after) = (x[19], x[18]);
+    defmt::info!(
+        "timer-during-mem: {=u64} access(es) served, the timer taken {=u64} time(s) after {=u64}",
+        accesses,
+        taken,
+        after
+    );
+    let prompt = taken == 1 && after <= 3;
+    defmt::info!(
+        "timer-during-mem: the timer that came due while the VMM served an access was taken at once: {=bool}",
+        prompt
+    );
+    check("the timer taken once, within three accesses", prompt)
 }
 
 /// F6: with every list register active-and-pending and another interrupt waiting, the guest

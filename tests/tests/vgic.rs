@@ -171,6 +171,26 @@ fn a_timer_ended_while_asserted_is_taken_again() {
     }
 }
 
+/// A virtual timer that comes due while the VMM serves a MEM exit is taken at once: the entry
+/// after a MEM exit resumes without looking at the timer, and relies on the armed physical PPI
+/// (pending since the timer fired) to bring the guest back out for the full entry that injects
+/// it. -icount: the VMM's serving time and the timer count in the same ticks.
+#[test]
+fn a_timer_due_while_the_vmm_serves_an_access_is_taken_at_once() {
+    for board in Board::ALL {
+        let options =
+            RunOptions { scenario: Some("guest:timer-during-mem".into()), icount: true, ..RunOptions::new(board) };
+        let outcome = boot(options);
+        expect_exit(&outcome, exit_code::SUCCESS);
+        expect_line(
+            &outcome,
+            Some(0),
+            "timer-during-mem: the timer that came due while the VMM served an access was taken at once: true",
+        );
+        expect_line(&outcome, Some(0), "guest scenario timer-during-mem: passed");
+    }
+}
+
 /// F6: every list register active-and-pending and another interrupt waiting: no register is
 /// pending alone, so NPIE must not be requested (the guest would exit before each of its
 /// instructions). Under -icount the guest's 100 000-iteration loop must take under a million

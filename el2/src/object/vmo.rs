@@ -9,8 +9,10 @@
 
 use super::frames::{self, BLOCK_PAGES, BLOCK_SIZE, PAGE_SIZE};
 use super::{Status, ZxResult};
+use alloc::boxed::Box;
 use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use stage2::PhysAddr;
 
 /// The largest VMO Belfry creates: the whole guest-physical space.
@@ -37,27 +39,95 @@ pub struct Vmo {
     charged: bool,
 }
 
-/// What backs a VMO: single pages by page index, 2 MiB blocks by block index.
+/// What backs a VMO: 2 MiB blocks by block index, and single pages by the 2 MiB window they
+/// lie in ([`Window`]).
+///
+/// Single pages are kept per window, not per page: a commit searches the (small) map of
+/// windows once, then indexes the window, and "does this window hold single pages" (which
+/// rules a block out) is the same search. A window's table is one heap page (512 entries), so
+/// the heap cost is a page per window with any single page: at most 1/512 of the VMO's size,
+/// and less per page than a map entry once a window holds more than about 200 pages.
 #[derive(Debug, Default)]
 struct Pages {
-    pages: BTreeMap<u64, PhysAddr>,
+    windows: BTreeMap<u64, Window>,
+    /// Single pages committed, over every window.
+    singles: usize,
     blocks: BTreeMap<u64, PhysAddr>,
+}
+
+/// The single pages of one 2 MiB window, by page within it: the frame's address with bit 0
+/// set (frames are page-aligned; any address, 0 included, can be a frame), or 0 for none.
+#[derive(Debug)]
+struct Window(Box<[u64]>);
+
+impl Window {
+    /// An empty window; `NO_MEMORY` when the heap cannot hold its table.
+    fn new() -> ZxResult<Self> {
+        let mut frames = Vec::new();
+        frames.try_reserve_exact(BLOCK_PAGES as usize).map_err(|_| Status::NO_MEMORY)?;
+        frames.resize(BLOCK_PAGES as usize, 0);
+        Ok(Self(frames.into_boxed_slice()))
+    }
+
+    /// The frame of page `index` (0..512), if committed.
+    fn get(&self, index: usize) -> Option<PhysAddr> {
+        self.0.get(index).filter(|&&entry| entry & 1 != 0).map(|&entry| PhysAddr::new(entry & !1))
+    }
+
+    /// Every frame in the window.
+    fn frames(&self) -> impl Iterator<Item = PhysAddr> + '_ {
+        self.0.iter().filter(|&&entry| entry & 1 != 0).map(|&entry| PhysAddr::new(entry & !1))
+    }
 }
 
 impl Pages {
     /// The frame backing the page at `offset`, if committed.
     fn frame(&self, offset: u64) -> Option<PhysAddr> {
-        if let Some(block) = self.blocks.get(&(offset / BLOCK_SIZE)) {
+        let index = offset / BLOCK_SIZE;
+        if let Some(block) = self.blocks.get(&index) {
             return Some(PhysAddr::new(block.raw() + ((offset % BLOCK_SIZE) & !(PAGE_SIZE - 1))));
         }
-        self.pages.get(&(offset / PAGE_SIZE)).copied()
+        self.windows.get(&index)?.get(page_in_window(offset))
     }
 
     /// Whether any single page of the block at `index` is committed.
     fn has_pages_in_block(&self, index: u64) -> bool {
-        let first = index * BLOCK_PAGES;
-        self.pages.range(first..first + BLOCK_PAGES).next().is_some()
+        self.windows.contains_key(&index)
     }
+
+    /// The frame of the single page at `offset`, committing `allocate()`'s when there is none:
+    /// (frame, whether it was committed now). The window's table is made on its first page.
+    fn single(&mut self, offset: u64, allocate: impl FnOnce() -> ZxResult<PhysAddr>) -> ZxResult<(PhysAddr, bool)> {
+        let key = offset / BLOCK_SIZE;
+        let (window, new) = match self.windows.entry(key) {
+            Entry::Occupied(window) => (window.into_mut(), false),
+            Entry::Vacant(slot) => (slot.insert(Window::new()?), true),
+        };
+        let index = page_in_window(offset);
+        if let Some(page) = window.get(index) {
+            return Ok((page, false));
+        }
+        let page = match allocate() {
+            Ok(page) => page,
+            Err(status) => {
+                // No window is left without pages: an empty one would still rule a block out.
+                if new {
+                    self.windows.remove(&key);
+                }
+                return Err(status);
+            }
+        };
+        if let Some(entry) = window.0.get_mut(index) {
+            *entry = page.raw() | 1;
+        }
+        self.singles += 1;
+        Ok((page, true))
+    }
+}
+
+/// The index of the page holding `offset` within its 2 MiB window.
+fn page_in_window(offset: u64) -> usize {
+    ((offset % BLOCK_SIZE) / PAGE_SIZE) as usize
 }
 
 impl Vmo {
@@ -88,7 +158,7 @@ impl Vmo {
     /// Pages committed so far (a block counts its 512).
     pub fn committed_pages(&self) -> usize {
         let pages = self.pages.lock();
-        pages.pages.len() + pages.blocks.len() * BLOCK_PAGES as usize
+        pages.singles + pages.blocks.len() * BLOCK_PAGES as usize
     }
 
     /// The page backing byte `offset`, committing a zeroed one (or, in a charged VMO, its
@@ -118,15 +188,10 @@ impl Vmo {
                 return Ok(Commit { page: in_block(block), block: Some(block), fresh: true });
             }
         }
-        // One search of the page map, whether the page is there or not.
-        match pages.pages.entry(offset / PAGE_SIZE) {
-            Entry::Occupied(page) => Ok(Commit { page: *page.get(), block: None, fresh: false }),
-            Entry::Vacant(slot) => {
-                let page = frames::alloc_zeroed_for(self.charged).ok_or(Status::NO_MEMORY)?;
-                slot.insert(page);
-                Ok(Commit { page, block: None, fresh: true })
-            }
-        }
+        // One search of the windows, whether the page is there or not.
+        let charged = self.charged;
+        let (page, fresh) = pages.single(offset, || frames::alloc_zeroed_for(charged).ok_or(Status::NO_MEMORY))?;
+        Ok(Commit { page, block: None, fresh })
     }
 
     /// The page backing byte `offset` if it is committed.
@@ -226,12 +291,12 @@ impl Vmo {
 impl Drop for Vmo {
     fn drop(&mut self) {
         let pages = self.pages.get_mut();
-        let committed = pages.pages.len() as u64 + pages.blocks.len() as u64 * BLOCK_PAGES;
+        let committed = pages.singles as u64 + pages.blocks.len() as u64 * BLOCK_PAGES;
         if self.charged {
             frames::release(self.size / PAGE_SIZE - committed);
         }
-        for page in pages.pages.values() {
-            frames::free(*page);
+        for page in pages.windows.values().flat_map(Window::frames) {
+            frames::free(page);
         }
         for block in pages.blocks.values() {
             frames::free_block(*block);
@@ -311,9 +376,34 @@ mod tests {
         assert_eq!(plain.committed_pages(), 1);
         // A window with a page in it already stays by pages.
         let charged = Vmo::new_charged(2 * BLOCK_SIZE).unwrap();
-        charged.pages.lock().pages.insert(BLOCK_PAGES, frames::alloc_zeroed_for(true).unwrap());
+        charged.pages.lock().single(BLOCK_SIZE, || Ok(frames::alloc_zeroed_for(true).unwrap())).unwrap();
         assert_eq!(charged.commit_with_block(BLOCK_SIZE + PAGE_SIZE).unwrap().block, None);
         assert!(charged.commit_with_block(0).unwrap().block.is_some());
+    }
+
+    #[test]
+    fn single_pages_are_kept_by_window() {
+        let vmo = Vmo::new(3 * BLOCK_SIZE).unwrap();
+        let a = vmo.commit_with_block(BLOCK_SIZE + 5 * PAGE_SIZE + 3).unwrap();
+        let b = vmo.commit_with_block(BLOCK_SIZE + 6 * PAGE_SIZE).unwrap();
+        let c = vmo.commit_with_block(2 * BLOCK_SIZE + PAGE_SIZE - 1).unwrap();
+        assert!(a.fresh && b.fresh && c.fresh);
+        assert_eq!(vmo.committed_pages(), 3);
+        assert_eq!(vmo.lookup(BLOCK_SIZE + 5 * PAGE_SIZE), Some(a.page));
+        assert_eq!(vmo.lookup(BLOCK_SIZE + 6 * PAGE_SIZE + 100), Some(b.page));
+        assert_eq!(vmo.lookup(2 * BLOCK_SIZE), Some(c.page));
+        assert_eq!(vmo.lookup(BLOCK_SIZE + 7 * PAGE_SIZE), None, "a window's other pages stay absent");
+        assert_eq!(vmo.lookup(0), None, "an untouched window has no table");
+        assert_eq!(
+            vmo.commit_with_block(BLOCK_SIZE + 5 * PAGE_SIZE).unwrap(),
+            Commit { page: a.page, block: None, fresh: false }
+        );
+        assert_eq!(vmo.pages.lock().windows.len(), 2);
+        // An allocation that fails leaves no empty window behind.
+        let mut pages = vmo.pages.lock();
+        assert_eq!(pages.single(0, || Err(Status::NO_MEMORY)), Err(Status::NO_MEMORY));
+        assert!(!pages.has_pages_in_block(0));
+        assert_eq!(pages.singles, 3);
     }
 
     #[test]
