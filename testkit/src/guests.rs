@@ -2442,7 +2442,8 @@ guest!(
 // 20 000 ticks ahead and stores to the MEM trap at 0xffe000 in a loop, counting its accesses in
 // x18, until its handler has taken PPI 27 (counted in x19; it disables the timer and ends the
 // interrupt) or 10 000 accesses went by; then it stores to the exit address. The VMM spends
-// a while on each access, so the timer comes due while EL2 runs. x20 = 3 on GICv3.
+// 25 000 ticks on each access, so the timer comes due while EL2 serves the first. x20 = 3 on
+// GICv3.
 guest!(
     timer_during_mem,
     guest_timer_during_mem_start,
