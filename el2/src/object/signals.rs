@@ -174,7 +174,8 @@ impl Signals {
     /// Whether no word is marked as holding a pending interrupt: one load. After `fill` this
     /// is exact (a word found empty is retired); a raise marks its word (after setting the
     /// vector's bit, with a read-modify-write), so a `true` read after the VCPU published where
-    /// it runs (the fence in `Vcpu::enter_into`) means any later raise interrupts that CPU.
+    /// it runs (the fence in `Vcpu::enter_writing`, behind `enter_into` and
+    /// `enter_with_register`) means any later raise interrupts that CPU.
     pub fn quiet(&self) -> bool {
         self.summary.load(Ordering::Acquire) == 0
     }
