@@ -99,11 +99,12 @@ mod host {
             }
         }
 
-        /// Wakes every waiter.
-        pub fn notify_all(&self) {
+        /// Wakes every waiter; `true` (as the board's may say) when it may have woken one.
+        pub fn notify_all(&self) -> bool {
             let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
             *generation = generation.wrapping_add(1);
             self.condvar.notify_all();
+            true
         }
     }
 

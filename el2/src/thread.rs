@@ -558,15 +558,15 @@ impl WaitQueue {
         }
     }
 
-    /// Wakes every waiter.
-    pub fn notify_all(&self) {
+    /// Wakes every waiter; whether there were any (a thread made ready, maybe on this CPU).
+    pub fn notify_all(&self) -> bool {
         self.generation.fetch_add(1, Ordering::AcqRel);
         // Most notifications find nobody waiting (a port nobody waits on, a VCPU raising its
         // own interrupt): then no lock. See `wait` for why an empty count is trustworthy.
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::Relaxed) == 0 {
             cpu::send_event();
-            return;
+            return false;
         }
         // Taken out a few at a time and woken without the lock, leaving the vector's capacity
         // in place: waiting and being notified allocate nothing once a queue has been used
@@ -592,6 +592,7 @@ impl WaitQueue {
         }
         // CPUs waiting before their scheduler started wait in WFE.
         cpu::send_event();
+        true
     }
 }
 

@@ -8,6 +8,9 @@
 //!   HVC and SMC, with garbage arguments: each answers exactly as DEN0022/DEN0028 say.
 //! - `doorbell-flood`: 50 000 doorbells through one BELL trap to a consumer on another CPU
 //!   that takes them slowly: every one arrives, in order, none lost.
+//! - `doorbell-same-cpu`: doorbells to a consumer on the ringing VCPU's own CPU, the guest then
+//!   spinning with no other exit: the consumer's wake-up gets it a time slice, so it receives
+//!   every doorbell before a watchdog kicks the guest.
 //! - `random-words`: rounds of 16 384 random instruction words run at the guest's EL1, each
 //!   round ended by the guest's exit, a kill, or a watchdog's kick.
 //! - `gic-fuzz`: 20 000 random accesses to the emulated distributor and redistributors.
@@ -222,6 +225,74 @@ pub fn doorbell_flood(process: &'static Process, resource: u32) -> Outcome {
         bad
     );
     check("every doorbell arrived", received == RINGS && bad == 0)?;
+    drop(vcpu);
+    still_serving(process, resource)
+}
+
+/// Doorbells to a consumer on the VCPU's own CPU, the guest spinning after them: rung in the
+/// short exit, their wake-up must still give the consumer a time slice (`before_guest`), or it
+/// would wait for the guest's next exit (here, the watchdog's kick).
+pub fn doorbell_same_cpu(process: &'static Process, resource: u32) -> Outcome {
+    const RINGS: u64 = 3;
+    const KEY: u64 = 0x5a3e;
+    let f = fixture(process, resource, guests::doorbell_spin())?;
+    let port = call("port_create", el2::api::Port::create(process))?;
+    call("set_trap(bell)", f.guest.set_bell_trap(TRAP_ADDR, PAGE, &port, KEY))?;
+    let port_handle = port.0.raw();
+    let here = el2::arch::current_cpu();
+    let received = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let (r, b) = (received.clone(), bad.clone());
+    let consumer = call(
+        "spawn",
+        el2::thread::spawn(here, "consumer", move || {
+            // A deadline far past the watchdog's: no timer of its own brings it in.
+            let deadline = el2::sync::now() + 20_000_000_000;
+            while r.load(Ordering::Acquire) < RINGS && el2::sync::now() < deadline {
+                match process.port_wait(port_handle, deadline).map(|packet| packet.decode()) {
+                    Ok(Packet::Bell { key: KEY, addr: TRAP_ADDR }) => {
+                        r.fetch_add(1, Ordering::AcqRel);
+                    }
+                    _ => {
+                        b.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }),
+    )?;
+    let vcpu = call("vcpu_create", Vcpu::create(&f.guest, 0))?;
+    let mut state = call("read_state", vcpu.read_state())?;
+    state.x[0] = RINGS;
+    call("write_state", vcpu.write_state(&state))?;
+    // The watchdog, on the other CPU, waits up to 2 s for the consumer, then kicks the guest.
+    let vcpu_handle = vcpu.0.raw();
+    let at_kick = Arc::new(AtomicU64::new(u64::MAX));
+    let (r, k) = (received.clone(), at_kick.clone());
+    let watchdog = call(
+        "spawn",
+        el2::thread::spawn(1 - here.min(1), "watchdog", move || {
+            let deadline = el2::sync::now() + 2_000_000_000;
+            while r.load(Ordering::Acquire) < RINGS && el2::sync::now() < deadline {
+                el2::thread::yield_now();
+            }
+            k.store(r.load(Ordering::Acquire), Ordering::Release);
+            let _ = process.vcpu_kick(vcpu_handle);
+        }),
+    )?;
+    let entered = vcpu.enter();
+    crate::suite::join(&watchdog);
+    crate::suite::join(&consumer);
+    let (at_kick, received, bad) =
+        (at_kick.load(Ordering::Acquire), received.load(Ordering::Acquire), bad.load(Ordering::Acquire));
+    defmt::info!(
+        "doorbell-same-cpu: {=u64} doorbells rung, {=u64} received on the VCPU's own cpu while the guest spun, {=u64} in all, {=u64} other packets",
+        RINGS,
+        at_kick,
+        received,
+        bad
+    );
+    check("the guest spun until kicked", entered == Err(Status::CANCELED))?;
+    check("every doorbell arrived while the guest spun", at_kick == RINGS && received == RINGS && bad == 0)?;
     drop(vcpu);
     still_serving(process, resource)
 }

@@ -177,7 +177,6 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
             None => vcpu.enter(),
         };
         let packet = call("vcpu_enter", entered)?;
-        let el2 = pmu::el2_instructions().unwrap_or(0);
         if is_exit(&packet) {
             break;
         }
@@ -195,6 +194,9 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
         let mut view = vmm::fault::FaultView::new(mem, 0);
         match view.address() {
             MARK_ADDR => {
+                // Read at the marks only (the same point of each), not on every packet: the
+                // counter's own instructions are no part of any path.
+                let el2 = pmu::el2_instructions().unwrap_or(0);
                 belfry_bench_mark();
                 if let Some(slot) = marks.get_mut(count) {
                     *slot = (el2, view.data());

@@ -2752,6 +2752,21 @@ guest!(
 "#
 );
 
+// Attack suite: doorbells to a consumer on the same CPU. x0 = how many times to ring the
+// doorbell at 0xffe000; then the guest spins with no other exit.
+guest!(
+    doorbell_spin,
+    guest_doorbell_spin_start,
+    guest_doorbell_spin_end,
+    r#"
+    mov     x1, #0xffe000
+1:  str     x0, [x1]
+    subs    x0, x0, #1
+    b.ne    1b
+    b       .
+"#
+);
+
 // Attack suite: the doorbell flood. x0 = how many times to ring the doorbell at 0xffe000.
 guest!(
     doorbell_flood,

@@ -204,6 +204,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "short-exit-registers" => crate::attack::short_exit_registers(process, resource),
         "psci-sweep" => crate::attack::psci_sweep(process, resource),
         "doorbell-flood" => crate::attack::doorbell_flood(process, resource),
+        "doorbell-same-cpu" => crate::attack::doorbell_same_cpu(process, resource),
         "random-words" => crate::attack::random_words(process, resource),
         "gic-fuzz" => crate::attack::gic_fuzz(process, resource),
         "interrupt-flood" => crate::attack::interrupt_flood(process, resource),

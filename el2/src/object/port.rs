@@ -103,9 +103,9 @@ impl Port {
         }
     }
 
-    /// Tells waiters that a ring attached to this port has a new packet.
-    pub fn notify(&self) {
-        self.waiters.notify_all();
+    /// Tells waiters that a ring attached to this port has a new packet; whether there were any.
+    pub fn notify(&self) -> bool {
+        self.waiters.notify_all()
     }
 
     /// Attaches a trap's ring; a closed port closes it at once.

@@ -18,7 +18,7 @@ use super::packet::{GuestMemPacket, PortPacket, VcpuState, CPSR_USER_MASK};
 use super::psci;
 use super::ring::PushError;
 use super::signals::Signals;
-use super::trap::{TrapKind, TrapMap};
+use super::trap::{DoorbellFilter, TrapKind, TrapMap};
 use super::vmar::{Fault, GUEST_PHYSICAL_SIZE};
 use super::{Status, ZxResult};
 use crate::inject::GuestException;
@@ -79,12 +79,72 @@ pub struct Context {
     /// Applied to the base register when the emulated instruction is skipped: (register,
     /// bytes); register 31 is the stack pointer.
     pub writeback: Option<(u8, i64)>,
-    traps: Arc<TrapMap>,
-    traps_generation: u64,
-    /// Where in `traps` the last trapped access found its trap ([`TrapMap::find_hinted`]).
-    trap_hint: usize,
+    /// The guest's traps as this VCPU last saw them.
+    pub traps: TrapCache,
     /// This VCPU's exits so far, by kind.
     pub exits: ExitCounts,
+}
+
+/// A VCPU's copy of its guest's trap map, so that an exit finds its trap without locking the
+/// guest: the map as of `generation` (replaced when the guest's generation moves on), where
+/// in it the last trapped access found its trap ([`TrapMap::find_hinted`]) and its doorbells'
+/// filter.
+#[derive(Debug)]
+pub struct TrapCache {
+    guest: Arc<Guest>,
+    vcpu: usize,
+    map: Arc<TrapMap>,
+    generation: u64,
+    hint: usize,
+    filter: DoorbellFilter,
+}
+
+impl TrapCache {
+    /// Where the filter's three words are, for the vector code that applies it.
+    pub const FILTER_OFFSETS: [usize; 3] = {
+        let base = core::mem::offset_of!(Self, filter);
+        let [pages, bell_pages, words] = DoorbellFilter::OFFSETS;
+        [base + pages, base + bell_pages, base + words]
+    };
+
+    /// The guest's current map (fetched again only when its generation moved on).
+    #[inline(always)]
+    fn current(&mut self) -> &TrapMap {
+        if self.generation != self.guest.trap_generation() {
+            self.refresh();
+        }
+        &self.map
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self) {
+        (self.generation, self.map) = self.guest.traps();
+        self.filter = DoorbellFilter::of(&self.map);
+    }
+
+    /// A write to `address` rung in place, from the short exit once the filter let it through
+    /// (the guest's state all live, nothing saved but its general registers): when `address`
+    /// is in a BELL trap of the current map, its packet is pushed into this VCPU's ring and the
+    /// port notified (`Some`: whether that woke a waiter), and the caller resumes the guest
+    /// past the store. `None` when anything else is due: no trap, a MEM trap, a stale map
+    /// (fetching it may free the old one), a full ring (the VCPU must wait) or a closed one
+    /// (`enter` reports it); the full exit then handles the access, and nothing was pushed.
+    /// A stale filter only sends a doorbell to the full exit, which refreshes it.
+    pub fn ring_in_place(&mut self, address: u64) -> Option<bool> {
+        if self.generation != self.guest.trap_generation() {
+            return None;
+        }
+        let trap = self.map.find_hinted(address, &mut self.hint)?;
+        if !matches!(trap.kind, TrapKind::Bell) {
+            return None;
+        }
+        let (ring, port) = (trap.ring(self.vcpu)?, trap.port()?);
+        // SAFETY: this VCPU's ring of the trap; only this VCPU's thread (the one inside
+        // `enter`, whose guest exited into the short exit) produces into it.
+        unsafe { ring.push(PortPacket::bell(trap.key, address)) }.ok()?;
+        Some(port.notify())
+    }
 }
 
 /// See the module documentation.
@@ -132,7 +192,9 @@ impl Vcpu {
                 return Err(status);
             }
         };
-        let (traps_generation, traps) = guest.traps();
+        let (generation, map) = guest.traps();
+        let filter = DoorbellFilter::of(&map);
+        let traps = TrapCache { guest: guest.clone(), vcpu: id, map, generation, hint: 0, filter };
         let context = Context {
             state: VcpuState::default(),
             pc: entry,
@@ -141,8 +203,6 @@ impl Vcpu {
             pending_access: None,
             writeback: None,
             traps,
-            traps_generation,
-            trap_hint: 0,
             exits: ExitCounts::default(),
         };
         Ok(Self {
@@ -342,7 +402,7 @@ impl Vcpu {
                     }
                 }
                 Exit::AccessWithoutSyndrome { address, write, aarch32: true, far, .. }
-                    if context.traps.find(address).is_some() || self.guest.trap_at(address).is_some() =>
+                    if context.traps.map.find(address).is_some() || self.guest.trap_at(address).is_some() =>
                 {
                     // Belfry decodes only A64: an A32/T32 access it would have to emulate
                     // gets the external abort a device that cannot take it would give.
@@ -500,10 +560,7 @@ impl Vcpu {
         far: u64,
         out: &mut PortPacket,
     ) -> ZxResult<bool> {
-        if context.traps_generation != self.guest.trap_generation() {
-            (context.traps_generation, context.traps) = self.guest.traps();
-        }
-        if context.traps.find(address).is_none() {
+        if context.traps.current().find(address).is_none() {
             let access = Access { write, size: 8, register: 31, far, ..Default::default() };
             return self.on_access(context, address, access, out);
         }
@@ -592,7 +649,7 @@ impl Vcpu {
             return Err(self.kill());
         };
         let first = accesses[0];
-        if context.traps.find(first_address).is_some() {
+        if context.traps.map.find(first_address).is_some() {
             context.pending_access = Some((address, accesses[1]));
             let packet = self.on_access(context, first_address, first, out)?;
             if packet {
@@ -650,12 +707,10 @@ impl Vcpu {
 
     /// Handles an access stage 2 did not satisfy; `true` (its packet in `out`) leaves `enter`.
     fn on_access(&self, context: &mut Context, address: u64, access: Access, out: &mut PortPacket) -> ZxResult<bool> {
-        if context.traps_generation != self.guest.trap_generation() {
-            (context.traps_generation, context.traps) = self.guest.traps();
-        }
+        context.traps.current();
         // Borrowed, not cloned: only other fields of `context` change while the trap is in use.
-        let Some(trap) = context.traps.find_hinted(address, &mut context.trap_hint) else {
-            return match self.guest.vmar().fault(address, access.write, false, &context.traps) {
+        let Some(trap) = context.traps.map.find_hinted(address, &mut context.traps.hint) else {
+            return match self.guest.vmar().fault(address, access.write, false, &context.traps.map) {
                 Fault::Mapped => {
                     context.exits.count(ExitKind::Page);
                     Ok(false)

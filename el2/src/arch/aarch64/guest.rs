@@ -20,7 +20,7 @@ use crate::machine::MAX_CPUS;
 use crate::object::exit::{Access, Exit, ExitCounts, ExitKind};
 use crate::object::psci;
 use crate::object::signals::Signals;
-use crate::object::vcpu::Context;
+use crate::object::vcpu::{Context, TrapCache};
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL2, ESR_EL2, FAR_EL2, HPFAR_EL2, SPSR_EL2};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -352,7 +352,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     // SAFETY: `setup` describes this VCPU's guest, or the CPU holds its stage-2 configuration
     // already (`load_el1`; its stage-2 root and VMID are live while the guest object is); the
     // EL1 and general registers are this VCPU's.
-    let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.state.x, &mut context.exits) };
+    let (kind, sp_el1) = unsafe { world::enter(&setup, &mut context.state.x, &mut context.exits, &mut context.traps) };
     if ras {
         // SAFETY: FEAT_RAS is present.
         context.arch.vdisr = unsafe { world::save_vdisr() };
@@ -654,6 +654,41 @@ unsafe extern "C" fn belfry_short_exit(x: *mut [u64; 31], counts: *mut ExitCount
     // A trapped SMC returns to the SMC itself; HVC's preferred return is past it.
     if class == 1 {
         skip_in_place();
+    }
+    0
+}
+
+/// The short doorbell: called by `belfry_guest_sync` (`world.rs`) for a data abort from an
+/// AArch64 guest that its trap cache's doorbell filter let through, with only its caller-saved
+/// general registers saved (it writes none; Rust keeps the others). A 4-byte store with a
+/// valid syndrome that stage 2 refused is rung in place when its address is a doorbell
+/// ([`TrapCache::ring_in_place`]), counted as a trap, the guest stepped past it (SPSR.SS
+/// cleared), and 0 returned: the exit path reloads those registers and `eret`s. Anything else
+/// returns 1 with nothing done, and the full exit follows. When the doorbell woke a waiter, a
+/// thread made ready on this CPU gets its time slice as before any entry (`before_guest`):
+/// there is no IPI to itself. Nothing here blocks, allocates or logs; the only locks are those
+/// the wake-up takes, as on the full path.
+///
+/// # Safety
+/// Only from `belfry_guest_sync`: `counts` is the running VCPU's exit counts and `traps` its
+/// trap cache, neither borrowed elsewhere while the guest runs.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn belfry_short_doorbell(counts: *mut ExitCounts, traps: *mut TrapCache) -> u64 {
+    // SAFETY: per the contract: `run` handed both to `world::enter` and does not touch them until
+    // it returns.
+    let (counts, traps) = unsafe { (&mut *counts, &mut *traps) };
+    let esr = Esr(ESR_EL2.get());
+    let abort = DataAbort::from_iss(esr.iss());
+    let store = abort.syndrome_valid && abort.write && !abort.stage1_walk && is_stage2_fault(abort.status);
+    if !store || !esr.is_32bit_instruction() || SPSR_EL2.get() & AARCH32_STATE != 0 {
+        return 1;
+    }
+    let ipa = ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (FAR_EL2.get() & 0xfff);
+    let Some(woke) = traps.ring_in_place(ipa) else { return 1 };
+    counts.count(ExitKind::Trap);
+    skip_in_place();
+    if woke {
+        crate::sync::before_guest();
     }
     0
 }

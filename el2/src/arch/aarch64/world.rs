@@ -1,13 +1,16 @@
 //! The world switch: entering a guest with `eret` and coming back on its next exception.
 //!
-//! `belfry_enter_guest(x, counts)` pushes the host's callee-saved registers, the address of the
-//! guest's general registers `x` and of its exit counts on the EL2 stack, loads x0..x30 from
+//! `belfry_enter_guest(x, counts, traps)` pushes the host's callee-saved registers, the address
+//! of the guest's general registers `x`, of its exit counts and of its trap cache on the EL2
+//! stack, loads x0..x30 from
 //! `x`, and `eret`s to the guest (ELR_EL2 and SPSR_EL2 already set). The guest runs on
 //! SP_EL1/SP_EL0, so SP_EL2 still points at that frame when the guest's next exception enters a
 //! lower-EL vector. The synchronous AArch64 one (`belfry_guest_sync`) first answers a PSCI call
 //! that needs no argument from a table, saving nothing; otherwise it stores x0..x30 into `x`
 //! and calls the short exit (`guest.rs`), which answers what needs only the general registers
-//! (other PSCI/SMCCC calls, RAZ/WI and ID registers) and resumes the guest at once. Otherwise,
+//! (other PSCI/SMCCC calls, RAZ/WI and ID registers) and resumes the guest at once; a data
+//! abort its trap cache's filter lets through goes to the short doorbell, which rings a BELL
+//! trap with only the caller-saved registers saved. Otherwise,
 //! and from every other vector (`belfry_guest_exit`), it pops the host registers and returns
 //! the vector index from `belfry_enter_guest`. Offsets come from `offset_of!`.
 //!
@@ -45,8 +48,8 @@ global_asm!(
     ldp     x0, x1, [x0, #(0 * 8)]
     .endm
 
-    // x0 = &mut [u64; 31], the guest's general registers; x1 = &mut ExitCounts, its exit counts.
-    // Returns the vector index in x0.
+    // x0 = &mut [u64; 31], the guest's general registers; x1 = &mut ExitCounts, its exit counts;
+    // x2 = &mut TrapCache, its traps. Returns the vector index in x0.
 belfry_enter_guest:
     stp     x29, x30, [sp, #-16]!
     stp     x27, x28, [sp, #-16]!
@@ -54,6 +57,7 @@ belfry_enter_guest:
     stp     x23, x24, [sp, #-16]!
     stp     x21, x22, [sp, #-16]!
     stp     x19, x20, [sp, #-16]!
+    stp     x2, xzr, [sp, #-16]!            // its trap cache (and 8 bytes of padding)
     stp     x0, x1, [sp, #-16]!             // where the guest's registers go on exit; its counts
     load_registers
     eret
@@ -88,7 +92,7 @@ belfry_guest_sync:
     mrs     x0, esr_el2
     ubfx    x1, x0, #26, #6
     cmp     x1, #{hvc64}
-    b.ne    3f
+    b.ne    5f
     ldr     x0, [sp]                        // the guest's x0: the function
     mov     x1, #{psci_base}
     sub     x0, x0, x1                      // 0x8400_0000 + n: n; 0xc400_0000 + n: 1 << 30 | n
@@ -110,8 +114,8 @@ belfry_guest_sync:
     ldp     x0, x1, [sp], #16
     eret
     // Otherwise an HVC, SMC or MSR/MRS goes to `belfry_short_exit`, which may answer it with
-    // the guest's EL1, timer, vGIC and FP state still loaded, writing any general register
-    // (so all of them are saved and, when it answers, all reloaded) before the `eret`.
+    // the guest's EL1, timer, vGIC and FP state still loaded, writing any general register (so
+    // all of them are saved and, when it answers, all reloaded) before the `eret`.
 3:  save_registers
     mrs     x2, esr_el2
     ubfx    x2, x2, #26, #6                 // EC: HVC64 0x16, SMC64 0x17, MSR/MRS 0x18
@@ -126,6 +130,73 @@ belfry_guest_sync:
     load_registers
     add     sp, sp, #16                     // the guest's x0 and x1 slot
     eret
+    // Not an HVC (x1 = the EC): a data abort the trap cache's doorbell filter lets through
+    // (`DoorbellFilter::may_ring`) goes to `belfry_short_doorbell`; every other exception goes
+    // to 3 (SMC, MSR/MRS) or to the full exit, all registers saved.
+5:  cmp     x1, #{data_abort}
+    b.ne    6f
+    mrs     x1, hpfar_el2
+    ubfx    x1, x1, #4, #6                  // the IPA's page, mod 64
+    ldr     x0, [sp, #32]                   // &mut TrapCache
+    ldr     x0, [x0, #{filter_pages}]
+    lsr     x0, x0, x1
+    tbz     x0, #0, 8f                      // no doorbell on the page
+    ldr     x0, [sp, #32]
+    ldr     x0, [x0, #{filter_bell_pages}]
+    lsr     x0, x0, x1
+    tbnz    x0, #0, 7f                      // a BELL trap's page
+    mrs     x1, far_el2
+    ubfx    x1, x1, #2, #6                  // the word, mod 64
+    ldr     x0, [sp, #32]
+    ldr     x0, [x0, #{filter_words}]
+    lsr     x0, x0, x1
+    tbz     x0, #0, 8f                      // no doorbell word
+    // Maybe a doorbell. It writes no general register, and Rust keeps x19..x29: only the
+    // caller-saved ones are saved first, and reloaded if it answers.
+7:  ldr     x1, [sp, #16]                   // &mut [u64; 31]
+    stp     x2, x3, [x1, #(2 * 8)]
+    stp     x4, x5, [x1, #(4 * 8)]
+    stp     x6, x7, [x1, #(6 * 8)]
+    stp     x8, x9, [x1, #(8 * 8)]
+    stp     x10, x11, [x1, #(10 * 8)]
+    stp     x12, x13, [x1, #(12 * 8)]
+    stp     x14, x15, [x1, #(14 * 8)]
+    stp     x16, x17, [x1, #(16 * 8)]
+    str     x18, [x1, #(18 * 8)]
+    str     x30, [x1, #(30 * 8)]
+    ldp     x0, x1, [sp, #24]               // &mut ExitCounts, &mut TrapCache
+    bl      belfry_short_doorbell
+    ldr     x1, [sp, #16]
+    cbnz    x0, 9f                          // 0: rung
+    ldp     x2, x3, [x1, #(2 * 8)]
+    ldp     x4, x5, [x1, #(4 * 8)]
+    ldp     x6, x7, [x1, #(6 * 8)]
+    ldp     x8, x9, [x1, #(8 * 8)]
+    ldp     x10, x11, [x1, #(10 * 8)]
+    ldp     x12, x13, [x1, #(12 * 8)]
+    ldp     x14, x15, [x1, #(14 * 8)]
+    ldp     x16, x17, [x1, #(16 * 8)]
+    ldr     x18, [x1, #(18 * 8)]
+    ldr     x30, [x1, #(30 * 8)]
+    ldp     x0, x1, [sp], #16
+    eret
+    // Declined: the rest of the registers, then the full exit.
+9:  str     x19, [x1, #(19 * 8)]
+    stp     x20, x21, [x1, #(20 * 8)]
+    stp     x22, x23, [x1, #(22 * 8)]
+    stp     x24, x25, [x1, #(24 * 8)]
+    stp     x26, x27, [x1, #(26 * 8)]
+    stp     x28, x29, [x1, #(28 * 8)]
+    ldp     x2, x3, [sp]                    // the guest's x0 and x1
+    stp     x2, x3, [x1, #(0 * 8)]
+    mov     x0, #{sync_aarch64}
+    b       2f
+6:  sub     x1, x1, #0x17                   // SMC64 0x17 and MSR/MRS 0x18 to the short exit
+    cmp     x1, #1
+    b.ls    3b
+8:  mov     x0, #{sync_aarch64}
+    b       belfry_guest_exit
+
 1:  mov     x0, #{sync_aarch64}
     b       2f
 
@@ -133,7 +204,7 @@ belfry_guest_sync:
 belfry_guest_exit:
     save_registers
 2:
-    add     sp, sp, #32                     // the guest's x0 and x1, the two pointers
+    add     sp, sp, #48                     // the guest's x0 and x1, the three pointers and padding
     ldp     x19, x20, [sp], #16
     ldp     x21, x22, [sp], #16
     ldp     x23, x24, [sp], #16
@@ -144,6 +215,10 @@ belfry_guest_exit:
 "#,
     sync_aarch64 = const 8,
     hvc64 = const 0x16,
+    data_abort = const 0x24,
+    filter_pages = const crate::object::vcpu::TrapCache::FILTER_OFFSETS[0],
+    filter_bell_pages = const crate::object::vcpu::TrapCache::FILTER_OFFSETS[1],
+    filter_words = const crate::object::vcpu::TrapCache::FILTER_OFFSETS[2],
     psci_base = const crate::object::psci::PSCI_VERSION,
     answers = sym VECTOR_ANSWERS,
     declined = const crate::object::psci::VECTOR_DECLINED,
@@ -154,7 +229,12 @@ belfry_guest_exit:
 static VECTOR_ANSWERS: [u64; 64] = crate::object::psci::VECTOR_ANSWERS;
 
 unsafe extern "C" {
-    fn belfry_enter_guest(x: *mut u64, counts: *mut crate::object::exit::ExitCounts) -> u64;
+    fn belfry_enter_guest(
+        x: *mut u64,
+        counts: *mut crate::object::exit::ExitCounts,
+        // Opaque here: only `belfry_short_doorbell` reads it, as the `TrapCache` it is.
+        traps: *mut core::ffi::c_void,
+    ) -> u64;
 }
 
 /// EL2 configuration for one entry.
@@ -257,7 +337,12 @@ pub struct FpState {
 /// The guest's stage-2 configuration in the CPU (given here or left by this VCPU's previous
 /// entry) must name live stage-2 tables; ELR_EL2 and SPSR_EL2 must hold the guest's PC and
 /// PSTATE (an EL1 or EL0 mode); the CPU's EL1 registers must be this VCPU's.
-pub unsafe fn enter(setup: &EntrySetup, x: &mut [u64; 31], counts: &mut crate::object::exit::ExitCounts) -> (u64, u64) {
+pub unsafe fn enter(
+    setup: &EntrySetup,
+    x: &mut [u64; 31],
+    counts: &mut crate::object::exit::ExitCounts,
+    traps: &mut crate::object::vcpu::TrapCache,
+) -> (u64, u64) {
     // SAFETY: EL2 configuration registers, consistent with the guest described by `setup`.
     unsafe {
         core::arch::asm!(
@@ -295,7 +380,8 @@ pub unsafe fn enter(setup: &EntrySetup, x: &mut [u64; 31], counts: &mut crate::o
     // SAFETY: the guest runs until its next exception, which returns here through
     // `belfry_guest_exit` with every callee-saved register restored. (`eret` synchronizes the
     // context: the register writes above take effect for the guest.)
-    let kind = unsafe { belfry_enter_guest(x.as_mut_ptr(), counts) };
+    let kind =
+        unsafe { belfry_enter_guest(x.as_mut_ptr(), counts, (traps as *mut crate::object::vcpu::TrapCache).cast()) };
     let sp_el1: u64;
     // SAFETY: reads SP_EL1; no side effects.
     unsafe { core::arch::asm!("mrs {0}, sp_el1", out(reg) sp_el1, options(nostack, nomem, preserves_flags)) };
