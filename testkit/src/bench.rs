@@ -172,10 +172,7 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
     // The access served last, completed with the next entry (`FaultView::finish_and_enter`).
     let mut served: Option<vmm::fault::FaultView> = None;
     loop {
-        let entered = match served.take() {
-            Some(view) => view.finish_and_enter(&vcpu),
-            None => vcpu.enter(),
-        };
+        let entered = vmm::fault::enter_after(served.take(), &vcpu);
         let packet = call("vcpu_enter", entered)?;
         if is_exit(&packet) {
             break;

@@ -488,10 +488,7 @@ fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mu
     let mut reads = 0;
     let mut served: Option<FaultView> = None;
     loop {
-        let entered = match served.take() {
-            Some(view) => view.finish_and_enter(vcpu),
-            None => vcpu.enter(),
-        };
+        let entered = vmm::fault::enter_after(served.take(), vcpu);
         let packet = call("vcpu_enter", entered)?;
         let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
         if key == 0 {
@@ -1514,10 +1511,7 @@ fn timer_during_mem(process: &Process, resource: u32) -> Outcome {
     let mut served: Option<FaultView> = None;
     let mut accesses = 0u64;
     loop {
-        let entered = match served.take() {
-            Some(view) => view.finish_and_enter(&vcpu),
-            None => vcpu.enter(),
-        };
+        let entered = vmm::fault::enter_after(served.take(), &vcpu);
         let packet = call("vcpu_enter", entered)?;
         if is_exit(&packet) {
             break;

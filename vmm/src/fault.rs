@@ -151,6 +151,20 @@ impl FaultView {
     }
 }
 
+/// Runs the guest again, completing with the entry the access served last, if any
+/// ([`FaultView::finish_and_enter`]); with none, a plain `enter`. A VMM's serving loop keeps
+/// the view of the access it served and hands it here.
+#[inline]
+pub fn enter_after(
+    served: Option<FaultView>,
+    vcpu: &el2::api::Vcpu<'_>,
+) -> el2::object::ZxResult<el2::object::packet::Packet> {
+    match served {
+        Some(view) => view.finish_and_enter(vcpu),
+        None => vcpu.enter(),
+    }
+}
+
 /// What finishing an emulated access asks of the VCPU ([`FaultView::completion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Completion {

@@ -572,10 +572,7 @@ impl Vm {
             if self.ending() != Ending::Running {
                 return Ok(());
             }
-            let entered = match served.take() {
-                Some(view) => view.finish_and_enter(vcpu),
-                None => vcpu.enter(),
-            };
+            let entered = crate::fault::enter_after(served.take(), vcpu);
             let packet = match entered {
                 Ok(packet) => packet,
                 Err(status) if self.ending() != Ending::Running => {
