@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     while !input.0.is_empty() && steps < 256 {
         steps += 1;
         let op = input.byte();
-        let mut pick = |input: &mut Input| {
+        let pick = |input: &mut Input| {
             let b = input.byte();
             if b == 0xff || handles.is_empty() {
                 input.u32()
