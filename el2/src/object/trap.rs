@@ -371,7 +371,7 @@ mod tests {
         assert_eq!(map.insert(mem(0x2000, 0x1000)).err(), Some(Status::ALREADY_EXISTS));
     }
 
-    /// The short exit's filter: every byte of every doorbell passes it (a doorbell it ruled out
+    /// The short exit's filter: every doorbell passes it (a doorbell it ruled out
     /// would be served by the full exit all the same, but slowly); a virtio-mmio layout's other
     /// registers and RAM on other pages do not.
     #[test]
@@ -380,8 +380,11 @@ mod tests {
         let bell = |addr, size| Trap::new(TrapKind::Bell, addr, size, 1, Some(port.clone()));
         let every_doorbell_passes = |map: &TrapMap| {
             let filter = DoorbellFilter::of(map);
+            // The filter sees an address only through its page and word numbers: one byte per
+            // word (per page in a long page trap), and the last byte, stand for all of them.
             for trap in map.iter().filter(|trap| trap.kind == TrapKind::Bell) {
-                for address in trap.addr..trap.addr + trap.size {
+                let step = if trap.size > 0x2000 { 0x1000 } else { 4 };
+                for address in (trap.addr..trap.addr + trap.size).step_by(step).chain([trap.addr + trap.size - 1]) {
                     assert!(filter.may_ring(address), "doorbell byte {address:#x} ruled out");
                 }
             }

@@ -28,22 +28,31 @@ global_asm!(
     .global belfry_guest_exit
     .global belfry_guest_sync
 
+    // Register pairs x2..x17 and x20..x29 with the array at \base: `op` is ldp or stp. (A Rust
+    // call may change x0..x18 and x30, and keeps x19..x29.)
+    .macro pairs_2_17 op, base
+    \op     x2, x3, [\base, #(2 * 8)]
+    \op     x4, x5, [\base, #(4 * 8)]
+    \op     x6, x7, [\base, #(6 * 8)]
+    \op     x8, x9, [\base, #(8 * 8)]
+    \op     x10, x11, [\base, #(10 * 8)]
+    \op     x12, x13, [\base, #(12 * 8)]
+    \op     x14, x15, [\base, #(14 * 8)]
+    \op     x16, x17, [\base, #(16 * 8)]
+    .endm
+    .macro pairs_20_29 op, base
+    \op     x20, x21, [\base, #(20 * 8)]
+    \op     x22, x23, [\base, #(22 * 8)]
+    \op     x24, x25, [\base, #(24 * 8)]
+    \op     x26, x27, [\base, #(26 * 8)]
+    \op     x28, x29, [\base, #(28 * 8)]
+    .endm
+
     // The guest's general registers from its array (x0 = its address).
     .macro load_registers
-    ldp     x2, x3, [x0, #(2 * 8)]
-    ldp     x4, x5, [x0, #(4 * 8)]
-    ldp     x6, x7, [x0, #(6 * 8)]
-    ldp     x8, x9, [x0, #(8 * 8)]
-    ldp     x10, x11, [x0, #(10 * 8)]
-    ldp     x12, x13, [x0, #(12 * 8)]
-    ldp     x14, x15, [x0, #(14 * 8)]
-    ldp     x16, x17, [x0, #(16 * 8)]
+    pairs_2_17 ldp, x0
     ldp     x18, x19, [x0, #(18 * 8)]
-    ldp     x20, x21, [x0, #(20 * 8)]
-    ldp     x22, x23, [x0, #(22 * 8)]
-    ldp     x24, x25, [x0, #(24 * 8)]
-    ldp     x26, x27, [x0, #(26 * 8)]
-    ldp     x28, x29, [x0, #(28 * 8)]
+    pairs_20_29 ldp, x0
     ldr     x30, [x0, #(30 * 8)]
     ldp     x0, x1, [x0, #(0 * 8)]
     .endm
@@ -66,20 +75,9 @@ belfry_enter_guest:
     // stack).
     .macro save_registers
     ldr     x1, [sp, #16]                   // &mut [u64; 31]
-    stp     x2, x3, [x1, #(2 * 8)]
-    stp     x4, x5, [x1, #(4 * 8)]
-    stp     x6, x7, [x1, #(6 * 8)]
-    stp     x8, x9, [x1, #(8 * 8)]
-    stp     x10, x11, [x1, #(10 * 8)]
-    stp     x12, x13, [x1, #(12 * 8)]
-    stp     x14, x15, [x1, #(14 * 8)]
-    stp     x16, x17, [x1, #(16 * 8)]
+    pairs_2_17 stp, x1
     stp     x18, x19, [x1, #(18 * 8)]
-    stp     x20, x21, [x1, #(20 * 8)]
-    stp     x22, x23, [x1, #(22 * 8)]
-    stp     x24, x25, [x1, #(24 * 8)]
-    stp     x26, x27, [x1, #(26 * 8)]
-    stp     x28, x29, [x1, #(28 * 8)]
+    pairs_20_29 stp, x1
     str     x30, [x1, #(30 * 8)]
     ldp     x2, x3, [sp]                    // the guest's x0 and x1
     stp     x2, x3, [x1, #(0 * 8)]
@@ -154,39 +152,21 @@ belfry_guest_sync:
     // Maybe a doorbell. It writes no general register, and Rust keeps x19..x29: only the
     // caller-saved ones are saved first, and reloaded if it answers.
 7:  ldr     x1, [sp, #16]                   // &mut [u64; 31]
-    stp     x2, x3, [x1, #(2 * 8)]
-    stp     x4, x5, [x1, #(4 * 8)]
-    stp     x6, x7, [x1, #(6 * 8)]
-    stp     x8, x9, [x1, #(8 * 8)]
-    stp     x10, x11, [x1, #(10 * 8)]
-    stp     x12, x13, [x1, #(12 * 8)]
-    stp     x14, x15, [x1, #(14 * 8)]
-    stp     x16, x17, [x1, #(16 * 8)]
+    pairs_2_17 stp, x1
     str     x18, [x1, #(18 * 8)]
     str     x30, [x1, #(30 * 8)]
     ldp     x0, x1, [sp, #24]               // &mut ExitCounts, &mut TrapCache
     bl      belfry_short_doorbell
     ldr     x1, [sp, #16]
     cbnz    x0, 9f                          // 0: rung
-    ldp     x2, x3, [x1, #(2 * 8)]
-    ldp     x4, x5, [x1, #(4 * 8)]
-    ldp     x6, x7, [x1, #(6 * 8)]
-    ldp     x8, x9, [x1, #(8 * 8)]
-    ldp     x10, x11, [x1, #(10 * 8)]
-    ldp     x12, x13, [x1, #(12 * 8)]
-    ldp     x14, x15, [x1, #(14 * 8)]
-    ldp     x16, x17, [x1, #(16 * 8)]
+    pairs_2_17 ldp, x1
     ldr     x18, [x1, #(18 * 8)]
     ldr     x30, [x1, #(30 * 8)]
     ldp     x0, x1, [sp], #16
     eret
     // Declined: the rest of the registers, then the full exit.
 9:  str     x19, [x1, #(19 * 8)]
-    stp     x20, x21, [x1, #(20 * 8)]
-    stp     x22, x23, [x1, #(22 * 8)]
-    stp     x24, x25, [x1, #(24 * 8)]
-    stp     x26, x27, [x1, #(26 * 8)]
-    stp     x28, x29, [x1, #(28 * 8)]
+    pairs_20_29 stp, x1
     ldp     x2, x3, [sp]                    // the guest's x0 and x1
     stp     x2, x3, [x1, #(0 * 8)]
     mov     x0, #{sync_aarch64}
