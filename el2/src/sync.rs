@@ -137,5 +137,13 @@ pub fn before_guest() {}
 #[cfg(not(target_os = "none"))]
 pub fn preempt_point() {}
 
+/// A VCPU's thread after its guest's WFI: on the board, idles the CPU in place when no other
+/// thread is ready there (see `thread::idle_in_place`); `false` when it did not. The host's
+/// VCPUs always wait the generic way.
+#[cfg(not(target_os = "none"))]
+pub fn idle_in_place(_deadline: Deadline, _done: impl Fn() -> bool) -> bool {
+    false
+}
+
 #[cfg(target_os = "none")]
-pub use crate::thread::{before_guest, current_thread, now, preempt_point, WaitQueue};
+pub use crate::thread::{before_guest, current_thread, idle_in_place, now, preempt_point, WaitQueue};

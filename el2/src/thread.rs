@@ -303,6 +303,53 @@ fn rearm(cpu_state: &Cpu, next: Deadline) {
     }
 }
 
+/// A VCPU's thread after its guest's WFI, alone on its CPU: idles the CPU right here until
+/// `done()` or `deadline`, without a wait queue or a pass through the scheduler (no waiter to
+/// register and remove, no thread to block, pick and resume); `true` when it waited so.
+/// `false`, having waited for nothing, when it cannot: no scheduler yet, no EL2 (no timer to
+/// end the wait), or another thread is ready here, now or after an interrupt (the caller then
+/// waits the generic way, which lets that thread run). Sleepers that come due are woken as the
+/// scheduler's idle loop wakes them.
+///
+/// No registration is needed because whatever ends a VCPU's WFI from elsewhere interrupts
+/// this CPU: `Vcpu::interrupt`, `interrupt_sgi` and `kick` set their flag, then (SeqCst fence)
+/// read where the VCPU runs, which `enter` published (SeqCst fence) before it ran the guest,
+/// and send the wake SGI; so either `done()` here sees the flag or the SGI is pending, and a
+/// pending interrupt ends the WFI even with IRQs masked at EL2 (as in the scheduler's idle
+/// loop). A thread made ready on this CPU by another CPU comes with the same SGI.
+pub fn idle_in_place(deadline: Deadline, done: impl Fn() -> bool) -> bool {
+    let Some(cpu_state) = this_cpu() else { return false };
+    if !cpu::at_el2() {
+        return false;
+    }
+    loop {
+        // The clock is read only when a deadline is in play, as in `schedule_requeued`.
+        let earliest = cpu_state.earliest_sleeper.load(Ordering::Relaxed);
+        let (next, passed) = if deadline == INFINITE && earliest == INFINITE {
+            (INFINITE, false)
+        } else {
+            let now = now();
+            (wake_expired(cpu_state, now).1, now >= deadline)
+        };
+        if cpu_state.others_ready() {
+            return false;
+        }
+        if passed || done() {
+            // The EL2 timer back to the sleepers' deadline (or off): left set for ours, it
+            // would fire into the guest for nothing.
+            rearm(cpu_state, next);
+            return true;
+        }
+        rearm(cpu_state, next.min(deadline));
+        crate::arch::aarch64::pmu::publish();
+        crate::arch::aarch64::vgic::park();
+        crate::console::pump();
+        aarch64_cpu::asm::wfi();
+        crate::arch::aarch64::pmu::idle_end();
+        crate::irq::drain();
+    }
+}
+
 /// See [`crate::sync::before_guest`]: a guest shares its CPU in time slices only while another
 /// thread of the CPU is ready; otherwise it runs until it exits on its own.
 pub fn before_guest() {

@@ -9,7 +9,7 @@
 
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 // The priorities are plain atomics even under loom: they take no part in the handshake.
-use crate::sync::{Deadline, WaitQueue};
+use crate::sync::{self, Deadline, WaitQueue};
 use core::sync::atomic::AtomicU8;
 
 /// Interrupt IDs a VCPU accepts: the GIC's SGIs, PPIs and SPIs, 0..=1019 (1020..1023 are
@@ -196,6 +196,11 @@ impl Signals {
     /// The VCPU's thread, after a guest WFI: sleeps until an interrupt is pending, a kick is
     /// outstanding, or `deadline` (the guest's timer) passes.
     pub fn wait_for_interrupt(&self, deadline: Deadline) {
+        // Alone on its CPU, the VCPU idles in place: every raise and kick from elsewhere also
+        // interrupts the CPU it runs on (see `thread::idle_in_place`).
+        if sync::idle_in_place(deadline, || self.any_pending() || self.is_kicked()) {
+            return;
+        }
         loop {
             let ticket = self.wake.ticket();
             if self.any_pending() || self.is_kicked() {
