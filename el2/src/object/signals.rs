@@ -298,6 +298,44 @@ mod loom_tests {
         });
     }
 
+    /// A VCPU idling in place after its WFI (`thread::idle_in_place`) registers nowhere: it
+    /// relies on every raise and kick from another thread also interrupting the CPU it runs on.
+    /// `enter` publishes that CPU and fences (`Vcpu::enter_writing`); `Vcpu::interrupt` and
+    /// `Vcpu::kick` set their flag, fence and read it. Modelled with those same orderings: the
+    /// VCPU's look before its WFI sees each flag, or the flag's sender sees where the VCPU runs
+    /// (and sends the wake SGI, which ends the WFI): never neither.
+    #[test]
+    fn a_raise_or_kick_reaches_a_vcpu_idling_in_place() {
+        use loom::sync::atomic::{fence, AtomicUsize};
+        loom::model(|| {
+            let signals = Arc::new(Signals::new());
+            let running_on = Arc::new(AtomicUsize::new(0));
+            let vcpu = {
+                let (signals, running_on) = (signals.clone(), running_on.clone());
+                loom::thread::spawn(move || {
+                    running_on.store(1, Ordering::Relaxed);
+                    fence(Ordering::SeqCst);
+                    (signals.any_pending(), signals.is_kicked())
+                })
+            };
+            let kicker = {
+                let (signals, running_on) = (signals.clone(), running_on.clone());
+                loom::thread::spawn(move || {
+                    signals.kick();
+                    fence(Ordering::SeqCst);
+                    running_on.load(Ordering::Relaxed) != 0
+                })
+            };
+            signals.raise(32);
+            fence(Ordering::SeqCst);
+            let raise_interrupts = running_on.load(Ordering::Relaxed) != 0;
+            let kick_interrupts = kicker.join().unwrap();
+            let (saw_raise, saw_kick) = vcpu.join().unwrap();
+            assert!(saw_raise || raise_interrupts, "a raise neither seen nor sent as an SGI");
+            assert!(saw_kick || kick_interrupts, "a kick neither seen nor sent as an SGI");
+        });
+    }
+
     /// An interrupt raised from another thread wakes a VCPU in WFI.
     #[test]
     fn interrupt_versus_wfi() {
