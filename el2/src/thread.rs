@@ -329,7 +329,9 @@ pub fn idle_in_place(deadline: Deadline, done: impl Fn() -> bool) -> bool {
             (INFINITE, false)
         } else {
             let now = now();
-            (wake_expired(cpu_state, now).1, now >= deadline)
+            // No sleeper due (the common case): no call.
+            let next = if now < earliest { earliest } else { wake_expired(cpu_state, now).1 };
+            (next, now >= deadline)
         };
         if cpu_state.others_ready() {
             return false;

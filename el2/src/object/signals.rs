@@ -91,11 +91,23 @@ impl Signals {
 
     /// Any thread: marks `vector` pending (callers check the range) and wakes the VCPU.
     pub fn raise(&self, vector: u32) {
-        if let Some(word) = self.pending.get((vector / 64) as usize) {
-            word.fetch_or(1 << (vector % 64), Ordering::AcqRel);
-            self.summary.fetch_or(1 << (vector / 64), Ordering::AcqRel);
+        if self.mark(vector) {
             self.wake.notify_all();
         }
+    }
+
+    /// The VCPU's own thread (inside `enter`, raising its own timer's interrupt): as `raise`,
+    /// without the wake-up, since the only thread that ever waits for these signals is this one.
+    pub fn raise_here(&self, vector: u32) {
+        self.mark(vector);
+    }
+
+    /// Sets `vector`'s bit, then its word's summary bit; whether `vector` is in range.
+    fn mark(&self, vector: u32) -> bool {
+        let Some(word) = self.pending.get((vector / 64) as usize) else { return false };
+        word.fetch_or(1 << (vector % 64), Ordering::AcqRel);
+        self.summary.fetch_or(1 << (vector / 64), Ordering::AcqRel);
+        true
     }
 
     /// Any thread: SGI `vector` (0..16) from VCPU `source` (0..8) is pending (GICv2).

@@ -389,14 +389,14 @@ fn prepare(context: &mut Context, signals: &Signals, pauth: bool, ras: bool) -> 
     // (and exits the guest) only if the timer still holds its level.
     let fired = context.arch.virtual_timer_fired();
     if fired && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
-        signals.raise(VIRTUAL_TIMER_INTID);
+        signals.raise_here(VIRTUAL_TIMER_INTID);
     }
     // The emulated physical timer: raised like the virtual one; armed, Belfry's EL2 timer
     // brings the guest out at its deadline.
     if context.arch.ptimer.enabled() {
         let now = super::timer::ticks();
         if context.arch.ptimer.fired(now) && !context.arch.vgic.holds(crate::ptimer::INTID) {
-            signals.raise(crate::ptimer::INTID);
+            signals.raise_here(crate::ptimer::INTID);
         }
         super::timer::set_guest_timer(context.arch.ptimer.deadline(now));
     } else {
@@ -501,7 +501,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                 return Exit::Interrupted;
             }
             if context.arch.virtual_timer_fired() && !context.arch.vgic.holds(VIRTUAL_TIMER_INTID) {
-                signals.raise(VIRTUAL_TIMER_INTID);
+                signals.raise_here(VIRTUAL_TIMER_INTID);
             }
             // An armed timer ends the sleep at its deadline (an expired one was raised above).
             let (ctl, cval) = context.arch.virtual_timer();
