@@ -343,13 +343,20 @@ pub fn idle_in_place(deadline: Deadline, done: impl Fn() -> bool) -> bool {
             return true;
         }
         rearm(cpu_state, next.min(deadline));
-        crate::arch::aarch64::pmu::publish();
-        crate::arch::aarch64::vgic::park();
-        crate::console::pump();
-        aarch64_cpu::asm::wfi();
-        crate::arch::aarch64::pmu::idle_end();
+        idle_until_interrupt();
         crate::irq::drain();
     }
+}
+
+/// The CPU idles until an interrupt is pending: its PMU count published (the wait is no
+/// one's work), the guest's virtual interface parked, the console pumped, then WFI (which a
+/// pending interrupt ends even with IRQs masked). The caller drains the interrupts after.
+fn idle_until_interrupt() {
+    crate::arch::aarch64::pmu::publish();
+    crate::arch::aarch64::vgic::park();
+    crate::console::pump();
+    aarch64_cpu::asm::wfi();
+    crate::arch::aarch64::pmu::idle_end();
 }
 
 /// See [`crate::sync::before_guest`]: a guest shares its CPU in time slices only while another
@@ -496,12 +503,8 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>
                     // Entered at EL1 (no hypervisor): no EL2 timer, so a finite wait polls.
                     core::hint::spin_loop();
                 } else {
-                    crate::arch::aarch64::pmu::publish();
-                    crate::arch::aarch64::vgic::park();
-                    crate::console::pump();
                     // A deadline of this CPU's is on the EL2 timer, whose interrupt ends the WFI.
-                    aarch64_cpu::asm::wfi();
-                    crate::arch::aarch64::pmu::idle_end();
+                    idle_until_interrupt();
                 }
                 crate::irq::drain();
             }

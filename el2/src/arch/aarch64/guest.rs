@@ -448,7 +448,7 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
     }
     let esr = Esr(ESR_EL2.get());
     context.arch.instruction_len = if esr.is_32bit_instruction() { 4 } else { 2 };
-    let ipa = ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (FAR_EL2.get() & 0xfff);
+    let ipa = fault_ipa();
     let unhandled = Exit::Unhandled { class: esr.class_bits(), syndrome: esr.iss(), pc: context.pc };
     match esr.class() {
         ExceptionClass::DataAbortLowerEl => {
@@ -683,7 +683,7 @@ unsafe extern "C" fn belfry_short_doorbell(counts: *mut ExitCounts, traps: *mut 
     if !store || !esr.is_32bit_instruction() || SPSR_EL2.get() & AARCH32_STATE != 0 {
         return 1;
     }
-    let ipa = ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (FAR_EL2.get() & 0xfff);
+    let ipa = fault_ipa();
     let Some(woke) = traps.ring_in_place(ipa) else { return 1 };
     counts.count(ExitKind::Trap);
     skip_in_place();
@@ -758,6 +758,13 @@ fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
     }
     let par = world::translate_stage1(pc);
     (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (pc & 0xfff))
+}
+
+/// The guest-physical address of the stage-2 fault being taken: HPFAR_EL2's page and
+/// FAR_EL2's offset in it.
+#[inline(always)]
+fn fault_ipa() -> u64 {
+    ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (FAR_EL2.get() & 0xfff)
 }
 
 fn is_stage2_fault(status: FaultStatus) -> bool {
