@@ -1,24 +1,46 @@
 //! The running CPU: exception level, logical index, interrupt masking, idling.
 
-use aarch64_cpu::registers::{CurrentEL, Readable, MPIDR_EL1, TPIDR_EL1, TPIDR_EL2};
+use aarch64_cpu::registers::{Readable, MPIDR_EL1};
 
 /// The exception level Belfry runs at (2, or 1 when the loader gave no EL2).
+///
+/// Read with a `pure` `mrs` rather than through `aarch64-cpu` (whose reads are volatile): the
+/// level never changes under running code, so the compiler may merge repeated reads. The
+/// exit path asks "which CPU" a dozen times per VCPU switch, through inlined layers.
+#[inline(always)]
 pub fn current_el() -> u8 {
-    CurrentEL.read(CurrentEL::EL) as u8
+    let el: u64;
+    // SAFETY: reading CurrentEL has no effects; it is constant while Belfry runs.
+    unsafe { core::arch::asm!("mrs {0}, CurrentEL", out(reg) el, options(pure, nomem, nostack, preserves_flags)) };
+    ((el >> 2) & 0b11) as u8
 }
 
 /// Whether Belfry runs at EL2, with virtualization available.
+#[inline(always)]
 pub fn at_el2() -> bool {
     current_el() == 2
 }
 
-/// This CPU's logical index, stored in TPIDR_ELx by the boot code.
+/// This CPU's logical index, stored in TPIDR_ELx by the boot code before any Rust runs.
+///
+/// `pure` reads, as [`current_el`]: a thread never leaves the CPU it was started on, and
+/// nothing writes TPIDR_EL2 (or, at EL1, TPIDR_EL1) after boot, so within one function every
+/// read gives the same value and the compiler may keep the first.
+#[inline(always)]
 pub fn index() -> usize {
+    let index: usize;
     if at_el2() {
-        TPIDR_EL2.get() as usize
+        // SAFETY: at EL2 TPIDR_EL2 is Belfry's own, set once by the boot code.
+        unsafe {
+            core::arch::asm!("mrs {0}, tpidr_el2", out(reg) index, options(pure, nomem, nostack, preserves_flags))
+        };
     } else {
-        TPIDR_EL1.get() as usize
+        // SAFETY: at EL1 (no guests) TPIDR_EL1 is Belfry's own, set once by the boot code.
+        unsafe {
+            core::arch::asm!("mrs {0}, tpidr_el1", out(reg) index, options(pure, nomem, nostack, preserves_flags))
+        };
     }
+    index
 }
 
 /// This CPU's MPIDR affinity fields (Aff3..Aff0).
