@@ -96,6 +96,9 @@ pub enum SystemAction {
     Debug(crate::debug::DebugRegister),
     /// The EL1 physical timer's registers, emulated per VCPU ([`crate::ptimer`]).
     PhysicalTimer(crate::ptimer::Register),
+    /// A pointer-authentication key register (HCR_EL2.APK clear): the VCPU's first use of
+    /// pointer authentication, which makes its keys live; the access then runs again.
+    PointerAuthKey,
     /// A register or instruction that does not exist for the guest: an UNDEF exception is
     /// injected, as on a CPU without it.
     Undefined,
@@ -120,6 +123,10 @@ pub fn system_action(access: SystemAccess) -> SystemAction {
             2 => return SystemAction::PhysicalTimer(Register::Cval),
             _ => {}
         }
+    }
+    // APIAKey, APIBKey (CRm 1), APDAKey, APDBKey (CRm 2), APGAKey (CRm 3, op2 0..1).
+    if a.op0 == 3 && a.op1 == 0 && a.crn == 2 && (matches!(a.crm, 1 | 2) && a.op2 < 4 || a.crm == 3 && a.op2 < 2) {
+        return SystemAction::PointerAuthKey;
     }
     if a.op0 == 2 {
         if let Some(register) = crate::debug::DebugRegister::decode(a.op1, a.crn, a.crm, a.op2) {

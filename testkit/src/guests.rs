@@ -423,6 +423,30 @@ guest!(
 "#
 );
 
+// Pointer authentication's keys, per VCPU: reads its own APGAKeyLo_EL1 (never set: 0) and
+// exits; sets APGAKey to x2 (both halves), signs x5 with modifier x6 (PACGA) into x4 and exits;
+// signs again into x7, reads the key back into x8 and exits. The key registers by encoding and
+// PACGA as a word: the assembler needs no pointer-authentication extension.
+guest!(
+    pauth_keys,
+    guest_pauth_keys_start,
+    guest_pauth_keys_end,
+    r#"
+    mov     x3, #0xfff000
+    mrs     x1, s3_0_c2_c3_0
+    str     xzr, [x3]
+    msr     s3_0_c2_c3_0, x2
+    msr     s3_0_c2_c3_1, x2
+    isb
+    .inst   0x9ac630a4
+    str     xzr, [x3]
+    .inst   0x9ac630a7
+    mrs     x8, s3_0_c2_c3_0
+    str     xzr, [x3]
+    b       .
+"#
+);
+
 // 22. EnableMmu / DisableMmu: data written with the MMU off reads the same with the MMU and
 // caches on (a 1 GiB identity block), and off again.
 guest!(

@@ -168,6 +168,7 @@ pub fn run(name: &str, process: &'static Process, resource: u32) -> Outcome {
         "mmio-pair" => mmio_pair(process, resource),
         "demo" => demo(process, resource),
         "fp" => fp(process, resource),
+        "pauth-keys" => pauth_keys(process, resource),
         "mmu" => mmu(process, resource),
         "isolation" => isolation(process, resource),
         "interrupt" => interrupt(process, resource),
@@ -730,6 +731,87 @@ fn fp(process: &'static Process, resource: u32) -> Outcome {
     let state = call("read_state", vcpu.read_state())?;
     defmt::info!("fp: the first guest read back {=u64:#x} after the other guest used FP", state.x[1]);
     check("d0 survived the other guest", state.x[1] == A)
+}
+
+/// Two guests' VCPUs on two threads of one CPU take turns with pointer authentication: each
+/// reads its own key before setting one (0, though the CPU may hold the other's), signs with its
+/// key, and after the other guest has signed with another key signs again to the same value
+/// and reads its key back. Without FEAT_PAuth the guests' ID registers say so and the key
+/// registers are UNDEFINED: nothing to run.
+fn pauth_keys(process: &'static Process, resource: u32) -> Outcome {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    const KEYS: [u64; 2] = [0x0123_4567_89ab_cdef, 0x7654_3210_fedc_ba98];
+    const DATA: u64 = 0x0000_1234_5678_9abc;
+    /// The turn (A: 0 and 2, B: 1 and 3), then B's key before setting, its two signatures and
+    /// its key read back.
+    static B: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+    if !el2::arch::aarch64::world::has_pauth() {
+        defmt::info!("pauth-keys: no FEAT_PAuth on this CPU: nothing to switch");
+        return Ok(());
+    }
+    let prepared = |vcpu: &Vcpu<'_>, key: u64| -> Outcome {
+        let mut state = call("read_state", vcpu.read_state())?;
+        (state.x[2], state.x[5], state.x[6]) = (key, DATA, 0x42);
+        call("write_state", vcpu.write_state(&state))
+    };
+    let wait_turn = |turn: u64| {
+        while B[0].load(Ordering::Acquire) < turn {
+            el2::thread::yield_now();
+        }
+    };
+    for slot in &B {
+        slot.store(0, Ordering::Relaxed);
+    }
+    let a = fixture(process, resource, guests::pauth_keys())?;
+    let b = fixture(process, resource, guests::pauth_keys())?;
+    let first = call("vcpu_create", Vcpu::create(&a.guest, 0))?;
+    prepared(&first, KEYS[0])?;
+    // A reads its key, sets it and signs: the CPU holds A's key.
+    expect_exit(&first)?;
+    let unset_a = call("read_state", first.read_state())?.x[1];
+    expect_exit(&first)?;
+    let pac_a = call("read_state", first.read_state())?.x[4];
+    let guest_b = b.guest.handle.raw();
+    let other = call(
+        "spawn",
+        el2::thread::spawn(el2::arch::current_cpu(), "pauth-b", move || {
+            let run = || -> Outcome {
+                let vcpu =
+                    Vcpu(el2::api::OwnedHandle::new(process, call("vcpu_create", process.vcpu_create(guest_b, 0, 0))?));
+                prepared(&vcpu, KEYS[1])?;
+                // B, on A's CPU, reads its own key, not A's; then signs with its own.
+                expect_exit(&vcpu)?;
+                B[1].store(call("read_state", vcpu.read_state())?.x[1], Ordering::Relaxed);
+                expect_exit(&vcpu)?;
+                B[2].store(call("read_state", vcpu.read_state())?.x[4], Ordering::Relaxed);
+                B[0].store(1, Ordering::Release);
+                wait_turn(2);
+                expect_exit(&vcpu)?;
+                let state = call("read_state", vcpu.read_state())?;
+                B[3].store(state.x[7], Ordering::Relaxed);
+                B[4].store(state.x[8], Ordering::Relaxed);
+                Ok(())
+            };
+            if let Err(failure) = run() {
+                defmt::error!("pauth-keys: the second guest failed: {}", failure);
+            }
+            B[0].store(3, Ordering::Release);
+        }),
+    )?;
+    wait_turn(1);
+    expect_exit(&first)?;
+    let again_a = call("read_state", first.read_state())?;
+    B[0].store(2, Ordering::Release);
+    join(&other);
+    let [_, unset_b, pac_b, again_b, key_b] = B.each_ref().map(|slot| slot.load(Ordering::Acquire));
+    check("each guest reads 0 before it sets a key", unset_a == 0 && unset_b == 0)?;
+    check("the two keys sign differently", pac_a != pac_b && pac_a != DATA && pac_b != 0)?;
+    check("A signs the same after B's turn, and reads its key back", again_a.x[7] == pac_a && again_a.x[8] == KEYS[0])?;
+    check("B signs the same after A's turn, and reads its key back", again_b == pac_b && key_b == KEYS[1])?;
+    defmt::info!(
+        "pauth-keys: 2 guests on one cpu: each read key 0 before setting its own, each signed alike before and after the other's turn and read its own key back"
+    );
+    Ok(())
 }
 
 fn mmu(process: &Process, resource: u32) -> Outcome {

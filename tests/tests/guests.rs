@@ -205,6 +205,25 @@ fn vcpu_fp_lazy_switch() {
     );
 }
 
+/// Pointer-authentication keys switched per VCPU, loaded only once a VCPU uses them: two
+/// guests on one CPU each read their own key (0 before setting one, though the CPU holds the
+/// other's), and each signs alike before and after the other's turn. `rpi4`'s Cortex-A72 has no
+/// FEAT_PAuth: the scenario says so and runs nothing.
+#[test]
+fn pointer_authentication_keys_per_vcpu() {
+    for board in Board::ALL {
+        let outcome = boot_scenario(board, "guest:pauth-keys");
+        expect_exit(&outcome, exit_code::SUCCESS);
+        let line = if board == Board::Rpi4 {
+            "pauth-keys: no FEAT_PAuth on this CPU: nothing to switch"
+        } else {
+            "pauth-keys: 2 guests on one cpu: each read key 0 before setting its own, each signed alike before and after the other's turn and read its own key back"
+        };
+        expect_line(&outcome, Some(0), line);
+        expect_line(&outcome, Some(0), "guest scenario pauth-keys: passed");
+    }
+}
+
 /// 22. EnableMmu / DisableMmu.
 #[test]
 fn enable_and_disable_mmu() {

@@ -124,6 +124,10 @@ pub struct VcpuArch {
     /// The guest's pointer-authentication keys, switched (lazily) when the CPU has FEAT_PAuth;
     /// boxed so `LOADED` can name them by a stable address.
     pauth: Box<world::PauthKeys>,
+    /// The guest has used pointer authentication (an instruction or a key register): until it
+    /// does, its entries leave HCR_EL2.API and APK clear, so its first use traps
+    /// ([`first_pauth_use`]), and its keys are neither loaded nor saved.
+    pauth_used: bool,
     /// The guest's EL1 physical timer, emulated.
     ptimer: crate::ptimer::PhysicalTimer,
     /// An UNDEF has been injected for a missing register and logged (once per VCPU).
@@ -152,6 +156,7 @@ impl VcpuArch {
             vgic: Vgic::new(),
             vdisr: 0,
             pauth: Box::default(),
+            pauth_used: false,
             ptimer: crate::ptimer::PhysicalTimer::default(),
             undef_logged: false,
             debug: Box::default(),
@@ -332,7 +337,8 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     let fp_live = slot.fp.load(Ordering::Relaxed) == &*context.arch.fp as *const FpState as usize;
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
-    let pauth = world::has_pauth();
+    // Pointer authentication is the guest's once it has used it (`first_pauth_use`).
+    let pauth = context.arch.pauth_used && world::has_pauth();
     let ras = world::has_ras();
     let resume = slot.resumable.load(Ordering::Relaxed) == me
         && slot.el1.load(Ordering::Relaxed) == me
@@ -573,13 +579,18 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
                     context.skip_instruction = true;
                     Exit::Emulated
                 }
+                SystemAction::PointerAuthKey => first_pauth_use(context, esr),
                 SystemAction::Undefined => undefined(context, esr),
             }
         }
+        // A pointer-authentication instruction (HCR_EL2.API clear): the VCPU's first use.
+        ExceptionClass::Other(0x09) => {
+            context.exits.count(ExitKind::SystemRegister);
+            first_pauth_use(context, esr)
+        }
         // SVE, SME and the other features the guest's ID registers do not show: UNDEF, as on a
-        // CPU without them (their traps are CPTR_EL2.TZ/TSM and, without pointer
-        // authentication, HCR_EL2.API).
-        ExceptionClass::Other(0x09 | 0x19 | 0x1d) => {
+        // CPU without them (their traps are CPTR_EL2.TZ and TSM).
+        ExceptionClass::Other(0x19 | 0x1d) => {
             context.exits.count(ExitKind::SystemRegister);
             undefined(context, esr)
         }
@@ -715,6 +726,18 @@ fn skip_in_place() {
     if pstate & SPSR_SS != 0 {
         SPSR_EL2.set(pstate & !SPSR_SS);
     }
+}
+
+/// A VCPU's first pointer-authentication instruction or key-register access: from the next
+/// entry on its keys are switched in and its use of them no longer traps (HCR_EL2.API and APK
+/// set); the instruction runs again, with nothing skipped. Without FEAT_PAuth neither traps to
+/// EL2 (the guest takes its own UNDEF), but a trap that says otherwise gets an UNDEF too.
+fn first_pauth_use(context: &mut Context, esr: Esr) -> Exit {
+    if !world::has_pauth() {
+        return undefined(context, esr);
+    }
+    context.arch.pauth_used = true;
+    Exit::Emulated
 }
 
 /// Injects an UNDEF for an instruction or register that does not exist for the guest, logging
