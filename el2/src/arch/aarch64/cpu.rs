@@ -29,17 +29,23 @@ pub fn at_el2() -> bool {
 #[inline(always)]
 pub fn index() -> usize {
     let index: usize;
-    if at_el2() {
-        // SAFETY: at EL2 TPIDR_EL2 is Belfry's own, set once by the boot code.
-        unsafe {
-            core::arch::asm!("mrs {0}, tpidr_el2", out(reg) index, options(pure, nomem, nostack, preserves_flags))
-        };
-    } else {
-        // SAFETY: at EL1 (no guests) TPIDR_EL1 is Belfry's own, set once by the boot code.
-        unsafe {
-            core::arch::asm!("mrs {0}, tpidr_el1", out(reg) index, options(pure, nomem, nostack, preserves_flags))
-        };
-    }
+    // SAFETY: reads only; at EL2 TPIDR_EL2 is Belfry's own, at EL1 (no guests) TPIDR_EL1 is,
+    // each set once by the boot code. One asm block, so the compiler sees one value to keep
+    // (an `if` around two reads would leave a branch at every call).
+    unsafe {
+        core::arch::asm!(
+            "mrs {i}, CurrentEL",
+            "cmp {i}, #8",
+            "b.ne 1f",
+            "mrs {i}, tpidr_el2",
+            "b 2f",
+            "1:",
+            "mrs {i}, tpidr_el1",
+            "2:",
+            i = out(reg) index,
+            options(pure, nomem, nostack),
+        )
+    };
     index
 }
 
