@@ -236,12 +236,20 @@ pub struct Stage2Setup {
 }
 
 macro_rules! el1_state {
-    ($($field:ident => $register:literal),* $(,)?) => {
-        /// The guest's EL1 (and EL0) system registers while it is not running.
+    ($(($a:ident => $ra:literal, $b:ident => $rb:literal)),* $(,)?) => {
+        /// The guest's EL1 (and EL0) system registers while it is not running; in pairs, each
+        /// moved with one `stp`/`ldp` (a switch between VCPUs saves and loads all of them).
+        #[repr(C)]
         #[derive(Clone, Copy, Debug, Default)]
         pub struct El1State {
-            $(pub $field: u64,)*
+            $(pub $a: u64, pub $b: u64,)*
         }
+
+        // Each pair is adjacent, at an offset `stp`/`ldp` can reach.
+        $(const _: () = assert!(
+            core::mem::offset_of!(El1State, $b) == core::mem::offset_of!(El1State, $a) + 8
+                && core::mem::offset_of!(El1State, $a) <= 504
+        );)*
 
         impl El1State {
             /// Loads the registers into the CPU.
@@ -249,17 +257,43 @@ macro_rules! el1_state {
             /// # Safety
             /// Only between guest runs at EL2: EL2 does not use the EL1 registers.
             pub unsafe fn restore(&self) {
+                let base = self as *const Self;
                 $(
-                    // SAFETY: writes an EL1 register, which nothing at EL2 depends on.
-                    unsafe { core::arch::asm!(concat!("msr ", $register, ", {0}"), in(reg) self.$field, options(nostack, preserves_flags)) };
+                    // SAFETY: reads two adjacent fields of `self` (the offsets are checked
+                    // above) and writes two EL1 registers, which nothing at EL2 depends on.
+                    unsafe {
+                        core::arch::asm!(
+                            "ldp {a}, {b}, [{base}, #{offset}]",
+                            concat!("msr ", $ra, ", {a}"),
+                            concat!("msr ", $rb, ", {b}"),
+                            base = in(reg) base,
+                            offset = const core::mem::offset_of!(El1State, $a),
+                            a = out(reg) _,
+                            b = out(reg) _,
+                            options(nostack, readonly, preserves_flags),
+                        )
+                    };
                 )*
             }
 
             /// Reads the registers back from the CPU.
             pub fn save(&mut self) {
+                let base = self as *mut Self;
                 $(
-                    // SAFETY: reads an EL1 register; no side effects.
-                    unsafe { core::arch::asm!(concat!("mrs {0}, ", $register), out(reg) self.$field, options(nostack, nomem, preserves_flags)) };
+                    // SAFETY: reads two EL1 registers (no side effects) into two adjacent
+                    // fields of `self` (the offsets are checked above).
+                    unsafe {
+                        core::arch::asm!(
+                            concat!("mrs {a}, ", $ra),
+                            concat!("mrs {b}, ", $rb),
+                            "stp {a}, {b}, [{base}, #{offset}]",
+                            base = in(reg) base,
+                            offset = const core::mem::offset_of!(El1State, $a),
+                            a = out(reg) _,
+                            b = out(reg) _,
+                            options(nostack, preserves_flags),
+                        )
+                    };
                 )*
             }
         }
@@ -267,30 +301,18 @@ macro_rules! el1_state {
 }
 
 el1_state! {
-    sctlr => "sctlr_el1",
-    cpacr => "cpacr_el1",
-    ttbr0 => "ttbr0_el1",
-    ttbr1 => "ttbr1_el1",
-    tcr => "tcr_el1",
-    esr => "esr_el1",
-    afsr0 => "afsr0_el1",
-    afsr1 => "afsr1_el1",
-    far => "far_el1",
-    mair => "mair_el1",
-    amair => "amair_el1",
-    vbar => "vbar_el1",
-    contextidr => "contextidr_el1",
-    cntkctl => "cntkctl_el1",
-    par => "par_el1",
-    tpidr_el1 => "tpidr_el1",
-    tpidr_el0 => "tpidr_el0",
-    tpidrro_el0 => "tpidrro_el0",
-    sp_el0 => "sp_el0",
-    elr => "elr_el1",
-    spsr => "spsr_el1",
-    csselr => "csselr_el1",
-    cntv_ctl => "cntv_ctl_el0",
-    cntv_cval => "cntv_cval_el0",
+    (sctlr => "sctlr_el1", cpacr => "cpacr_el1"),
+    (ttbr0 => "ttbr0_el1", ttbr1 => "ttbr1_el1"),
+    (tcr => "tcr_el1", esr => "esr_el1"),
+    (afsr0 => "afsr0_el1", afsr1 => "afsr1_el1"),
+    (far => "far_el1", mair => "mair_el1"),
+    (amair => "amair_el1", vbar => "vbar_el1"),
+    (contextidr => "contextidr_el1", cntkctl => "cntkctl_el1"),
+    (par => "par_el1", tpidr_el1 => "tpidr_el1"),
+    (tpidr_el0 => "tpidr_el0", tpidrro_el0 => "tpidrro_el0"),
+    (sp_el0 => "sp_el0", elr => "elr_el1"),
+    (spsr => "spsr_el1", csselr => "csselr_el1"),
+    (cntv_ctl => "cntv_ctl_el0", cntv_cval => "cntv_cval_el0"),
 }
 
 impl El1State {
