@@ -32,6 +32,9 @@ unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
 static CONTROLLER: spin::Once<Shared> = spin::Once::new();
+/// Whether `CONTROLLER` is a GICv3: asked on every guest entry and exit, so a flag (set with
+/// it, before any other CPU starts) rather than the `Once`'s state check and a match.
+static GICV3: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 /// Each logical CPU's MPIDR (GICv3 SGI routing) and GICv2 CPU-interface mask.
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
@@ -67,6 +70,7 @@ pub unsafe fn init_boot(description: &GicDescription) {
                 // SAFETY: as above.
                 let gicd = unsafe { &*(distributor.raw() as *const DistributorV3) };
                 sgi::v3_init_distributor(gicd);
+                GICV3.store(true, core::sync::atomic::Ordering::Release);
                 Controller::V3 { redistributors: redistributors.raw() as usize }
             }
         })
@@ -181,7 +185,7 @@ static GICV2_VIRTUAL: spin::Once<(u64, u64)> = spin::Once::new();
 
 /// Whether the machine's GIC is a GICv3.
 pub fn is_gicv3() -> bool {
-    matches!(CONTROLLER.get(), Some(Shared(Controller::V3 { .. })))
+    GICV3.load(core::sync::atomic::Ordering::Acquire)
 }
 
 /// What the virtual timer's physical PPI is on this CPU while a guest runs.

@@ -27,6 +27,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicPtr;
 
 use crate::sched::{pick, Pick, Sleepers, ThreadState, READY, RUNNING};
 
@@ -139,8 +140,17 @@ unsafe impl Sync for Cpu {}
 static CPUS: [spin::Once<Cpu>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Each CPU's own `Cpu` once `init_cpu` has set it up, for that CPU alone: asked several
+/// times per switch and per guest entry, so one load rather than a bounds check and the
+/// `Once`'s state check.
+static THIS_CPU: [AtomicPtr<Cpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+
 fn this_cpu() -> Option<&'static Cpu> {
-    CPUS.get(cpu::index())?.get()
+    // Relaxed: only the CPU itself stores its slot (in `init_cpu`) and reads it. A CPU's index
+    // is below MAX_CPUS (boot parks the others); the mask keeps a broken one in the array.
+    let cpu = THIS_CPU[cpu::index() & (MAX_CPUS - 1)].load(Ordering::Relaxed);
+    // SAFETY: null, or a `Cpu` inside `CPUS`, a static, initialized and never dropped.
+    unsafe { cpu.as_ref() }
 }
 
 /// Turns the code running on this CPU into its first thread. Called once per CPU, after its
@@ -167,6 +177,9 @@ pub fn init_cpu(index: usize) {
                 previous: UnsafeCell::new(None),
             }
         });
+        if let (Some(state), Some(own)) = (slot.get(), THIS_CPU.get(index)) {
+            own.store(state as *const Cpu as *mut Cpu, Ordering::Relaxed);
+        }
     }
 }
 

@@ -17,7 +17,7 @@
 //! The EL1 system registers are switched in Rust around that call; EL2 never touches FP/SIMD,
 //! so those registers are switched lazily (`guest.rs`).
 
-use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, MIDR_EL1};
+use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, MIDR_EL1};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -409,10 +409,18 @@ pub fn read_virtual_timer_control() -> u64 {
 
 /// Whether the CPU has FEAT_RAS (ID_AA64PFR0_EL1.RAS): then a guest's DISR_EL1 is VDISR_EL2
 /// (HCR_EL2.AMO is set), which must be switched with the VCPU.
+///
+/// A `pure` read (as `cpu::index`): an ID register never changes, and this is asked on every
+/// entry and exit, so the compiler may keep one read per function.
+#[inline(always)]
 pub fn has_ras() -> bool {
-    static RAS: spin::Once<bool> = spin::Once::new();
-    // RAS is bits [31:28]; aarch64-cpu names only some fields of this register.
-    *RAS.call_once(|| (ID_AA64PFR0_EL1.get() >> 28) & 0xf != 0)
+    let pfr0: u64;
+    // SAFETY: reads an ID register; no side effects, constant.
+    unsafe {
+        core::arch::asm!("mrs {0}, id_aa64pfr0_el1", out(reg) pfr0, options(pure, nomem, nostack, preserves_flags))
+    };
+    // RAS is bits [31:28].
+    (pfr0 >> 28) & 0xf != 0
 }
 
 /// Loads the guest's deferred-SError status (its DISR_EL1) into VDISR_EL2.
