@@ -199,6 +199,7 @@ pub fn primary(board: &'static Board, dtb: usize) -> ! {
     thread::init_cpu(0);
     crate::arch::aarch64::pmu::init_cpu();
     crate::arch::aarch64::world::init_debug_cpu();
+    crate::arch::aarch64::world::init_stage2_cpu();
     vmm_process();
     let online = start_secondaries(board, &machine);
     defmt::info!("{=usize} of {=usize} CPUs online", online, machine.cpus().len());
@@ -450,6 +451,7 @@ pub fn secondary(cpu_index: usize) -> ! {
     thread::init_cpu(cpu_index);
     crate::arch::aarch64::pmu::init_cpu();
     crate::arch::aarch64::world::init_debug_cpu();
+    crate::arch::aarch64::world::init_stage2_cpu();
     defmt::info!("cpu{=usize} online: MPIDR {=u64:#x}, EL{=u8}", cpu_index, cpu::mpidr(), cpu::current_el());
     if !sgi {
         defmt::warn!("cpu{=usize}: no wake SGI from the GIC", cpu_index);

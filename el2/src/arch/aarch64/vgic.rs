@@ -11,9 +11,10 @@
 //!   when another VCPU takes the CPU (`guest.rs`'s `load_el1`).
 //! - A list register holding nothing stays holding nothing while the guest runs (only EL2
 //!   writes list registers): when none held anything at entry, the exit reads none, and the
-//!   next entry writes none if none is to hold anything (unless another VCPU had the CPU in
-//!   between). Otherwise all of them are moved, as comparing each costs more instructions
-//!   than it saves.
+//!   next entry writes none if none is to hold anything and the CPU's registers are known to
+//!   hold nothing (`LRS_CLEAR`, kept by every load, whichever VCPU made it: a switch between
+//!   VCPUs with no interrupt in flight writes none). Otherwise all of them are moved, as
+//!   comparing each costs more instructions than it saves.
 //! - ICH_HCR_EL2 / GICH_HCR is per CPU (`HCR_LOADED`): written at entry only when it differs;
 //!   read and cleared at exit only when it asked for maintenance (its EOIcount matters only
 //!   with spilled interrupts, which set LRENPIE). Left at En alone while EL2 handles the exit,
@@ -23,7 +24,7 @@
 use crate::irq::VIRTUAL_TIMER_INTID;
 use crate::machine::MAX_CPUS;
 use crate::object::signals::Signals;
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::vgic::{Flavor, ListRegisters, HCR_EN};
 use aarch64_cpu::registers::{
     Readable, Writeable, ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2, ICH_AP1R0_EL2, ICH_AP1R1_EL2,
@@ -41,6 +42,14 @@ static HCR_LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPU
 /// keeps signalling maintenance (EISR) while the interface is enabled, so the exit must then
 /// disable the interface as for the control word's own requests.
 const LR_MAINTENANCE: u64 = 1 << 63;
+
+/// Per CPU: its list registers all hold 0, as the last `Vgic::load` on it wrote them (false
+/// after boot: unknown).
+static LRS_CLEAR: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn lrs_clear() -> &'static AtomicBool {
+    &LRS_CLEAR[super::cpu::index() & (MAX_CPUS - 1)]
+}
 
 fn hcr_loaded() -> &'static AtomicU64 {
     &HCR_LOADED[super::cpu::index() & (MAX_CPUS - 1)]
@@ -206,13 +215,19 @@ impl Vgic {
     }
 
     /// Loads the list registers and the control word before entering the guest. The list
-    /// registers are written unless they hold nothing and are to hold nothing (and no other
-    /// VCPU had the CPU in between: `all`). Returns whether they hold nothing.
+    /// registers are written unless they hold nothing and are to hold nothing; the control
+    /// word when it differs or another VCPU had the CPU in between (`all`). Returns whether
+    /// the list registers hold nothing.
     pub fn load(&mut self, all: bool) -> bool {
         let loaded = hcr_loaded();
         let hcr = self.regs.hcr;
-        let empty = self.regs.lrs.iter().fold(0, |any, &lr| any | lr) == 0;
-        if all || !(empty && self.hardware_empty) {
+        // Only the registers in use: the rest are never written (and stay 0).
+        let empty = self.regs.lrs.iter().take(self.regs.count()).fold(0, |any, &lr| any | lr) == 0;
+        // The CPU's list registers hold nothing (`LRS_CLEAR`): an empty set needs no writes,
+        // whichever VCPU had the CPU last (only EL2 writes them; a guest's own acknowledge
+        // and end change only a valid register's state).
+        let clear = lrs_clear();
+        if !(empty && clear.load(Ordering::Relaxed)) {
             let count = self.regs.count();
             let lrs = &self.regs.lrs;
             if self.v3 {
@@ -228,6 +243,7 @@ impl Vgic {
                 }
             }
         }
+        clear.store(empty, Ordering::Relaxed);
         self.hardware_empty = empty;
         let wanted = if !empty && self.regs.wants_eoi_maintenance() { hcr | LR_MAINTENANCE } else { hcr };
         let now = loaded.load(Ordering::Relaxed);

@@ -332,7 +332,7 @@ pub struct FpState {
 }
 
 /// Enters the guest and returns the lower-EL vector index that brought it back, and its SP_EL1.
-/// `setup.stage2` (VTCR, VTTBR, VMPIDR, VPIDR) is written only when given: they stay as the
+/// `setup.stage2` (VTTBR, VMPIDR) is written only when given: they stay as the
 /// VCPU left them while the same VCPU re-enters on this CPU (`guest.rs`).
 ///
 /// # Safety
@@ -360,21 +360,13 @@ pub unsafe fn enter(
         );
     }
     if let Some(stage2) = setup.stage2 {
-        // The same on every CPU of the machine (Belfry runs on homogeneous cores): read once.
-        static CONSTANTS: spin::Once<(u64, u64)> = spin::Once::new();
-        let &(vtcr, midr) = CONSTANTS
-            .call_once(|| (stage2::table::vtcr(ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)), MIDR_EL1.get()));
         // SAFETY: as above.
         unsafe {
             core::arch::asm!(
-                "msr vtcr_el2, {vtcr}",
                 "msr vttbr_el2, {vttbr}",
                 "msr vmpidr_el2, {vmpidr}",
-                "msr vpidr_el2, {midr}",
-                vtcr = in(reg) vtcr,
                 vttbr = in(reg) stage2.vttbr,
                 vmpidr = in(reg) stage2.vmpidr,
-                midr = in(reg) midr,
                 options(nostack, preserves_flags),
             );
         }
@@ -658,6 +650,27 @@ pub fn init_debug_cpu() {
             "msr osdlr_el1, xzr",
             "msr mdscr_el1, xzr",
             "isb",
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+}
+
+/// Every CPU at boot, at EL2: the stage-2 translation control (VTCR_EL2) and the MIDR guests
+/// read (VPIDR_EL2), the same for every guest on every CPU (Belfry runs on homogeneous cores),
+/// so no entry writes them again.
+pub fn init_stage2_cpu() {
+    if !super::cpu::at_el2() {
+        return;
+    }
+    let vtcr = stage2::table::vtcr(ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange));
+    // SAFETY: neither register is used until a guest runs (HCR_EL2.VM is set only for guests).
+    unsafe {
+        core::arch::asm!(
+            "msr vtcr_el2, {vtcr}",
+            "msr vpidr_el2, {midr}",
+            "isb",
+            vtcr = in(reg) vtcr,
+            midr = in(reg) MIDR_EL1.get(),
             options(nomem, nostack, preserves_flags)
         );
     }
