@@ -233,7 +233,7 @@ pub fn virtual_timer_ppi_masked(cpu: usize) -> bool {
 /// register, so the PPI's active state is written whatever was last written (the guest's
 /// deactivation of an earlier one cleared it behind EL2's back).
 pub fn set_virtual_timer_ppi(state: TimerPpi, placed: bool) {
-    let Some(last) = TIMER_PPI_STATE.get(cpu::index()) else { return };
+    let last = cpu::this(&TIMER_PPI_STATE);
     // Only this CPU touches its slot, with interrupts masked: no read-modify-write needed.
     let before = TimerPpi::from_u8(last.load(Ordering::Relaxed));
     if before == Some(state) && !placed {
@@ -251,7 +251,7 @@ pub fn set_virtual_timer_ppi(state: TimerPpi, placed: bool) {
             (&gicd.isenabler[0], &gicd.icenabler[0], &gicd.isactiver[0], &gicd.icactiver[0])
         }
         Some(Shared(Controller::V3 { .. })) => {
-            let frame = SGI_FRAME_V3.get(cpu::index()).map_or(0, |f| f.load(Ordering::Acquire));
+            let frame = cpu::this(&SGI_FRAME_V3).load(Ordering::Acquire);
             if frame == 0 {
                 return;
             }

@@ -287,7 +287,7 @@ static DEBUG_LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_C
 /// CPU already holds that very version), otherwise the hardware disarmed (MDSCR_EL1 cleared)
 /// if it holds another VCPU's.
 fn prepare_debug(debug: &DebugState) {
-    let Some(slot) = DEBUG_LOADED.get(cpu::index()) else { return };
+    let slot = cpu::this(&DEBUG_LOADED);
     let loaded = slot.load(Ordering::Relaxed);
     if debug.active() {
         if loaded != debug.version {

@@ -38,8 +38,7 @@ static SCHEDULER_ASKED: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(i64::MAX
 /// Sets this CPU's EL2 timer for the scheduler's deadline `nanos` (`i64::MAX`: none). The
 /// scheduler asks on every pass, mostly for the same deadline as before: that costs a compare.
 pub fn set_scheduler_deadline(nanos: i64) {
-    let cpu = super::cpu::index();
-    let Some(asked) = SCHEDULER_ASKED.get(cpu) else { return };
+    let asked = super::cpu::this(&SCHEDULER_ASKED);
     if asked.load(Ordering::Relaxed) == nanos {
         return;
     }
@@ -60,12 +59,14 @@ pub fn set_hyp_timer(at: Option<u64>) {
 /// Asks for this CPU's EL2 timer to fire at counter value `at` while the current guest runs:
 /// the deadline of its emulated physical timer (`None`: it has none).
 pub fn set_guest_timer(at: Option<u64>) {
-    let cpu = super::cpu::index();
     let want = at.unwrap_or(DISARMED);
-    match GUEST_WANTS.get(cpu) {
-        // Unchanged (the common case: no physical timer armed): nothing to program.
-        Some(slot) if slot.swap(want, Ordering::Relaxed) != want => program(cpu),
-        _ => {}
+    // Only this CPU touches its slot, and EL2 runs with interrupts masked (they are drained,
+    // never taken), so nothing comes between: a load and a store, not a swap.
+    let slot = super::cpu::this(&GUEST_WANTS);
+    // Unchanged (the common case: no physical timer armed): nothing to program.
+    if slot.load(Ordering::Relaxed) != want {
+        slot.store(want, Ordering::Relaxed);
+        program(super::cpu::index());
     }
 }
 
