@@ -263,6 +263,13 @@ mod tests {
         assert_eq!(decide(3, 0, 0, 4, 0, false), SystemAction::Undefined, "a write to an ID register");
         assert_eq!(decide(3, 0, 0, 7, 7, true), SystemAction::IdRegister { crm: 7, op2: 7 }, "unallocated: RAZ");
         assert_eq!(decide(3, 0, 1, 2, 0, true), SystemAction::Undefined, "ZCR_EL1");
+        // The pointer-authentication keys (HCR_EL2.APK clear until a VCPU's first use).
+        assert_eq!(decide(3, 0, 2, 1, 0, true), SystemAction::PointerAuthKey, "APIAKeyLo_EL1");
+        assert_eq!(decide(3, 0, 2, 1, 3, false), SystemAction::PointerAuthKey, "APIBKeyHi_EL1");
+        assert_eq!(decide(3, 0, 2, 2, 2, false), SystemAction::PointerAuthKey, "APDBKeyLo_EL1");
+        assert_eq!(decide(3, 0, 2, 3, 1, true), SystemAction::PointerAuthKey, "APGAKeyHi_EL1");
+        assert_eq!(decide(3, 0, 2, 3, 2, true), SystemAction::Undefined, "unallocated after APGAKey");
+        assert_eq!(decide(3, 0, 2, 0, 2, true), SystemAction::Undefined, "TCR_EL1 is not a key (and never traps)");
     }
 
     /// What the guest's CPU shows, from `-cpu max`'s registers as QEMU 10 gives them.

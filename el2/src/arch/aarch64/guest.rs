@@ -731,9 +731,10 @@ fn skip_in_place() {
 /// A VCPU's first pointer-authentication instruction or key-register access: from the next
 /// entry on its keys are switched in and its use of them no longer traps (HCR_EL2.API and APK
 /// set); the instruction runs again, with nothing skipped. Without FEAT_PAuth neither traps to
-/// EL2 (the guest takes its own UNDEF), but a trap that says otherwise gets an UNDEF too.
+/// EL2 (the guest takes its own UNDEF), but a trap that says otherwise gets an UNDEF too, and
+/// so does one after the first use (API/APK are set then: re-running it would only loop).
 fn first_pauth_use(context: &mut Context, esr: Esr) -> Exit {
-    if !world::has_pauth() {
+    if !world::has_pauth() || context.arch.pauth_used {
         return undefined(context, esr);
     }
     context.arch.pauth_used = true;
