@@ -11,7 +11,7 @@
 //! handles; when the last one closes the object hears about it (a port stops accepting
 //! packets, a VCPU frees its thread).
 
-use super::{Object, ObjectType, Rights, Status, ZxResult};
+use super::{Object, Rights, Status, ZxResult};
 use alloc::vec::Vec;
 
 /// `ZX_HANDLE_INVALID`.
@@ -115,17 +115,23 @@ impl HandleTable {
         self.entries.lock().get(value).cloned().ok_or(Status::BAD_HANDLE)
     }
 
-    /// The handle `value` checked for type (WRONG_TYPE) and `rights` (ACCESS_DENIED), in
-    /// Zircon's order: BAD_HANDLE, then WRONG_TYPE, then ACCESS_DENIED.
-    pub fn get_checked(&self, value: u32, kind: ObjectType, rights: Rights) -> ZxResult<Handle> {
-        let handle = self.get(value)?;
-        if handle.object.object_type() != kind {
-            return Err(Status::WRONG_TYPE);
-        }
+    /// The object of the handle `value` as the type `typed` picks out of it (`None`:
+    /// WRONG_TYPE), with the handle's rights, which must contain `rights` (ACCESS_DENIED), in
+    /// Zircon's order: BAD_HANDLE, then WRONG_TYPE, then ACCESS_DENIED. Only the typed
+    /// reference is cloned, under the table's lock (every VMM call of every exit comes here).
+    pub fn get_typed<T: Clone>(
+        &self,
+        value: u32,
+        rights: Rights,
+        typed: impl FnOnce(&Object) -> Option<&T>,
+    ) -> ZxResult<(T, Rights)> {
+        let entries = self.entries.lock();
+        let handle = entries.get(value).ok_or(Status::BAD_HANDLE)?;
+        let object = typed(&handle.object).ok_or(Status::WRONG_TYPE)?;
         if !handle.rights.contains(rights) {
             return Err(Status::ACCESS_DENIED);
         }
-        Ok(handle)
+        Ok((object.clone(), handle.rights))
     }
 
     /// `zx_handle_close`: closing `ZX_HANDLE_INVALID` is a no-op.

@@ -13,7 +13,7 @@ use super::trap::{TrapKind, BELFRY_GUEST_TRAP_BELL_WORDS, GUEST_TRAP_BELL, GUEST
 use super::vcpu::Vcpu;
 use super::vmar::Vmar;
 use super::vmo::Vmo;
-use super::{Object, ObjectType, Rights, Status, ZxResult};
+use super::{Object, Rights, Status, ZxResult};
 use crate::sync::Deadline;
 use alloc::sync::Arc;
 
@@ -30,10 +30,10 @@ pub struct Process {
 
 macro_rules! typed {
     ($self:ident, $value:expr, $variant:ident, $rights:expr) => {
-        match $self.handles.get_checked($value, ObjectType::$variant, $rights)? {
-            super::handle::Handle { object: Object::$variant(object), rights } => (object, rights),
-            _ => return Err(Status::WRONG_TYPE),
-        }
+        $self.handles.get_typed($value, $rights, |object| match object {
+            Object::$variant(object) => Some(object),
+            _ => None,
+        })?
     };
 }
 
