@@ -146,9 +146,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static THIS_CPU: [AtomicPtr<Cpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
 fn this_cpu() -> Option<&'static Cpu> {
-    // Relaxed: only the CPU itself stores its slot (in `init_cpu`) and reads it. A CPU's index
-    // is below MAX_CPUS (boot parks the others); the mask keeps a broken one in the array.
-    let cpu = THIS_CPU[cpu::index() & (MAX_CPUS - 1)].load(Ordering::Relaxed);
+    // Relaxed: only the CPU itself stores its slot (in `init_cpu`) and reads it.
+    let cpu = cpu::this(&THIS_CPU).load(Ordering::Relaxed);
     // SAFETY: null, or a `Cpu` inside `CPUS`, a static, initialized and never dropped.
     unsafe { cpu.as_ref() }
 }

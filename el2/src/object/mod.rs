@@ -47,30 +47,7 @@ pub enum Object {
     Vcpu(Arc<vcpu::Vcpu>),
 }
 
-/// The type of an object (ZX_OBJ_TYPE_*).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjectType {
-    Resource,
-    Vmo,
-    Vmar,
-    Port,
-    Guest,
-    Vcpu,
-}
-
 impl Object {
-    /// The object's type.
-    pub fn object_type(&self) -> ObjectType {
-        match self {
-            Object::Resource(_) => ObjectType::Resource,
-            Object::Vmo(_) => ObjectType::Vmo,
-            Object::Vmar(_) => ObjectType::Vmar,
-            Object::Port(_) => ObjectType::Port,
-            Object::Guest(_) => ObjectType::Guest,
-            Object::Vcpu(_) => ObjectType::Vcpu,
-        }
-    }
-
     /// The handle counter of objects that act when their last handle closes.
     fn handle_counter(&self) -> Option<&AtomicUsize> {
         match self {

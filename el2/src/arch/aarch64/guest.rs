@@ -101,7 +101,7 @@ static LOADED: [Loaded; MAX_CPUS] = [const {
 /// starts); the mask, as in the exception vector, keeps a broken index from reaching past the
 /// array, and a slot always exists, so no caller has a "no slot" case to get wrong.
 fn this_cpu_loaded() -> &'static Loaded {
-    &LOADED[cpu::index() & (MAX_CPUS - 1)]
+    cpu::this(&LOADED)
 }
 
 /// Per-VCPU architectural state.
@@ -331,8 +331,8 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         // the next one (PSTATE.SS clear: active-pending), as after any instruction.
         context.arch.pstate &= !SPSR_SS;
     }
-    let cpu = cpu::index() & (MAX_CPUS - 1);
-    let slot = &LOADED[cpu];
+    let cpu = cpu::index();
+    let slot = this_cpu_loaded();
     let me = context.arch.el1_address();
     let fp_live = slot.fp.load(Ordering::Relaxed) == &*context.arch.fp as *const FpState as usize;
     let pstate =

@@ -48,11 +48,11 @@ const LR_MAINTENANCE: u64 = 1 << 63;
 static LRS_CLEAR: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 fn lrs_clear() -> &'static AtomicBool {
-    &LRS_CLEAR[super::cpu::index() & (MAX_CPUS - 1)]
+    super::cpu::this(&LRS_CLEAR)
 }
 
 fn hcr_loaded() -> &'static AtomicU64 {
-    &HCR_LOADED[super::cpu::index() & (MAX_CPUS - 1)]
+    super::cpu::this(&HCR_LOADED)
 }
 
 fn write_hcr(v3: bool, hcr: u64) {
