@@ -1,6 +1,6 @@
 // smp: starts its second CPU with PSCI CPU_ON (entry point and context id), waits for it to
-// report the context id it was given, and powers the machine off; the second CPU turns
-// itself off with CPU_OFF.
+// report the context id it was given and for PSCI's AFFINITY_INFO to say it is off, and powers
+// the machine off; the second CPU turns itself off with CPU_OFF.
 
     .text
 main:
@@ -14,8 +14,16 @@ main:
     adr     x0, refused
     cbnz    x7, 1f                  // not SUCCESS: say so and power off
     adr     x4, flag                // cpu1 prints first: wait for it before printing
-2:  ldr     x5, [x4]
-    cbz     x5, 2b
+2:  ldr     x19, [x4]
+    cbz     x19, 2b
+3:  movz    w0, #0x0004             // AFFINITY_INFO (SMC64) for cpu1, level 0: wait for OFF (1),
+    movk    w0, #0xc400, lsl #16    // so its CPU_OFF is done before the machine goes off
+    mov     x1, #1
+    mov     x2, #0
+    hvc     #0
+    cmp     x0, #1
+    b.ne    3b
+    mov     x5, x19
     adr     x0, started
     bl      puts
     adr     x0, context_ok

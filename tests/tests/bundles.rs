@@ -98,7 +98,7 @@ fn two_vms_run_each_line_tagged_with_its_name() {
         assert_eq!(console_cpus(&outcome, "smp"), [Some(1), Some(3), Some(1), Some(1), Some(1)]);
         assert!(outcome.lines.iter().any(|l| l.message.starts_with("bundle: 2 VM(s) in ")));
         for line in [
-            "vm smp: PSCI CPU_ON for VCPU 1 at 0x400000ec",
+            "vm smp: PSCI CPU_ON for VCPU 1 at 0x4000010c",
             "vm smp: VCPU 1 off (PSCI CPU_OFF)",
             "vm smp: powered off (PSCI SYSTEM_OFF from VCPU 0)",
             "vm smp: stopped: powered off",

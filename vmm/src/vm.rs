@@ -575,14 +575,12 @@ impl Vm {
             let entered = crate::fault::enter_after(served.take(), vcpu);
             let packet = match entered {
                 Ok(packet) => packet,
-                Err(status) if self.ending() != Ending::Running => {
-                    let _ = status;
-                    return Ok(());
-                }
+                // Only the VCPU's own CPU_OFF answers STOP: said even when the VM is ending too.
                 Err(STOP) => {
                     defmt::info!("vm {=str}: VCPU {=usize} off (PSCI CPU_OFF)", &*self.name, index);
                     return Ok(());
                 }
+                Err(_) if self.ending() != Ending::Running => return Ok(()),
                 Err(Status::UNAVAILABLE) => {
                     defmt::info!("vm {=str}: powered off (PSCI SYSTEM_OFF from VCPU {=usize})", &*self.name, index);
                     self.end(Ending::PoweredOff);
