@@ -373,13 +373,20 @@ fn idle_until_interrupt() {
 
 /// See [`crate::sync::before_guest`]: a guest shares its CPU in time slices only while another
 /// thread of the CPU is ready; otherwise it runs until it exits on its own.
+#[inline]
 pub fn before_guest() {
     let Some(cpu_state) = this_cpu() else { return };
     let sliced = cpu_state.slice_end.load(Ordering::Relaxed) != INFINITE;
     let others_ready = cpu_state.others_ready();
-    if others_ready == sliced {
-        return;
+    if others_ready != sliced {
+        decide_slice(cpu_state, sliced, others_ready);
     }
+}
+
+/// [`before_guest`] when the slice must change: out of line, as it is rare.
+#[inline(never)]
+#[cold]
+fn decide_slice(cpu_state: &Cpu, sliced: bool, others_ready: bool) {
     // Sleepers that are due are woken first, before the slice is decided: a sleeper woken here
     // is a thread waiting for this CPU, and deciding on the queue as it was would leave it
     // behind a guest that never exits (the 4-VCPUs-on-2-CPUs guest hung so, 1 run in 4).

@@ -18,7 +18,7 @@ use super::packet::{GuestMemPacket, PortPacket, VcpuState, CPSR_USER_MASK};
 use super::psci;
 use super::ring::PushError;
 use super::signals::Signals;
-use super::trap::{DoorbellFilter, TrapKind, TrapMap};
+use super::trap::{DoorbellFilter, Trap, TrapKind, TrapMap};
 use super::vmar::{Fault, GUEST_PHYSICAL_SIZE};
 use super::{Status, ZxResult};
 use crate::inject::GuestException;
@@ -706,81 +706,92 @@ impl Vcpu {
     }
 
     /// Handles an access stage 2 did not satisfy; `true` (its packet in `out`) leaves `enter`.
+    /// Inline: a MEM trap's packet is built in the run loop; the rest is out of line.
+    #[inline]
     fn on_access(&self, context: &mut Context, address: u64, access: Access, out: &mut PortPacket) -> ZxResult<bool> {
         context.traps.current();
         // Borrowed, not cloned: only other fields of `context` change while the trap is in use.
         let Some(trap) = context.traps.map.find_hinted(address, &mut context.traps.hint) else {
-            return match self.guest.vmar().fault(address, access.write, false, &context.traps.map) {
-                Fault::Mapped => {
-                    context.exits.count(ExitKind::Page);
-                    Ok(false)
-                }
-                // Nothing behind the address, or memory that does not permit the access: the
-                // synchronous external abort a board gives, taken by the guest's own EL1.
-                Fault::Unmapped | Fault::Denied => {
-                    let what =
-                        if access.write { "a write outside guest memory" } else { "a read outside guest memory" };
-                    let abort = GuestException::DataAbort { far: access.far, write: access.write };
-                    self.deliver(context, abort, what, address);
-                    Ok(false)
-                }
-                fault => {
-                    crate::kernel_error!(
-                        "guest killed: {=str} of {=u8} bytes at IPA {=u64:#x} ({=str}), PC {=u64:#x}",
-                        if access.write { "write" } else { "read" },
-                        access.size,
-                        address,
-                        fault_name(fault),
-                        context.pc
-                    );
-                    Err(self.kill())
-                }
-            };
+            return self.on_memory_fault(context, address, access);
         };
         context.exits.count(ExitKind::Trap);
-        match trap.kind {
-            TrapKind::Mem => {
-                context.skip_instruction = true;
-                let mem = GuestMemPacket {
-                    addr: address,
-                    access_size: access.size,
-                    sign_extend: access.sign_extend,
-                    xt: access.register,
-                    read: !access.write,
-                    padding1: [u8::from(access.sixty_four_bit), 0, 0, 0],
-                    data: if access.write { access.value } else { 0 },
-                    ..Default::default()
-                };
-                *out = PortPacket::mem(trap.key, mem);
-                Ok(true)
+        if trap.kind != TrapKind::Mem {
+            return self.on_bell(trap, &mut context.skip_instruction, address, access);
+        }
+        context.skip_instruction = true;
+        let mem = GuestMemPacket {
+            addr: address,
+            access_size: access.size,
+            sign_extend: access.sign_extend,
+            xt: access.register,
+            read: !access.write,
+            padding1: [u8::from(access.sixty_four_bit), 0, 0, 0],
+            data: if access.write { access.value } else { 0 },
+            ..Default::default()
+        };
+        *out = PortPacket::mem(trap.key, mem);
+        Ok(true)
+    }
+
+    /// [`Vcpu::on_access`] where no trap covers the address: guest memory not yet mapped, or
+    /// nothing there.
+    #[inline(never)]
+    fn on_memory_fault(&self, context: &mut Context, address: u64, access: Access) -> ZxResult<bool> {
+        match self.guest.vmar().fault(address, access.write, false, &context.traps.map) {
+            Fault::Mapped => {
+                context.exits.count(ExitKind::Page);
+                Ok(false)
             }
-            TrapKind::Bell => {
-                if !access.write {
-                    return Err(Status::NOT_SUPPORTED);
+            // Nothing behind the address, or memory that does not permit the access: the
+            // synchronous external abort a board gives, taken by the guest's own EL1.
+            Fault::Unmapped | Fault::Denied => {
+                let what = if access.write { "a write outside guest memory" } else { "a read outside guest memory" };
+                let abort = GuestException::DataAbort { far: access.far, write: access.write };
+                self.deliver(context, abort, what, address);
+                Ok(false)
+            }
+            fault => {
+                crate::kernel_error!(
+                    "guest killed: {=str} of {=u8} bytes at IPA {=u64:#x} ({=str}), PC {=u64:#x}",
+                    if access.write { "write" } else { "read" },
+                    access.size,
+                    address,
+                    fault_name(fault),
+                    context.pc
+                );
+                Err(self.kill())
+            }
+        }
+    }
+
+    /// [`Vcpu::on_access`] of a BELL trap (one the short exit left to the full one); `skip`
+    /// is the context's `skip_instruction`.
+    #[inline(never)]
+    fn on_bell(&self, trap: &Trap, skip: &mut bool, address: u64, access: Access) -> ZxResult<bool> {
+        if !access.write {
+            return Err(Status::NOT_SUPPORTED);
+        }
+        let (Some(ring), Some(port)) = (trap.ring(self.id), trap.port()) else {
+            return Err(Status::INTERNAL);
+        };
+        loop {
+            // SAFETY: this VCPU's ring of the trap; only this VCPU's thread (the one inside
+            // `enter`, checked above) produces into it.
+            match unsafe { ring.push(PortPacket::bell(trap.key, address)) } {
+                Ok(()) => {
+                    port.notify();
+                    *skip = true;
+                    return Ok(false);
                 }
-                let (Some(ring), Some(port)) = (trap.ring(self.id), trap.port()) else {
-                    return Err(Status::INTERNAL);
-                };
-                loop {
-                    // SAFETY: this VCPU's ring of the trap; only this VCPU's thread (the one
-                    // inside `enter`, checked above) produces into it.
-                    match unsafe { ring.push(PortPacket::bell(trap.key, address)) } {
-                        Ok(()) => {
-                            port.notify();
-                            context.skip_instruction = true;
-                            return Ok(false);
-                        }
-                        Err(PushError::Closed) => {
-                            context.skip_instruction = true;
-                            return Err(Status::BAD_STATE);
-                        }
-                        Err(PushError::Full) => {
-                            let kicked = || self.signals.is_kicked();
-                            if !ring.wait_for_space(sync::INFINITE, kicked) && self.signals.take_kick() {
-                                // The access re-executes (and rings again) on the next enter.
-                                return Err(Status::CANCELED);
-                            }
-                        }
+                Err(PushError::Closed) => {
+                    *skip = true;
+                    return Err(Status::BAD_STATE);
+                }
+                Err(PushError::Full) => {
+                    let kicked = || self.signals.is_kicked();
+                    if !ring.wait_for_space(sync::INFINITE, kicked) && self.signals.take_kick() {
+                        // The access re-executes (and rings again) on the next enter.
+                        return Err(Status::CANCELED);
                     }
                 }
             }
