@@ -136,7 +136,7 @@ impl<'p> Vcpu<'p> {
     }
 
     /// Runs the guest until it needs the VMM.
-    #[inline]
+    #[inline(always)]
     pub fn enter(&self) -> ZxResult<Packet> {
         let mut packet = crate::object::packet::PortPacket::default();
         self.0.process.vcpu_enter_into(self.0.value, &mut packet)?;
@@ -145,7 +145,7 @@ impl<'p> Vcpu<'p> {
 
     /// Belfry extension: sets general-purpose register `index` (0..=30) to `value` and runs
     /// the guest, in one call (an emulated load's completion and the next entry).
-    #[inline]
+    #[inline(always)]
     pub fn enter_with_register(&self, index: u8, value: u64) -> ZxResult<Packet> {
         let mut packet = crate::object::packet::PortPacket::default();
         self.0.process.vcpu_enter_with_register_into(self.0.value, index, value, &mut packet)?;

@@ -124,7 +124,7 @@ impl FaultView {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     /// Carries [`FaultView::completion`] out on `vcpu` and runs the guest again: one call (a
     /// load's register written with the entry, `enter_with_register`; three for a restart).
     pub fn finish_and_enter(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult<el2::object::packet::Packet> {

@@ -707,7 +707,7 @@ impl Vcpu {
 
     /// Handles an access stage 2 did not satisfy; `true` (its packet in `out`) leaves `enter`.
     /// Inline: a MEM trap's packet is built in the run loop; the rest is out of line.
-    #[inline]
+    #[inline(always)]
     fn on_access(&self, context: &mut Context, address: u64, access: Access, out: &mut PortPacket) -> ZxResult<bool> {
         context.traps.current();
         // Borrowed, not cloned: only other fields of `context` change while the trap is in use.
