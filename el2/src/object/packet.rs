@@ -183,7 +183,8 @@ impl PortPacket {
         Self { key, packet_type: PKT_TYPE_GUEST_VCPU, status: 0, payload: body }
     }
 
-    /// The typed view.
+    /// The typed view (inline: a VMM's loop matches on it at once).
+    #[inline(always)]
     pub fn decode(&self) -> Packet {
         let key = self.key;
         match self.packet_type {

@@ -454,42 +454,17 @@ fn decode(context: &mut Context, kind: u64, signals: &Signals) -> Exit {
     }
     let esr = Esr(ESR_EL2.get());
     context.arch.instruction_len = if esr.is_32bit_instruction() { 4 } else { 2 };
-    let ipa = fault_ipa();
+    // The data abort first, without the class table: every MEM exit and page fault is one.
+    if esr.class_bits() == ExceptionClass::DataAbortLowerEl.bits() {
+        return decode_data_abort(context, esr);
+    }
+    let far = FAR_EL2.get();
+    let ipa = fault_ipa(far);
     let unhandled = Exit::Unhandled { class: esr.class_bits(), syndrome: esr.iss(), pc: context.pc };
     match esr.class() {
-        ExceptionClass::DataAbortLowerEl => {
-            let abort = DataAbort::from_iss(esr.iss());
-            if !is_stage2_fault(abort.status) {
-                return unhandled;
-            }
-            if abort.stage1_walk {
-                return Exit::TableWalk { address: ipa, far: FAR_EL2.get(), write: abort.write };
-            }
-            if !abort.syndrome_valid {
-                return Exit::AccessWithoutSyndrome {
-                    address: ipa,
-                    write: abort.write,
-                    pc_address: guest_pc_address(context.arch.el1_current(), context.pc),
-                    aarch32: context.arch.pstate & AARCH32_STATE != 0,
-                    far: FAR_EL2.get(),
-                };
-            }
-            let value = if abort.write { context.state.register(abort.register) } else { 0 };
-            let value =
-                if abort.access_size == 8 { value } else { value & ((1 << (8 * u64::from(abort.access_size))) - 1) };
-            let access = Access {
-                write: abort.write,
-                size: abort.access_size,
-                register: abort.register,
-                sign_extend: abort.sign_extend,
-                sixty_four_bit: abort.sixty_four_bit_register,
-                value,
-                far: FAR_EL2.get(),
-            };
-            Exit::Access { address: ipa, access }
-        }
+        ExceptionClass::DataAbortLowerEl => decode_data_abort(context, esr),
         ExceptionClass::InstructionAbortLowerEl => match esr.instruction_abort_status() {
-            Some(status) if is_stage2_fault(status) => Exit::InstructionFetch { address: ipa, far: FAR_EL2.get() },
+            Some(status) if is_stage2_fault(status) => Exit::InstructionFetch { address: ipa, far },
             _ => unhandled,
         },
         ExceptionClass::HvcAarch64 => Exit::Hypercall { smc: false },
@@ -694,7 +669,7 @@ unsafe extern "C" fn belfry_short_doorbell(counts: *mut ExitCounts, traps: *mut 
     if !store || !esr.is_32bit_instruction() || SPSR_EL2.get() & AARCH32_STATE != 0 {
         return 1;
     }
-    let ipa = fault_ipa();
+    let ipa = fault_ipa(FAR_EL2.get());
     let Some(woke) = traps.ring_in_place(ipa) else { return 1 };
     counts.count(ExitKind::Trap);
     skip_in_place();
@@ -787,8 +762,45 @@ fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
 /// The guest-physical address of the stage-2 fault being taken: HPFAR_EL2's page and
 /// FAR_EL2's offset in it.
 #[inline(always)]
-fn fault_ipa() -> u64 {
-    ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (FAR_EL2.get() & 0xfff)
+/// The faulting IPA: HPFAR_EL2's page and the page offset of `far` (FAR_EL2).
+fn fault_ipa(far: u64) -> u64 {
+    ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff)
+}
+
+/// [`decode`] of a data abort from the guest (EC 0x24): a stage-2 fault is an access to
+/// emulate or a page to map; anything else is unhandled.
+#[inline(always)]
+fn decode_data_abort(context: &mut Context, esr: Esr) -> Exit {
+    let far = FAR_EL2.get();
+    let ipa = fault_ipa(far);
+    let abort = DataAbort::from_iss(esr.iss());
+    if !is_stage2_fault(abort.status) {
+        return Exit::Unhandled { class: esr.class_bits(), syndrome: esr.iss(), pc: context.pc };
+    }
+    if abort.stage1_walk {
+        return Exit::TableWalk { address: ipa, far, write: abort.write };
+    }
+    if !abort.syndrome_valid {
+        return Exit::AccessWithoutSyndrome {
+            address: ipa,
+            write: abort.write,
+            pc_address: guest_pc_address(context.arch.el1_current(), context.pc),
+            aarch32: context.arch.pstate & AARCH32_STATE != 0,
+            far,
+        };
+    }
+    let value = if abort.write { context.state.register(abort.register) } else { 0 };
+    let value = if abort.access_size == 8 { value } else { value & ((1 << (8 * u64::from(abort.access_size))) - 1) };
+    let access = Access {
+        write: abort.write,
+        size: abort.access_size,
+        register: abort.register,
+        sign_extend: abort.sign_extend,
+        sixty_four_bit: abort.sixty_four_bit_register,
+        value,
+        far,
+    };
+    Exit::Access { address: ipa, access }
 }
 
 fn is_stage2_fault(status: FaultStatus) -> bool {
