@@ -128,6 +128,9 @@ pub struct VcpuArch {
     /// does, its entries leave HCR_EL2.API and APK clear, so its first use traps
     /// ([`first_pauth_use`]), and its keys are neither loaded nor saved.
     pauth_used: bool,
+    /// HCR_EL2 for this VCPU's entries: [`GUEST_HCR`], with API and APK once `pauth_used`
+    /// (kept here so an entry loads one word instead of building and choosing a constant).
+    hcr: u64,
     /// The guest's EL1 physical timer, emulated.
     ptimer: crate::ptimer::PhysicalTimer,
     /// An UNDEF has been injected for a missing register and logged (once per VCPU).
@@ -157,6 +160,7 @@ impl VcpuArch {
             vdisr: 0,
             pauth: Box::default(),
             pauth_used: false,
+            hcr: GUEST_HCR,
             ptimer: crate::ptimer::PhysicalTimer::default(),
             undef_logged: false,
             debug: Box::default(),
@@ -337,8 +341,9 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     let fp_live = slot.fp.load(Ordering::Relaxed) == &*context.arch.fp as *const FpState as usize;
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
-    // Pointer authentication is the guest's once it has used it (`first_pauth_use`).
-    let pauth = context.arch.pauth_used && world::has_pauth();
+    // Pointer authentication is the guest's once it has used it (`first_pauth_use`, which
+    // marks only a CPU with FEAT_PAuth).
+    let pauth = context.arch.pauth_used;
     let ras = world::has_ras();
     let resume = slot.resumable.load(Ordering::Relaxed) == me
         && slot.el1.load(Ordering::Relaxed) == me
@@ -347,7 +352,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         && !crate::irq::virtual_timer_ppi_masked(cpu);
     let loaded = !resume && prepare(context, signals, pauth, ras);
     let setup = world::EntrySetup {
-        hcr: if pauth { GUEST_HCR | GUEST_HCR_PAUTH } else { GUEST_HCR },
+        hcr: context.arch.hcr,
         mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
         cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
         sp_el1: context.state.sp,
@@ -713,6 +718,7 @@ fn first_pauth_use(context: &mut Context, esr: Esr) -> Exit {
         return undefined(context, esr);
     }
     context.arch.pauth_used = true;
+    context.arch.hcr = GUEST_HCR | GUEST_HCR_PAUTH;
     Exit::Emulated
 }
 
