@@ -79,9 +79,12 @@ impl Signals {
         self.wake.notify_all();
     }
 
-    /// The VCPU's thread: consumes an outstanding kick.
+    /// The VCPU's thread: consumes an outstanding kick. A plain load first: every entry asks,
+    /// and a kick is rare; only a kick seen is consumed, by the swap (a kick that lands between
+    /// the two is consumed with it: one kick and the next are the same CANCELED).
+    #[inline]
     pub fn take_kick(&self) -> bool {
-        self.kicked.swap(false, Ordering::AcqRel)
+        self.kicked.load(Ordering::Acquire) && self.kicked.swap(false, Ordering::AcqRel)
     }
 
     /// Whether a kick is outstanding.
