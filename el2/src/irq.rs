@@ -219,13 +219,12 @@ impl TimerPpi {
     }
 }
 
-/// Whether the virtual timer's physical PPI on CPU `cpu` (this one) was last set Masked, or
+/// Whether the virtual timer's physical PPI on this CPU was last set Masked, or
 /// never set: then a timer that fires while EL2 runs does not exit the guest, so an entry
 /// must look at the timer itself.
-pub fn virtual_timer_ppi_masked(cpu: usize) -> bool {
-    TIMER_PPI_STATE.get(cpu).is_none_or(|state| {
-        !matches!(TimerPpi::from_u8(state.load(Ordering::Relaxed)), Some(TimerPpi::Armed | TimerPpi::Forwarded))
-    })
+pub fn virtual_timer_ppi_masked() -> bool {
+    let state = cpu::this(&TIMER_PPI_STATE).load(Ordering::Relaxed);
+    !matches!(TimerPpi::from_u8(state), Some(TimerPpi::Armed | TimerPpi::Forwarded))
 }
 
 /// Sets the virtual timer's physical PPI on this CPU to `state`, writing only what differs

@@ -335,7 +335,6 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         // the next one (PSTATE.SS clear: active-pending), as after any instruction.
         context.arch.pstate &= !SPSR_SS;
     }
-    let cpu = cpu::index();
     let slot = this_cpu_loaded();
     let me = context.arch.el1_address();
     let fp_live = slot.fp.load(Ordering::Relaxed) == &*context.arch.fp as *const FpState as usize;
@@ -349,7 +348,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         && slot.el1.load(Ordering::Relaxed) == me
         && signals.quiet()
         && !context.arch.ptimer.enabled()
-        && !crate::irq::virtual_timer_ppi_masked(cpu);
+        && !crate::irq::virtual_timer_ppi_masked();
     let loaded = !resume && prepare(context, signals, pauth, ras);
     let setup = world::EntrySetup {
         hcr: context.arch.hcr,
