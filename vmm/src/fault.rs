@@ -24,21 +24,38 @@ pub enum Resume {
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultView {
-    packet: GuestMemPacket,
+    /// The packet's fields a VMM asks about (not the packet itself: the view is kept from one
+    /// entry to the next, and a smaller one is cheaper to keep).
+    addr: u64,
     ip: u64,
     data: u64,
+    size: u8,
+    sign_extend: bool,
+    xt: u8,
+    read: bool,
+    sixty_four_bit: bool,
     resume: Resume,
 }
 
 impl FaultView {
     /// The view of `packet`, for an instruction at guest address `ip`.
     pub fn new(packet: GuestMemPacket, ip: u64) -> Self {
-        Self { packet, ip, data: packet.data, resume: Resume::Advance }
+        Self {
+            addr: packet.addr,
+            ip,
+            data: packet.data,
+            size: packet.access_size,
+            sign_extend: packet.sign_extend,
+            xt: packet.xt,
+            read: packet.read,
+            sixty_four_bit: packet.sixty_four_bit(),
+            resume: Resume::Advance,
+        }
     }
 
     /// `get_vcpu_fault_address`.
     pub fn address(&self) -> u64 {
-        self.packet.addr
+        self.addr
     }
 
     /// `get_vcpu_fault_ip`.
@@ -53,12 +70,12 @@ impl FaultView {
 
     /// `get_vcpu_fault_size`, in bytes.
     pub fn size(&self) -> u8 {
-        self.packet.access_size
+        self.size
     }
 
     /// `is_vcpu_read_fault`.
     pub fn is_read(&self) -> bool {
-        self.packet.read
+        self.read
     }
 
     /// `get_vcpu_fault_data_mask`: the bytes of the aligned 64-bit word the access covers.
@@ -102,8 +119,8 @@ impl FaultView {
     pub fn read_result(&self) -> u64 {
         let bits = 8 * u32::from(self.size().clamp(1, 8));
         let mut value = if bits == 64 { self.data } else { self.data & ((1 << bits) - 1) };
-        let sixty_four = self.packet.sixty_four_bit();
-        if self.packet.sign_extend && bits < 64 {
+        let sixty_four = self.sixty_four_bit;
+        if self.sign_extend && bits < 64 {
             let shift = 64 - bits;
             value = (((value << shift) as i64) >> shift) as u64;
         }
@@ -118,8 +135,8 @@ impl FaultView {
     /// and only a restart (the instruction runs again) changes the control state.
     pub fn completion(&self) -> Completion {
         match self.resume {
-            Resume::Advance if !self.is_read() || self.packet.xt >= 31 => Completion::Nothing,
-            Resume::Advance => Completion::Register { index: self.packet.xt, value: self.read_result() },
+            Resume::Advance if !self.is_read() || self.xt >= 31 => Completion::Nothing,
+            Resume::Advance => Completion::Register { index: self.xt, value: self.read_result() },
             Resume::Restart => Completion::Restart,
         }
     }
