@@ -764,10 +764,9 @@ fn guest_pc_address(el1: &world::El1State, pc: u64) -> Option<u64> {
     (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (pc & 0xfff))
 }
 
-/// The guest-physical address of the stage-2 fault being taken: HPFAR_EL2's page and
-/// FAR_EL2's offset in it.
+/// The guest-physical address of the stage-2 fault being taken: HPFAR_EL2's page and the
+/// offset in it of `far` (FAR_EL2, which the caller has read).
 #[inline(always)]
-/// The faulting IPA: HPFAR_EL2's page and the page offset of `far` (FAR_EL2).
 fn fault_ipa(far: u64) -> u64 {
     ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff)
 }
