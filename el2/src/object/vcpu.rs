@@ -715,8 +715,9 @@ impl Vcpu {
             return self.on_memory_fault(context, address, access);
         };
         context.exits.count(ExitKind::Trap);
-        if trap.kind != TrapKind::Mem {
-            return self.on_bell(trap, &mut context.skip_instruction, address, access);
+        match trap.kind {
+            TrapKind::Bell => return self.on_bell(trap, &mut context.skip_instruction, address, access),
+            TrapKind::Mem => {}
         }
         context.skip_instruction = true;
         let mem = GuestMemPacket {
