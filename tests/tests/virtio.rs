@@ -93,7 +93,9 @@ fn two_linux_vms_on_a_virtio_net_link_on_every_board() {
             ("console left: BOOT-OK", "until ping -c 1 -W 1 10.0.0.2 >/dev/null 2>&1; do :; done; echo peer-up\n"),
             ("console left: peer-up", "\x01n"),
             ("console: input goes to vm right", "nc -l -p 5000 | sha256sum; echo received\n"),
-            ("nc -l -p 5000", "\x01n"),
+            // The whole command echoed before the switch (what was typed still goes to right
+            // after it, however slowly right takes its input).
+            ("nc -l -p 5000 | sha256sum; echo received", "\x01n"),
             (
                 "console: input goes to vm left",
                 "ping -q -c 1000 -i 0.01 10.0.0.2 | grep transmitted; \

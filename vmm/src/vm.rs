@@ -724,14 +724,16 @@ const TICK_NS: i64 = 10_000_000;
 /// Ctrl-A: the console's escape key. Ctrl-A n gives the next VM the input; Ctrl-A Ctrl-A types
 /// a Ctrl-A.
 const ESCAPE: u8 = 0x01;
-/// Input held back while the focused VM's receive FIFO is full (then more is dropped).
+/// Input held back per VM while its receive FIFO is full (then more is dropped).
 const INPUT_BACKLOG: usize = 4096;
 
-/// Where the user's keystrokes go: the focused VM, and input it has not taken yet.
+/// Where the user's keystrokes go: the focused VM, and the input each VM has not taken yet
+/// (by its index in the bundle). What was typed before a Ctrl-A n still goes to the VM it was
+/// typed to, however slowly that VM takes it; the next VM's input does not wait for it.
 struct Input {
     focus: usize,
     escaped: bool,
-    backlog: alloc::collections::VecDeque<u8>,
+    backlogs: alloc::collections::BTreeMap<usize, alloc::collections::VecDeque<u8>>,
 }
 
 impl Input {
@@ -744,7 +746,6 @@ impl Input {
                 (false, ESCAPE) => self.escaped = true,
                 (true, b'n') => {
                     self.escaped = false;
-                    self.backlog.clear();
                     if !running.is_empty() {
                         self.focus = (self.focus + 1) % running.len();
                         defmt::info!("console: input goes to vm {=str}", &*running[self.focus].1.name);
@@ -753,26 +754,33 @@ impl Input {
                 (escaped, byte) => {
                     self.escaped = false;
                     if escaped && byte != ESCAPE {
-                        self.push(ESCAPE);
+                        self.push(running, ESCAPE);
                     }
-                    self.push(byte);
+                    self.push(running, byte);
                 }
             }
         }
-        let Some((_, vm)) = running.get(self.focus % running.len().max(1)) else { return };
-        while !self.backlog.is_empty() {
-            let (front, _) = self.backlog.as_slices();
-            let taken = vm.console_input(front);
-            if taken == 0 {
-                break;
+        // A VM that has stopped takes nothing more.
+        self.backlogs.retain(|index, _| running.iter().any(|(i, _)| i == index));
+        for (index, vm) in running {
+            let Some(backlog) = self.backlogs.get_mut(index) else { continue };
+            while !backlog.is_empty() {
+                let (front, _) = backlog.as_slices();
+                let taken = vm.console_input(front);
+                if taken == 0 {
+                    break;
+                }
+                backlog.drain(..taken.min(backlog.len()));
             }
-            self.backlog.drain(..taken.min(self.backlog.len()));
         }
     }
 
-    fn push(&mut self, byte: u8) {
-        if self.backlog.len() < INPUT_BACKLOG {
-            self.backlog.push_back(byte);
+    /// Queues `byte` for the focused VM (none running: dropped).
+    fn push(&mut self, running: &[(usize, Arc<Vm>)], byte: u8) {
+        let Some((index, _)) = running.get(self.focus % running.len().max(1)) else { return };
+        let backlog = self.backlogs.entry(*index).or_default();
+        if backlog.len() < INPUT_BACKLOG {
+            backlog.push_back(byte);
         }
     }
 }
@@ -829,7 +837,7 @@ pub fn run_bundle(blob: &'static [u8], process: &'static Process, resource: u32,
     if let Some((_, vm)) = running.first() {
         defmt::info!("console: input goes to vm {=str} (Ctrl-A n: the next VM)", &*vm.name);
     }
-    let mut input = Input { focus: 0, escaped: false, backlog: alloc::collections::VecDeque::new() };
+    let mut input = Input { focus: 0, escaped: false, backlogs: alloc::collections::BTreeMap::new() };
     while !running.is_empty() {
         let ticket = ENDED.ticket();
         input.poll(&running);
