@@ -7,7 +7,8 @@
 //! guest memory, a charged VMO written through its checked accessors -> [`devicetree`], the tree
 //! the guest boots with -> [`bus`], the MMIO devices behind one trait with their interrupt lines
 //! ([`pl011`]; the GIC [`distributor`] model is the interrupt sink) -> [`vm`], one serving loop
-//! per VCPU, where a MEM exit becomes a device access through the seL4-style [`fault`] view.
+//! per VCPU, where a MEM exit becomes a device access through the seL4-style [`fault`] view;
+//! the user's keystrokes reach the VMs through [`console_input`].
 //! [`virtqueue`] is how a virtio device reads the driver's requests out of guest memory and
 //! returns them, every index and address the guest wrote checked (the devices behind it are
 //! still to come).
@@ -23,6 +24,7 @@
 extern crate alloc;
 
 pub mod bus;
+pub mod console_input;
 #[cfg(target_os = "none")]
 pub mod devices;
 pub mod devicetree;

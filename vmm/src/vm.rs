@@ -12,6 +12,7 @@
 //! powered off, or builds it again from the bundle. CPU_OFF ends only its VCPU.
 
 use crate::bus::{Bus, Device, Trigger};
+use crate::console_input::Input;
 use crate::devices::{self, Backend, GuestRam, Peer, Virtio, VmoStore, Window};
 use crate::devicetree::{self, Description};
 use crate::distributor::{Action, Distributor, Version};
@@ -721,68 +722,13 @@ static ENDED: el2::thread::WaitQueue = el2::thread::WaitQueue::new();
 static NEXT_MAC: AtomicU8 = AtomicU8::new(1);
 /// The runner's period: console input, idle console output, stopped VMs (10 ms).
 const TICK_NS: i64 = 10_000_000;
-/// Ctrl-A: the console's escape key. Ctrl-A n gives the next VM the input; Ctrl-A Ctrl-A types
-/// a Ctrl-A.
-const ESCAPE: u8 = 0x01;
-/// Input held back per VM while its receive FIFO is full (then more is dropped).
-const INPUT_BACKLOG: usize = 4096;
-
-/// Where the user's keystrokes go: the focused VM, and the input each VM has not taken yet
-/// (by its index in the bundle). What was typed before a Ctrl-A n still goes to the VM it was
-/// typed to, however slowly that VM takes it; the next VM's input does not wait for it.
-struct Input {
-    focus: usize,
-    escaped: bool,
-    backlogs: alloc::collections::BTreeMap<usize, alloc::collections::VecDeque<u8>>,
-}
-
-impl Input {
-    /// Reads the board's console and hands what was typed to the focused VM of `running`.
-    fn poll(&mut self, running: &[(usize, Arc<Vm>)]) {
-        let mut buffer = [0u8; 256];
-        let count = el2::console::read(&mut buffer);
-        for &byte in &buffer[..count] {
-            match (self.escaped, byte) {
-                (false, ESCAPE) => self.escaped = true,
-                (true, b'n') => {
-                    self.escaped = false;
-                    if !running.is_empty() {
-                        self.focus = (self.focus + 1) % running.len();
-                        defmt::info!("console: input goes to vm {=str}", &*running[self.focus].1.name);
-                    }
-                }
-                (escaped, byte) => {
-                    self.escaped = false;
-                    if escaped && byte != ESCAPE {
-                        self.push(running, ESCAPE);
-                    }
-                    self.push(running, byte);
-                }
-            }
-        }
-        // A VM that has stopped takes nothing more.
-        self.backlogs.retain(|index, _| running.iter().any(|(i, _)| i == index));
-        for (index, vm) in running {
-            let Some(backlog) = self.backlogs.get_mut(index) else { continue };
-            while !backlog.is_empty() {
-                let (front, _) = backlog.as_slices();
-                let taken = vm.console_input(front);
-                if taken == 0 {
-                    break;
-                }
-                backlog.drain(..taken.min(backlog.len()));
-            }
-        }
-    }
-
-    /// Queues `byte` for the focused VM (none running: dropped).
-    fn push(&mut self, running: &[(usize, Arc<Vm>)], byte: u8) {
-        let Some((index, _)) = running.get(self.focus % running.len().max(1)) else { return };
-        let backlog = self.backlogs.entry(*index).or_default();
-        if backlog.len() < INPUT_BACKLOG {
-            backlog.push_back(byte);
-        }
-    }
+/// Reads the board's console and hands what was typed to the VMs of `running`
+/// ([`crate::console_input`]: the focused VM, a backlog per VM).
+fn poll_input(input: &mut Input, running: &[(usize, Arc<Vm>)]) {
+    let mut buffer = [0u8; 256];
+    let count = el2::console::read(&mut buffer);
+    input.feed(&buffer[..count], running, |vm| defmt::info!("console: input goes to vm {=str}", &*vm.name));
+    input.drain(running, |vm, bytes| vm.console_input(bytes));
 }
 
 /// Joins the network cards of the running VMs that name the same link, two per link (a third
@@ -837,10 +783,10 @@ pub fn run_bundle(blob: &'static [u8], process: &'static Process, resource: u32,
     if let Some((_, vm)) = running.first() {
         defmt::info!("console: input goes to vm {=str} (Ctrl-A n: the next VM)", &*vm.name);
     }
-    let mut input = Input { focus: 0, escaped: false, backlogs: alloc::collections::BTreeMap::new() };
+    let mut input = Input::new();
     while !running.is_empty() {
         let ticket = ENDED.ticket();
-        input.poll(&running);
+        poll_input(&mut input, &running);
         for (_, vm) in &running {
             vm.tick();
         }
