@@ -141,9 +141,9 @@ impl FaultView {
         }
     }
 
-    #[inline(always)]
     /// Carries [`FaultView::completion`] out on `vcpu` and runs the guest again: one call (a
     /// load's register written with the entry, `enter_with_register`; three for a restart).
+    #[inline(always)]
     pub fn finish_and_enter(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult<el2::object::packet::Packet> {
         match self.completion() {
             Completion::Register { index, value } => vcpu.enter_with_register(index, value),
