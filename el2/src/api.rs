@@ -138,18 +138,30 @@ impl<'p> Vcpu<'p> {
     /// Runs the guest until it needs the VMM.
     #[inline(always)]
     pub fn enter(&self) -> ZxResult<Packet> {
-        let mut packet = crate::object::packet::PortPacket::default();
+        Ok(self.enter_packet()?.decode())
+    }
+
+    /// [`Vcpu::enter`]'s packet as `zx_vcpu_enter` writes it (`zx_port_packet_t`), undecoded.
+    #[inline(always)]
+    pub fn enter_packet(&self) -> ZxResult<PortPacket> {
+        let mut packet = PortPacket::default();
         self.0.process.vcpu_enter_into(self.0.value, &mut packet)?;
-        Ok(packet.decode())
+        Ok(packet)
     }
 
     /// Belfry extension: sets general-purpose register `index` (0..=30) to `value` and runs
     /// the guest, in one call (an emulated load's completion and the next entry).
     #[inline(always)]
     pub fn enter_with_register(&self, index: u8, value: u64) -> ZxResult<Packet> {
-        let mut packet = crate::object::packet::PortPacket::default();
+        Ok(self.enter_with_register_packet(index, value)?.decode())
+    }
+
+    /// [`Vcpu::enter_with_register`]'s packet undecoded ([`Vcpu::enter_packet`]).
+    #[inline(always)]
+    pub fn enter_with_register_packet(&self, index: u8, value: u64) -> ZxResult<PortPacket> {
+        let mut packet = PortPacket::default();
         self.0.process.vcpu_enter_with_register_into(self.0.value, index, value, &mut packet)?;
-        Ok(packet.decode())
+        Ok(packet)
     }
 
     pub fn kick(&self) -> ZxResult {

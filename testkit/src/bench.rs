@@ -10,7 +10,7 @@
 
 use crate::guests;
 use crate::machine::{GICD_KEY, GUEST_GICD};
-use crate::suite::{call, check, fixture, is_exit, join, Failure, Outcome};
+use crate::suite::{call, check, fixture, join, Failure, Outcome, EXIT_TEST_ADDR};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use el2::api::{Port, Vcpu};
@@ -84,9 +84,9 @@ fn start_companion(process: &'static Process, guest: u32, cpu: usize) -> Result<
             // Runs until kicked; a MEM packet (the switch partner's store) is completed, then the
             // CPU is yielded to VCPU 0's thread.
             let vcpu = Vcpu(el2::api::OwnedHandle::new(process, vcpu));
-            while let Ok(packet) = vcpu.enter() {
-                if let Packet::Mem { mem, .. } = packet {
-                    if vmm::fault::FaultView::new(mem, 0).finish(&vcpu).is_err() {
+            while let Ok(packet) = vcpu.enter_packet() {
+                if let Some(view) = vmm::fault::FaultView::of(&packet, 0) {
+                    if view.finish(&vcpu).is_err() {
                         return;
                     }
                     el2::thread::yield_now();
@@ -174,22 +174,22 @@ fn measure(process: &'static Process, resource: u32, path: &Path) -> Result<Cost
     loop {
         let entered = vmm::fault::enter_after(served.take(), &vcpu);
         let packet = call("vcpu_enter", entered)?;
-        if is_exit(&packet) {
-            break;
-        }
-        let mem = match packet {
-            Packet::VcpuInterrupt { mask, vector, .. } => {
+        // A MEM exit is read from the packet's words; anything else is decoded.
+        let Some(mut view) = vmm::fault::FaultView::of(&packet, 0) else {
+            match packet.decode() {
                 // VCPU 0's SGI to VCPU 1 (ICC_SGI1R_EL1).
-                if mask & 0b10 != 0 {
-                    call("vcpu_interrupt", process.vcpu_interrupt(partner, u32::from(vector)))?;
+                Packet::VcpuInterrupt { mask, vector, .. } => {
+                    if mask & 0b10 != 0 {
+                        call("vcpu_interrupt", process.vcpu_interrupt(partner, u32::from(vector)))?;
+                    }
+                    continue;
                 }
-                continue;
+                _ => return Err(Failure::Mismatch("a MEM or INTERRUPT packet")),
             }
-            Packet::Mem { mem, .. } => mem,
-            _ => return Err(Failure::Mismatch("a MEM or INTERRUPT packet")),
         };
-        let mut view = vmm::fault::FaultView::new(mem, 0);
         match view.address() {
+            // The guest's end (`suite::is_exit`).
+            EXIT_TEST_ADDR if packet.key == 0 && !view.is_read() => break,
             MARK_ADDR => {
                 // Read at the marks only (the same point of each), not on every packet: the
                 // counter's own instructions are no part of any path.

@@ -15,7 +15,7 @@ use vmm::fault::FaultView;
 
 const PAGE: u64 = 4096;
 const GUEST_MEMORY: u64 = 16 << 20;
-const EXIT_TEST_ADDR: u64 = 0xfff000;
+pub(crate) const EXIT_TEST_ADDR: u64 = 0xfff000;
 const TRAP_ADDR: u64 = 0xffe000;
 const TRAP_KEY: u64 = 0x1234;
 const RWX: u32 = VM_PERM_READ | VM_PERM_WRITE | VM_PERM_EXECUTE;
@@ -490,7 +490,7 @@ fn serve_device(vcpu: &Vcpu<'_>, writes: &mut [(u64, u8, u64)], write_count: &mu
     let mut served: Option<FaultView> = None;
     loop {
         let entered = vmm::fault::enter_after(served.take(), vcpu);
-        let packet = call("vcpu_enter", entered)?;
+        let packet = call("vcpu_enter", entered)?.decode();
         let Packet::Mem { key, mem } = packet else { return Err(Failure::Mismatch("a MEM packet")) };
         if key == 0 {
             return Ok(reads);
@@ -1594,7 +1594,7 @@ fn timer_during_mem(process: &Process, resource: u32) -> Outcome {
     let mut accesses = 0u64;
     loop {
         let entered = vmm::fault::enter_after(served.take(), &vcpu);
-        let packet = call("vcpu_enter", entered)?;
+        let packet = call("vcpu_enter", entered)?.decode();
         if is_exit(&packet) {
             break;
         }

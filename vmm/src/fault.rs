@@ -10,7 +10,8 @@
 //! the load asks (SSE) to 32 or 64 bits (SF), a 32-bit register's upper half is cleared, and
 //! register 31 (XZR) drops the value.
 
-use el2::object::packet::GuestMemPacket;
+use el2::object::packet::{GuestMemPacket, PortPacket, PKT_TYPE_GUEST_MEM};
+use el2::object::ZxResult;
 
 /// What happens to the faulting instruction when the VCPU resumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,33 +25,35 @@ pub enum Resume {
 /// See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultView {
-    /// The packet's fields a VMM asks about (not the packet itself: the view is kept from one
-    /// entry to the next, and a smaller one is cheaper to keep).
+    /// The packet's words a VMM asks about, as EL2 wrote them (not a decoded copy: the view is
+    /// built at every MEM exit and kept from one entry to the next): the address, the data,
+    /// and the control word (size, sign extension, register, read and 64-bit flags in bytes
+    /// 0..5, [`RESTART`] in bit 63, which a packet never sets).
     addr: u64,
     ip: u64,
     data: u64,
-    size: u8,
-    sign_extend: bool,
-    xt: u8,
-    read: bool,
-    sixty_four_bit: bool,
-    resume: Resume,
+    control: u64,
 }
+
+/// [`FaultView::restart`]'s mark in the control word (a packet's reserved padding).
+const RESTART: u64 = 1 << 63;
 
 impl FaultView {
     /// The view of `packet`, for an instruction at guest address `ip`.
     pub fn new(packet: GuestMemPacket, ip: u64) -> Self {
-        Self {
-            addr: packet.addr,
+        Self { addr: packet.addr, ip, data: packet.data, control: packet.control_word() & !RESTART }
+    }
+
+    /// The view of a MEM packet as `zx_vcpu_enter` wrote it (`None`: another type): read
+    /// straight from its words, so a VMM's serving loop need not decode every exit.
+    #[inline(always)]
+    pub fn of(packet: &PortPacket, ip: u64) -> Option<Self> {
+        (packet.packet_type == PKT_TYPE_GUEST_MEM).then_some(Self {
+            addr: packet.payload[0],
             ip,
-            data: packet.data,
-            size: packet.access_size,
-            sign_extend: packet.sign_extend,
-            xt: packet.xt,
-            read: packet.read,
-            sixty_four_bit: packet.sixty_four_bit(),
-            resume: Resume::Advance,
-        }
+            data: packet.payload[2],
+            control: packet.payload[1] & !RESTART,
+        })
     }
 
     /// `get_vcpu_fault_address`.
@@ -70,12 +73,25 @@ impl FaultView {
 
     /// `get_vcpu_fault_size`, in bytes.
     pub fn size(&self) -> u8 {
-        self.size
+        self.control as u8
     }
 
     /// `is_vcpu_read_fault`.
     pub fn is_read(&self) -> bool {
-        self.read
+        (self.control >> 24) as u8 != 0
+    }
+
+    /// The load's destination register (31: XZR).
+    fn register(&self) -> u8 {
+        (self.control >> 16) as u8
+    }
+
+    fn sign_extend(&self) -> bool {
+        (self.control >> 8) as u8 != 0
+    }
+
+    fn sixty_four_bit(&self) -> bool {
+        (self.control >> 32) as u8 == 1
     }
 
     /// `get_vcpu_fault_data_mask`: the bytes of the aligned 64-bit word the access covers.
@@ -102,25 +118,29 @@ impl FaultView {
 
     /// `advance_vcpu_fault`: skip the instruction (the default).
     pub fn advance(&mut self) {
-        self.resume = Resume::Advance;
+        self.control &= !RESTART;
     }
 
     /// `restart_vcpu_fault`: execute the instruction again.
     pub fn restart(&mut self) {
-        self.resume = Resume::Restart;
+        self.control |= RESTART;
     }
 
     /// How the VCPU resumes.
     pub fn resume(&self) -> Resume {
-        self.resume
+        if self.control & RESTART != 0 {
+            Resume::Restart
+        } else {
+            Resume::Advance
+        }
     }
 
     /// The register value a read leaves in `x[xt]`.
     pub fn read_result(&self) -> u64 {
         let bits = 8 * u32::from(self.size().clamp(1, 8));
         let mut value = if bits == 64 { self.data } else { self.data & ((1 << bits) - 1) };
-        let sixty_four = self.sixty_four_bit;
-        if self.sign_extend && bits < 64 {
+        let sixty_four = self.sixty_four_bit();
+        if self.sign_extend() && bits < 64 {
             let shift = 64 - bits;
             value = (((value << shift) as i64) >> shift) as u64;
         }
@@ -134,9 +154,9 @@ impl FaultView {
     /// store that advances needs nothing, a load that advances its register (nothing for XZR),
     /// and only a restart (the instruction runs again) changes the control state.
     pub fn completion(&self) -> Completion {
-        match self.resume {
-            Resume::Advance if !self.is_read() || self.xt >= 31 => Completion::Nothing,
-            Resume::Advance => Completion::Register { index: self.xt, value: self.read_result() },
+        match self.resume() {
+            Resume::Advance if !self.is_read() || self.register() >= 31 => Completion::Nothing,
+            Resume::Advance => Completion::Register { index: self.register(), value: self.read_result() },
             Resume::Restart => Completion::Restart,
         }
     }
@@ -144,13 +164,13 @@ impl FaultView {
     /// Carries [`FaultView::completion`] out on `vcpu` and runs the guest again: one call (a
     /// load's register written with the entry, `enter_with_register`; three for a restart).
     #[inline(always)]
-    pub fn finish_and_enter(&self, vcpu: &el2::api::Vcpu<'_>) -> el2::object::ZxResult<el2::object::packet::Packet> {
+    pub fn finish_and_enter(&self, vcpu: &el2::api::Vcpu<'_>) -> ZxResult<PortPacket> {
         match self.completion() {
-            Completion::Register { index, value } => vcpu.enter_with_register(index, value),
-            Completion::Nothing => vcpu.enter(),
+            Completion::Register { index, value } => vcpu.enter_with_register_packet(index, value),
+            Completion::Nothing => vcpu.enter_packet(),
             Completion::Restart => {
                 self.finish(vcpu)?;
-                vcpu.enter()
+                vcpu.enter_packet()
             }
         }
     }
@@ -171,15 +191,13 @@ impl FaultView {
 
 /// Runs the guest again, completing with the entry the access served last, if any
 /// ([`FaultView::finish_and_enter`]); with none, a plain `enter`. A VMM's serving loop keeps
-/// the view of the access it served and hands it here.
+/// the view of the access it served and hands it here. The packet is returned as EL2 wrote
+/// it: a MEM packet is looked at with [`FaultView::of`], any other with `decode`.
 #[inline]
-pub fn enter_after(
-    served: Option<FaultView>,
-    vcpu: &el2::api::Vcpu<'_>,
-) -> el2::object::ZxResult<el2::object::packet::Packet> {
+pub fn enter_after(served: Option<FaultView>, vcpu: &el2::api::Vcpu<'_>) -> ZxResult<PortPacket> {
     match served {
         Some(view) => view.finish_and_enter(vcpu),
-        None => vcpu.enter(),
+        None => vcpu.enter_packet(),
     }
 }
 
@@ -250,6 +268,27 @@ mod tests {
         assert_eq!(restart.completion(), Completion::Restart, "restart re-executes; nothing written");
         let store = FaultView::new(GuestMemPacket { addr: 0xffe000, access_size: 4, data: 5, ..Default::default() }, 0);
         assert_eq!(store.completion(), Completion::Nothing, "a store is already done");
+    }
+
+    #[test]
+    fn a_view_of_the_packet_words_equals_the_decoded_one() {
+        let mem = GuestMemPacket {
+            addr: 0xffe006,
+            access_size: 2,
+            sign_extend: true,
+            xt: 9,
+            read: true,
+            padding1: [1, 0, 0, 0x80],
+            data: 0x8182,
+            reserved: 0,
+        };
+        let packet = PortPacket::mem(0x55, mem);
+        let view = FaultView::of(&packet, 0x1000).expect("a MEM packet");
+        assert_eq!(view, FaultView::new(mem, 0x1000));
+        assert_eq!((view.address(), view.ip(), view.size(), view.is_read()), (0xffe006, 0x1000, 2, true));
+        assert_eq!(view.resume(), Resume::Advance, "the packet's padding does not restart the access");
+        assert_eq!(view.completion(), Completion::Register { index: 9, value: 0xffff_ffff_ffff_8182 });
+        assert_eq!(FaultView::of(&PortPacket::bell(0x55, 0xffe000), 0), None, "a BELL packet has no view");
     }
 
     #[test]

@@ -594,12 +594,13 @@ impl Vm {
                 }
                 Err(status) => return Err(("vcpu_enter", status)),
             };
-            match packet {
-                Packet::Mem { key, mem } => {
-                    let mut view = FaultView::new(mem, 0);
-                    self.serve_mem(index, key, &mut view)?;
-                    served = Some(view);
-                }
+            // A MEM exit is read from the packet's words; anything else is decoded.
+            if let Some(mut view) = FaultView::of(&packet, 0) {
+                self.serve_mem(index, packet.key, &mut view)?;
+                served = Some(view);
+                continue;
+            }
+            match packet.decode() {
                 Packet::VcpuInterrupt { mask, vector, .. } => {
                     self.with_distributor(|d, out| d.send_sgi(mask, u32::from(vector), out))?
                 }

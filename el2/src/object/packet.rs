@@ -127,17 +127,22 @@ impl GuestMemPacket {
         self.padding1[0] == 1
     }
 
+    /// Bytes 8..16 as one little-endian word: `access_size`, `sign_extend`, `xt`, `read`,
+    /// then `padding1`.
+    pub fn control_word(&self) -> u64 {
+        let padding = u64::from(u32::from_le_bytes(self.padding1));
+        u64::from(self.access_size)
+            | (u64::from(self.sign_extend) << 8)
+            | (u64::from(self.xt) << 16)
+            | (u64::from(self.read) << 24)
+            | (padding << 32)
+    }
+
     /// The packet as the payload's four little-endian words (the C layout: `addr`; then
     /// `access_size`, `sign_extend`, `xt`, `read` and `padding1` in bytes 8..16; `data`;
     /// `reserved`), packed word by word.
     fn words(&self) -> [u64; 4] {
-        let padding = u64::from(u32::from_le_bytes(self.padding1));
-        let control = u64::from(self.access_size)
-            | (u64::from(self.sign_extend) << 8)
-            | (u64::from(self.xt) << 16)
-            | (u64::from(self.read) << 24)
-            | (padding << 32);
-        [self.addr, control, self.data, self.reserved]
+        [self.addr, self.control_word(), self.data, self.reserved]
     }
 
     fn from_words(w: [u64; 4]) -> Self {
