@@ -36,14 +36,11 @@ fn fixture() -> Fixture {
 }
 
 fn write(address: u64, value: u64) -> Exit {
-    Exit::Access { address, access: Access { write: true, size: 4, register: 1, value, ..Default::default() } }
+    Exit::Access { address, access: Access::new(true, 4, 1, false, false).with_value(value) }
 }
 
 fn read(address: u64, register: u8) -> Exit {
-    Exit::Access {
-        address,
-        access: Access { write: false, size: 8, register, sixty_four_bit: true, ..Default::default() },
-    }
+    Exit::Access { address, access: Access::new(false, 8, register, false, true) }
 }
 
 fn script(f: &Fixture, vcpu: u32, exits: &[Exit]) {

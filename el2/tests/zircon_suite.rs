@@ -25,10 +25,7 @@ fn guest(process: &Process) -> u32 {
 }
 
 fn store(address: u64) -> Exit {
-    Exit::Access {
-        address,
-        access: Access { write: true, size: 8, register: 0, sixty_four_bit: true, value: 0, ..Default::default() },
-    }
+    Exit::Access { address, access: Access::new(true, 8, 0, false, true) }
 }
 
 fn run(process: &Process, vcpu: u32, exits: &[Exit]) -> Result<Packet, Status> {
@@ -342,10 +339,8 @@ fn demand_paging_and_a_stray_access_aborts() {
         assert!(space.stage2_lookup(0).is_some());
         assert!(space.stage2_lookup(0x8_0000).is_some());
         assert!(space.stage2_lookup(0x4_0000).is_none(), "untouched pages stay unmapped");
-        let stray = Exit::Access {
-            address: 0x4000_0000,
-            access: Access { write: true, size: 8, far: 0x1234_5000, ..Default::default() },
-        };
+        let stray =
+            Exit::Access { address: 0x4000_0000, access: Access::new(true, 8, 0, false, false).with_far(0x1234_5000) };
         assert!(is_exit(run(&process, vcpu, &[stray, store(EXIT_TEST_ADDR)])), "the guest carries on");
         let injected = process.vcpu_object(vcpu).unwrap().with_context(|c| c.arch.injected.clone());
         use el2::inject::GuestException;

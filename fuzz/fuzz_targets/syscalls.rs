@@ -102,13 +102,8 @@ fuzz_target!(|data: &[u8]| {
                                     bells += 1;
                                 }
                                 let size = [1, 2, 4, 8][usize::from(input.byte() % 4)];
-                                let access = Access {
-                                    write,
-                                    size,
-                                    register: input.byte() % 32,
-                                    value: input.u64(),
-                                    ..Default::default()
-                                };
+                                let access = Access::new(write, size, input.byte() % 32, false, false)
+                                    .with_value(input.u64());
                                 Exit::Access { address: input.address(), access }
                             }
                             2 => Exit::Hypercall { smc: input.byte() & 1 == 1 },

@@ -2,21 +2,79 @@
 //! `run` (the world switch on the board, a scripted guest in host tests) produces these; the
 //! VCPU turns them into packets, doorbells, demand paging, sleeps or errors.
 
-/// A guest memory access that stage 2 did not satisfy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// A guest memory access that stage 2 did not satisfy. Its shape (size, sign extension,
+/// register, direction, register width) is kept as the MEM packet's control word
+/// ([`crate::object::packet::mem_control_word`]), which the architecture builds straight from
+/// the syndrome and a MEM packet carries as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
-    pub write: bool,
-    /// 1, 2, 4 or 8 bytes.
-    pub size: u8,
-    /// The transfer register (31 = XZR).
-    pub register: u8,
-    pub sign_extend: bool,
-    /// The register is 64 bits wide.
-    pub sixty_four_bit: bool,
-    /// For writes: the value stored (already truncated to `size`).
+    control: u64,
+    /// For writes: the value stored (already truncated to the size).
     pub value: u64,
     /// The guest's virtual address of the access (FAR_EL2), for an abort delivered to it.
     pub far: u64,
+}
+
+impl Access {
+    /// An access of `size` bytes (1, 2, 4 or 8) through register `register` (31: XZR), with no
+    /// value and FAR 0 yet.
+    pub const fn new(write: bool, size: u8, register: u8, sign_extend: bool, sixty_four_bit: bool) -> Self {
+        let control = crate::object::packet::mem_control_word(size, sign_extend, register, !write, sixty_four_bit);
+        Self { control, value: 0, far: 0 }
+    }
+
+    /// The access a data abort's ISS describes (its syndrome valid), with the MEM packet's
+    /// control word built straight from the ISS bits: size 1 << SAS, SSE, SRT, not WnR (a
+    /// read), SF.
+    #[inline(always)]
+    pub const fn from_syndrome(iss: u32, value: u64, far: u64) -> Self {
+        let iss = iss as u64;
+        let control = (1 << ((iss >> 22) & 0b11))
+            | (((iss >> 21) & 1) << 8)
+            | (((iss >> 16) & 0x1f) << 16)
+            | ((((iss >> 6) & 1) ^ 1) << 24)
+            | (((iss >> 15) & 1) << 32);
+        Self { control, value, far }
+    }
+
+    /// With the value stored.
+    pub const fn with_value(self, value: u64) -> Self {
+        Self { value, ..self }
+    }
+
+    /// With the guest's virtual address.
+    pub const fn with_far(self, far: u64) -> Self {
+        Self { far, ..self }
+    }
+
+    /// The MEM packet's control word.
+    #[inline(always)]
+    pub const fn control(&self) -> u64 {
+        self.control
+    }
+
+    pub const fn write(&self) -> bool {
+        (self.control >> 24) as u8 == 0
+    }
+
+    /// 1, 2, 4 or 8 bytes.
+    pub const fn size(&self) -> u8 {
+        self.control as u8
+    }
+
+    /// The transfer register (31 = XZR).
+    pub const fn register(&self) -> u8 {
+        (self.control >> 16) as u8
+    }
+
+    pub const fn sign_extend(&self) -> bool {
+        (self.control >> 8) as u8 != 0
+    }
+
+    /// The register is 64 bits wide.
+    pub const fn sixty_four_bit(&self) -> bool {
+        (self.control >> 32) as u8 == 1
+    }
 }
 
 /// See the module documentation.
@@ -99,5 +157,38 @@ impl ExitCounts {
     pub fn count(&mut self, kind: ExitKind) {
         let slot = &mut self.0[kind as usize];
         *slot = slot.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::packet::GuestMemPacket;
+
+    #[test]
+    fn the_control_word_from_a_syndrome_is_the_packets() {
+        // Every SAS, SSE, SRT, SF and WnR, with the other ISS bits set (ISV, AR, FnV, S1PTW
+        // clear, a DFSC): the word equals the one the packet's fields give.
+        for bits in 0..(1u32 << 10) {
+            let (sas, sse, srt, sf, wnr) = (bits & 3, (bits >> 2) & 1, (bits >> 3) & 0x1f, (bits >> 8) & 1, bits >> 9);
+            let iss = 1 << 24 | sas << 22 | sse << 21 | srt << 16 | sf << 15 | 1 << 14 | wnr << 6 | 0b000111;
+            let abort = stage2::syndrome::DataAbort::from_iss(iss);
+            let access = Access::from_syndrome(iss, 5, 6);
+            let packet = GuestMemPacket {
+                access_size: abort.access_size,
+                sign_extend: abort.sign_extend,
+                xt: abort.register,
+                read: !abort.write,
+                padding1: [u8::from(abort.sixty_four_bit_register), 0, 0, 0],
+                ..Default::default()
+            };
+            assert_eq!(access.control(), packet.control_word(), "ISS {iss:#x}");
+            let made = Access::new(abort.write, abort.access_size, abort.register, abort.sign_extend, sf == 1);
+            assert_eq!(made.with_value(5).with_far(6), access);
+            assert_eq!(
+                (access.write(), access.size(), access.register(), access.sign_extend(), access.sixty_four_bit()),
+                (wnr == 1, 1 << sas, srt as u8, sse == 1, sf == 1)
+            );
+        }
     }
 }

@@ -121,6 +121,16 @@ pub enum Packet {
     Other(PortPacket),
 }
 
+/// A MEM packet's bytes 8..16 as one little-endian word ([`GuestMemPacket::control_word`]):
+/// `access_size`, `sign_extend`, `xt`, `read`, and `padding1[0]` = 1 for a 64-bit register.
+pub const fn mem_control_word(access_size: u8, sign_extend: bool, xt: u8, read: bool, sixty_four_bit: bool) -> u64 {
+    access_size as u64
+        | (sign_extend as u64) << 8
+        | (xt as u64) << 16
+        | (read as u64) << 24
+        | (sixty_four_bit as u64) << 32
+}
+
 impl GuestMemPacket {
     /// Belfry extension: whether the transfer register is 64 bits wide (`padding1[0]`).
     pub fn sixty_four_bit(&self) -> bool {
@@ -169,6 +179,12 @@ impl PortPacket {
     /// A BELL packet for `addr`.
     pub fn bell(key: u64, addr: u64) -> Self {
         Self { key, packet_type: PKT_TYPE_GUEST_BELL, status: 0, payload: [addr, 0, 0, 0] }
+    }
+
+    /// A MEM packet with the fields of `control` ([`mem_control_word`]).
+    #[inline(always)]
+    pub fn mem_words(key: u64, addr: u64, control: u64, data: u64) -> Self {
+        Self { key, packet_type: PKT_TYPE_GUEST_MEM, status: 0, payload: [addr, control, data, 0] }
     }
 
     /// A MEM packet.

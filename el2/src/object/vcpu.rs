@@ -14,7 +14,7 @@
 
 use super::exit::{Access, Exit, ExitCounts, ExitKind, EXIT_KINDS};
 use super::guest::Guest;
-use super::packet::{GuestMemPacket, PortPacket, VcpuState, CPSR_USER_MASK};
+use super::packet::{PortPacket, VcpuState, CPSR_USER_MASK};
 use super::psci;
 use super::ring::PushError;
 use super::signals::Signals;
@@ -561,7 +561,7 @@ impl Vcpu {
         out: &mut PortPacket,
     ) -> ZxResult<bool> {
         if context.traps.current().find(address).is_none() {
-            let access = Access { write, size: 8, register: 31, far, ..Default::default() };
+            let access = Access::new(write, 8, 31, false, false).with_far(far);
             return self.on_access(context, address, access, out);
         }
         let mut word = [0u8; 4];
@@ -583,15 +583,9 @@ impl Vcpu {
             let register = decoded.registers[index];
             let value = if write { context.state.register(register) } else { 0 };
             let value = if decoded.size == 8 { value } else { value & ((1 << (8 * u32::from(decoded.size))) - 1) };
-            Access {
-                write,
-                size: decoded.size,
-                register,
-                sign_extend: decoded.sign_extend,
-                sixty_four_bit: decoded.sixty_four_bit,
-                value,
-                far,
-            }
+            Access::new(write, decoded.size, register, decoded.sign_extend, decoded.sixty_four_bit)
+                .with_value(value)
+                .with_far(far)
         };
         let accesses = [access(0), access(1)];
         // Which element faulted: the instruction's own address (base register and addressing
@@ -674,11 +668,11 @@ impl Vcpu {
     /// register's bytes, a load reads them into the register (extended as the access says).
     fn access_ram(&self, context: &mut Context, address: u64, access: Access) -> bool {
         let Some((vmo, offset, perms)) = self.guest.vmar().translate(address) else { return false };
-        let size = usize::from(access.size);
+        let size = usize::from(access.size());
         if (address & 0xfff) as usize + size > 0x1000 {
             return false;
         }
-        if access.write {
+        if access.write() {
             if perms & super::vmar::VM_PERM_WRITE == 0 {
                 return false;
             }
@@ -692,13 +686,16 @@ impl Vcpu {
                 return false;
             }
             let raw = u64::from_le_bytes(bytes);
-            let bits = 8 * u32::from(access.size);
-            let mut value =
-                if access.sign_extend && bits < 64 { ((raw << (64 - bits)) as i64 >> (64 - bits)) as u64 } else { raw };
-            if !access.sixty_four_bit {
+            let bits = 8 * u32::from(access.size());
+            let mut value = if access.sign_extend() && bits < 64 {
+                ((raw << (64 - bits)) as i64 >> (64 - bits)) as u64
+            } else {
+                raw
+            };
+            if !access.sixty_four_bit() {
                 value &= 0xffff_ffff;
             }
-            if let Some(register) = context.state.x.get_mut(usize::from(access.register)) {
+            if let Some(register) = context.state.x.get_mut(usize::from(access.register())) {
                 *register = value;
             }
             true
@@ -720,17 +717,8 @@ impl Vcpu {
             TrapKind::Mem => {}
         }
         context.skip_instruction = true;
-        let mem = GuestMemPacket {
-            addr: address,
-            access_size: access.size,
-            sign_extend: access.sign_extend,
-            xt: access.register,
-            read: !access.write,
-            padding1: [u8::from(access.sixty_four_bit), 0, 0, 0],
-            data: if access.write { access.value } else { 0 },
-            ..Default::default()
-        };
-        *out = PortPacket::mem(trap.key, mem);
+        let data = if access.write() { access.value } else { 0 };
+        *out = PortPacket::mem_words(trap.key, address, access.control(), data);
         Ok(true)
     }
 
@@ -738,7 +726,7 @@ impl Vcpu {
     /// nothing there.
     #[inline(never)]
     fn on_memory_fault(&self, context: &mut Context, address: u64, access: Access) -> ZxResult<bool> {
-        match self.guest.vmar().fault(address, access.write, false, &context.traps.map) {
+        match self.guest.vmar().fault(address, access.write(), false, &context.traps.map) {
             Fault::Mapped => {
                 context.exits.count(ExitKind::Page);
                 Ok(false)
@@ -746,16 +734,16 @@ impl Vcpu {
             // Nothing behind the address, or memory that does not permit the access: the
             // synchronous external abort a board gives, taken by the guest's own EL1.
             Fault::Unmapped | Fault::Denied => {
-                let what = if access.write { "a write outside guest memory" } else { "a read outside guest memory" };
-                let abort = GuestException::DataAbort { far: access.far, write: access.write };
+                let what = if access.write() { "a write outside guest memory" } else { "a read outside guest memory" };
+                let abort = GuestException::DataAbort { far: access.far, write: access.write() };
                 self.deliver(context, abort, what, address);
                 Ok(false)
             }
             fault => {
                 crate::kernel_error!(
                     "guest killed: {=str} of {=u8} bytes at IPA {=u64:#x} ({=str}), PC {=u64:#x}",
-                    if access.write { "write" } else { "read" },
-                    access.size,
+                    if access.write() { "write" } else { "read" },
+                    access.size(),
                     address,
                     fault_name(fault),
                     context.pc
@@ -769,7 +757,7 @@ impl Vcpu {
     /// is the context's `skip_instruction`.
     #[inline(never)]
     fn on_bell(&self, trap: &Trap, skip: &mut bool, address: u64, access: Access) -> ZxResult<bool> {
-        if !access.write {
+        if !access.write() {
             return Err(Status::NOT_SUPPORTED);
         }
         let (Some(ring), Some(port)) = (trap.ring(self.id), trap.port()) else {

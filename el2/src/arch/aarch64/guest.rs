@@ -68,8 +68,8 @@ struct Loaded {
     el1: AtomicUsize,
     /// The VCPU (by its `el1` address) whose last exit, the CPU's last, was a trapped access
     /// that left the hardware as its entry had prepared it (no vGIC maintenance asked for), or
-    /// 0. Its next entry skips `prepare` when, besides, its EL1 registers are still loaded, no
-    /// interrupt is pending for it, its emulated physical timer is off and the virtual
+    /// 0. Its next entry skips `prepare` (and the writes of HCR_EL2, MDCR_EL2 and CPTR_EL2,
+    /// which hold its values still) when, besides, no interrupt is pending for it, its emulated physical timer is off and the virtual
     /// timer's PPI is not masked: then nothing `prepare` looks at can have changed. Its debug
     /// state, timer deadline, pointer-authentication keys and DISR change only through other
     /// exits or other VCPUs' entries; its list registers only through `fill`, which pending
@@ -77,7 +77,10 @@ struct Loaded {
     /// virtual timer that fired while the guest ran or fires while EL2 runs asserts its armed
     /// PPI, which exits the guest at the `eret` (a forwarded one is in a list register
     /// already). Cleared when EL2 sleeps (`vgic::park`, which disables the interface, and
-    /// whose wake drains interrupts) and by every other exit.
+    /// whose wake drains interrupts), by every other exit, and when its EL1 registers are
+    /// taken back from the CPU to be changed (`el1_mut`; another VCPU's `load_el1` is followed
+    /// by that VCPU's exit, which sets this to itself or 0): so while it names the VCPU, the
+    /// CPU holds its EL1 registers.
     resumable: AtomicUsize,
     /// The virtual GIC interface's control and active-priority registers: they change owner
     /// with `el1`, always together (so `el1` being ours says that they are ours too).
@@ -190,7 +193,10 @@ impl VcpuArch {
     fn el1_mut(&mut self) -> &mut El1State {
         if self.el1_live() {
             self.el1.save();
-            this_cpu_loaded().el1.store(0, Ordering::Relaxed);
+            let slot = this_cpu_loaded();
+            slot.el1.store(0, Ordering::Relaxed);
+            // The next entry loads them: it is not a resumed one.
+            slot.resumable.store(0, Ordering::Relaxed);
         }
         &mut self.el1
     }
@@ -345,15 +351,19 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     let pauth = context.arch.pauth_used;
     let ras = world::has_ras();
     let resume = slot.resumable.load(Ordering::Relaxed) == me
-        && slot.el1.load(Ordering::Relaxed) == me
         && signals.quiet()
         && !context.arch.ptimer.enabled()
         && !crate::irq::virtual_timer_ppi_masked();
     let loaded = !resume && prepare(context, signals, pauth, ras);
     let setup = world::EntrySetup {
-        hcr: context.arch.hcr,
-        mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
-        cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
+        // A resumed entry follows this VCPU's own on this CPU, with nothing run in between that
+        // changes them: its HCR only changes through another exit (`first_pauth_use`), MDCR's
+        // PMU bits only at boot, CPTR's TFP only through an FP exit or another VCPU's entry.
+        controls: (!resume).then(|| world::Controls {
+            hcr: context.arch.hcr,
+            mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
+            cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
+        }),
         sp_el1: context.state.sp,
         stage2: loaded.then_some(world::Stage2Setup { vttbr: context.arch.vttbr, vmpidr: context.arch.vmpidr }),
     };
@@ -795,15 +805,7 @@ fn decode_data_abort(context: &mut Context, esr: Esr) -> Exit {
     }
     let value = if abort.write { context.state.register(abort.register) } else { 0 };
     let value = if abort.access_size == 8 { value } else { value & ((1 << (8 * u64::from(abort.access_size))) - 1) };
-    let access = Access {
-        write: abort.write,
-        size: abort.access_size,
-        register: abort.register,
-        sign_extend: abort.sign_extend,
-        sixty_four_bit: abort.sixty_four_bit_register,
-        value,
-        far,
-    };
+    let access = Access::from_syndrome(esr.iss(), value, far);
     Exit::Access { address: ipa, access }
 }
 

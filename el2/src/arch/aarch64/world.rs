@@ -220,12 +220,20 @@ unsafe extern "C" {
 /// EL2 configuration for one entry.
 #[derive(Clone, Copy, Debug)]
 pub struct EntrySetup {
-    pub hcr: u64,
-    pub mdcr: u64,
-    pub cptr: u64,
+    /// HCR_EL2, MDCR_EL2 and CPTR_EL2, when the CPU does not hold the VCPU's already (a
+    /// resumed entry: `guest.rs`).
+    pub controls: Option<Controls>,
     pub sp_el1: u64,
     /// The VCPU's stage-2 and identity registers, when the CPU does not hold them already.
     pub stage2: Option<Stage2Setup>,
+}
+
+/// The EL2 trap and control registers a VCPU runs with.
+#[derive(Clone, Copy, Debug)]
+pub struct Controls {
+    pub hcr: u64,
+    pub mdcr: u64,
+    pub cptr: u64,
 }
 
 /// The per-VCPU EL2 registers an entry loads when another VCPU ran on the CPU last.
@@ -332,12 +340,13 @@ pub struct FpState {
 }
 
 /// Enters the guest and returns the lower-EL vector index that brought it back, and its SP_EL1.
-/// `setup.stage2` (VTTBR, VMPIDR) is written only when given: they stay as the
-/// VCPU left them while the same VCPU re-enters on this CPU (`guest.rs`).
+/// `setup.stage2` (VTTBR, VMPIDR) and `setup.controls` (HCR, MDCR, CPTR) are written only
+/// when given: they stay as the VCPU left them while the same VCPU re-enters on this CPU
+/// (`guest.rs`).
 ///
 /// # Safety
-/// The guest's stage-2 configuration in the CPU (given here or left by this VCPU's previous
-/// entry) must name live stage-2 tables; ELR_EL2 and SPSR_EL2 must hold the guest's PC and
+/// The guest's stage-2 configuration and controls in the CPU (given here or left by this
+/// VCPU's previous entry) must name live stage-2 tables and be this VCPU's; ELR_EL2 and SPSR_EL2 must hold the guest's PC and
 /// PSTATE (an EL1 or EL0 mode); the CPU's EL1 registers must be this VCPU's.
 pub unsafe fn enter(
     setup: &EntrySetup,
@@ -345,20 +354,22 @@ pub unsafe fn enter(
     counts: &mut crate::object::exit::ExitCounts,
     traps: &mut crate::object::vcpu::TrapCache,
 ) -> (u64, u64) {
-    // SAFETY: EL2 configuration registers, consistent with the guest described by `setup`.
-    unsafe {
-        core::arch::asm!(
-            "msr hcr_el2, {hcr}",
-            "msr mdcr_el2, {mdcr}",
-            "msr cptr_el2, {cptr}",
-            "msr sp_el1, {sp}",
-            hcr = in(reg) setup.hcr,
-            mdcr = in(reg) setup.mdcr,
-            cptr = in(reg) setup.cptr,
-            sp = in(reg) setup.sp_el1,
-            options(nostack, preserves_flags),
-        );
+    if let Some(controls) = setup.controls {
+        // SAFETY: EL2 configuration registers, consistent with the guest described by `setup`.
+        unsafe {
+            core::arch::asm!(
+                "msr hcr_el2, {hcr}",
+                "msr mdcr_el2, {mdcr}",
+                "msr cptr_el2, {cptr}",
+                hcr = in(reg) controls.hcr,
+                mdcr = in(reg) controls.mdcr,
+                cptr = in(reg) controls.cptr,
+                options(nostack, preserves_flags),
+            );
+        }
     }
+    // SAFETY: the guest's stack pointer, for its EL1.
+    unsafe { core::arch::asm!("msr sp_el1, {sp}", sp = in(reg) setup.sp_el1, options(nostack, preserves_flags)) };
     if let Some(stage2) = setup.stage2 {
         // SAFETY: as above.
         unsafe {
