@@ -135,19 +135,18 @@ impl FaultView {
         }
     }
 
-    /// The register value a read leaves in `x[xt]`.
+    /// The register value a read leaves in `x[xt]`: the data's low `size` bytes, shifted to
+    /// the top and back (arithmetically when the load sign-extends), then a 32-bit
+    /// register's upper half cleared.
     pub fn read_result(&self) -> u64 {
-        let bits = 8 * u32::from(self.size().clamp(1, 8));
-        let mut value = if bits == 64 { self.data } else { self.data & ((1 << bits) - 1) };
-        let sixty_four = self.sixty_four_bit();
-        if self.sign_extend() && bits < 64 {
-            let shift = 64 - bits;
-            value = (((value << shift) as i64) >> shift) as u64;
+        let shift = 64 - 8 * u32::from(self.size().clamp(1, 8));
+        let top = self.data << shift;
+        let value = if self.sign_extend() { ((top as i64) >> shift) as u64 } else { top >> shift };
+        if self.sixty_four_bit() {
+            value
+        } else {
+            value & 0xffff_ffff
         }
-        if !sixty_four {
-            value &= 0xffff_ffff;
-        }
-        value
     }
 
     /// What completing the access takes. EL2 leaves an emulated access to be skipped, so a
