@@ -147,6 +147,9 @@ pub fn drain() -> usize {
             while let Some(iar) = sgi::v2_acknowledge(gicc) {
                 if iar & 0x3ff == VIRTUAL_TIMER_INTID {
                     set_virtual_timer_ppi(TimerPpi::Masked, false);
+                    // A masked PPI no longer brings the guest out when it fires: the next entry
+                    // must look at the timer (no resumed entry).
+                    crate::arch::aarch64::guest::forget_resume();
                 }
                 if iar & 0x3ff == HYP_TIMER_INTID {
                     // The scheduler re-arms it for the next deadline.
@@ -160,6 +163,8 @@ pub fn drain() -> usize {
             while let Some(intid) = gic_cpu::acknowledge() {
                 if intid == VIRTUAL_TIMER_INTID {
                     set_virtual_timer_ppi(TimerPpi::Masked, false);
+                    // As above.
+                    crate::arch::aarch64::guest::forget_resume();
                 }
                 if intid == HYP_TIMER_INTID {
                     crate::arch::aarch64::timer::hyp_timer_fired();

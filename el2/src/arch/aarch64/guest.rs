@@ -68,16 +68,20 @@ struct Loaded {
     el1: AtomicUsize,
     /// The VCPU (by its `el1` address) whose last exit, the CPU's last, was a trapped access
     /// that left the hardware as its entry had prepared it (no vGIC maintenance asked for), or
-    /// 0. Its next entry skips `prepare` (and the writes of HCR_EL2, MDCR_EL2 and CPTR_EL2,
-    /// which hold its values still) when, besides, no interrupt is pending for it, its emulated physical timer is off and the virtual
-    /// timer's PPI is not masked: then nothing `prepare` looks at can have changed. Its debug
+    /// 0. Such an exit sets it only when the VCPU's last `prepare` left its emulated physical
+    /// timer off and its virtual timer's PPI not masked (`timers_resumable`). Its next entry
+    /// skips `prepare` (and the writes of HCR_EL2, MDCR_EL2 and CPTR_EL2, which hold its
+    /// values still) when, besides, no interrupt is pending for it: then nothing `prepare`
+    /// looks at can have changed. Its debug
     /// state, timer deadline, pointer-authentication keys and DISR change only through other
     /// exits or other VCPUs' entries; its list registers only through `fill`, which pending
     /// interrupts would need, and `save`, which keeps them as the hardware holds them; a
     /// virtual timer that fired while the guest ran or fires while EL2 runs asserts its armed
     /// PPI, which exits the guest at the `eret` (a forwarded one is in a list register
     /// already). Cleared when EL2 sleeps (`vgic::park`, which disables the interface, and
-    /// whose wake drains interrupts), by every other exit, and when its EL1 registers are
+    /// whose wake drains interrupts), by every other exit, when EL2 takes the virtual timer's
+    /// PPI and masks it (`irq::drain`: it no longer brings the guest out), and when its EL1
+    /// registers are
     /// taken back from the CPU to be changed (`el1_mut`; another VCPU's `load_el1` is followed
     /// by that VCPU's exit, which sets this to itself or 0): so while it names the VCPU, the
     /// CPU holds its EL1 registers.
@@ -134,6 +138,10 @@ pub struct VcpuArch {
     /// HCR_EL2 for this VCPU's entries: [`GUEST_HCR`], with API and APK once `pauth_used`
     /// (kept here so an entry loads one word instead of building and choosing a constant).
     hcr: u64,
+    /// Whether this VCPU's last full entry (`prepare`) left its timers as a resumed entry
+    /// may: the emulated physical timer off and the virtual timer's PPI not masked. Only
+    /// then does an exit make the next entry resumable ([`Loaded::resumable`]).
+    timers_resumable: bool,
     /// The guest's EL1 physical timer, emulated.
     ptimer: crate::ptimer::PhysicalTimer,
     /// An UNDEF has been injected for a missing register and logged (once per VCPU).
@@ -164,6 +172,7 @@ impl VcpuArch {
             pauth: Box::default(),
             pauth_used: false,
             hcr: GUEST_HCR,
+            timers_resumable: false,
             ptimer: crate::ptimer::PhysicalTimer::default(),
             undef_logged: false,
             debug: Box::default(),
@@ -350,10 +359,8 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     // marks only a CPU with FEAT_PAuth).
     let pauth = context.arch.pauth_used;
     let ras = world::has_ras();
-    let resume = slot.resumable.load(Ordering::Relaxed) == me
-        && signals.quiet()
-        && !context.arch.ptimer.enabled()
-        && !crate::irq::virtual_timer_ppi_masked();
+    // The timers' conditions were looked at when the exit made the entry resumable.
+    let resume = slot.resumable.load(Ordering::Relaxed) == me && signals.quiet();
     let loaded = !resume && prepare(context, signals, pauth, ras);
     let setup = world::EntrySetup {
         // A resumed entry follows this VCPU's own on this CPU, with nothing run in between that
@@ -388,7 +395,7 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     // Only a trapped access (a MEM or BELL exit) leaves everything `prepare` set up as it was;
     // handling it changes nothing of it (an exception delivered instead gives up the EL1
     // registers: `el1_mut`).
-    let resumable = intact && matches!(exit, Exit::Access { .. });
+    let resumable = intact && context.arch.timers_resumable && matches!(exit, Exit::Access { .. });
     slot.resumable.store(if resumable { me } else { 0 }, Ordering::Relaxed);
     exit
 }
@@ -431,6 +438,7 @@ fn prepare(context: &mut Context, signals: &Signals, pauth: bool, ras: bool) -> 
         None => TimerPpi::Armed,
     };
     crate::irq::set_virtual_timer_ppi(ppi, context.arch.vgic.hardware_placed());
+    context.arch.timers_resumable = ppi != TimerPpi::Masked && !context.arch.ptimer.enabled();
     if ras {
         // SAFETY: FEAT_RAS is present; EL2 is between guest runs.
         unsafe { world::load_vdisr(context.arch.vdisr) };
