@@ -145,6 +145,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// `Once`'s state check.
 static THIS_CPU: [AtomicPtr<Cpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
+/// Each CPU's running thread's identity (0: no thread yet), kept with `Cpu::current` for
+/// [`current_thread`], which every VCPU call asks: one load, not a walk to the thread.
+static CURRENT_ID: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
 fn this_cpu() -> Option<&'static Cpu> {
     // Relaxed: only the CPU itself stores its slot (in `init_cpu`) and reads it.
     let cpu = cpu::this(&THIS_CPU).load(Ordering::Relaxed);
@@ -178,6 +182,10 @@ pub fn init_cpu(index: usize) {
         });
         if let (Some(state), Some(own)) = (slot.get(), THIS_CPU.get(index)) {
             own.store(state as *const Cpu as *mut Cpu, Ordering::Relaxed);
+            // SAFETY: only this CPU touches its `current` slot.
+            if let (Some(main), Some(id)) = (unsafe { (*state.current.get()).as_ref() }, CURRENT_ID.get(index)) {
+                id.store(main.id, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -189,10 +197,13 @@ pub fn current() -> Option<Arc<Thread>> {
 }
 
 /// The calling thread's identity (the CPU's index before its scheduler starts).
+#[inline]
 pub fn current_thread() -> u64 {
-    // SAFETY: only this CPU touches its `current` slot; the thread is only looked at.
-    let id = this_cpu().and_then(|cpu| unsafe { (*cpu.current.get()).as_ref().map(|thread| thread.id) });
-    id.unwrap_or(1 << 32 | cpu::index() as u64)
+    // Relaxed: only this CPU writes its slot (with `current`) and reads it.
+    match cpu::this(&CURRENT_ID).load(Ordering::Relaxed) {
+        0 => 1 << 32 | cpu::index() as u64,
+        id => id,
+    }
 }
 
 /// Starts a thread running `entry` on CPU `target`.
@@ -504,6 +515,7 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>
                 let from = me.context.get();
                 // A guest's virtual interface is not left enabled under another thread.
                 crate::arch::aarch64::vgic::park();
+                cpu::this(&CURRENT_ID).store(next.id, Ordering::Relaxed);
                 // SAFETY: only this CPU touches these slots; `previous` keeps the thread we leave
                 // (and its stack) alive until the next thread has finished switching. `me` is
                 // not used past this point.

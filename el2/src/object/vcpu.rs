@@ -385,7 +385,9 @@ impl Vcpu {
 
     /// Runs the guest until an exit the VMM must see: its packet in `out`.
     fn run_until_exit(&self, context: &mut Context, out: &mut PortPacket) -> ZxResult {
-        if let Some((address, access)) = context.pending_access.take() {
+        // Looked at before it is taken: it is almost always empty.
+        if let Some((address, access)) = context.pending_access {
+            context.pending_access = None;
             if self.on_access(context, address, access, out)? {
                 return Ok(());
             }

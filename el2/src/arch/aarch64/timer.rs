@@ -37,11 +37,18 @@ static SCHEDULER_ASKED: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(i64::MAX
 
 /// Sets this CPU's EL2 timer for the scheduler's deadline `nanos` (`i64::MAX`: none). The
 /// scheduler asks on every pass, mostly for the same deadline as before: that costs a compare.
+/// Inline: the compare is in the scheduler's own pass; only a change is a call.
+#[inline(always)]
 pub fn set_scheduler_deadline(nanos: i64) {
     let asked = super::cpu::this(&SCHEDULER_ASKED);
-    if asked.load(Ordering::Relaxed) == nanos {
-        return;
+    if asked.load(Ordering::Relaxed) != nanos {
+        change_scheduler_deadline(asked, nanos);
     }
+}
+
+/// [`set_scheduler_deadline`] for a deadline other than the last.
+#[inline(never)]
+fn change_scheduler_deadline(asked: &AtomicI64, nanos: i64) {
     asked.store(nanos, Ordering::Relaxed);
     set_hyp_timer((nanos != i64::MAX).then(|| ticks_at(nanos)));
 }
