@@ -41,10 +41,12 @@ pub struct Handle {
     pub rights: Rights,
 }
 
-/// One slot: the generation it is in, and its handle while one lives there.
+/// One slot: the generation it is in, and its handle while one lives there, with that
+/// handle's value (0, which no value is, while none does: a lookup is one compare).
 #[derive(Debug)]
 struct Slot {
     generation: u32,
+    value: u32,
     handle: Option<Handle>,
 }
 
@@ -61,7 +63,7 @@ impl Slots {
     fn get(&self, value: u32) -> Option<&Handle> {
         let index = slot_of(value);
         let slot = self.slots.get(index)?;
-        if value != handle_value(index, slot.generation) {
+        if value != slot.value {
             return None;
         }
         slot.handle.as_ref()
@@ -92,12 +94,12 @@ impl HandleTable {
         if entries.slots.is_empty() {
             // Slot 0 is never issued, so a table's first values are 0x7, 0xb, ... (as Zircon's
             // and the counter this table replaced) and 0x3 is never a handle.
-            entries.slots.push(Slot { generation: GENERATIONS, handle: None });
+            entries.slots.push(Slot { generation: GENERATIONS, value: 0, handle: None });
         }
         let index = match entries.free.pop() {
             Some(index) => index,
             None if entries.slots.len() < MAX_LIVE => {
-                entries.slots.push(Slot { generation: 0, handle: None });
+                entries.slots.push(Slot { generation: 0, value: 0, handle: None });
                 entries.slots.len() - 1
             }
             None => return Err(Status::NO_RESOURCES),
@@ -106,6 +108,7 @@ impl HandleTable {
         let slot = &mut entries.slots[index];
         slot.handle = Some(Handle { object, rights });
         let value = handle_value(index, slot.generation);
+        slot.value = value;
         entries.live += 1;
         Ok(value)
     }
@@ -145,6 +148,7 @@ impl HandleTable {
             let index = slot_of(value);
             let slot = &mut entries.slots[index];
             let handle = slot.handle.take();
+            slot.value = 0;
             slot.generation += 1;
             if slot.generation < GENERATIONS {
                 entries.free.push(index);
