@@ -352,16 +352,12 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     }
     let slot = this_cpu_loaded();
     let me = context.arch.el1_address();
-    let fp_live = slot.fp.load(Ordering::Relaxed) == &*context.arch.fp as *const FpState as usize;
     let pstate =
         (context.arch.pstate & !u64::from(crate::object::packet::CPSR_USER_MASK)) | u64::from(context.state.cpsr);
-    // Pointer authentication is the guest's once it has used it (`first_pauth_use`, which
-    // marks only a CPU with FEAT_PAuth).
-    let pauth = context.arch.pauth_used;
     let ras = world::has_ras();
     // The timers' conditions were looked at when the exit made the entry resumable.
     let resume = slot.resumable.load(Ordering::Relaxed) == me && signals.quiet();
-    let loaded = !resume && prepare(context, signals, pauth, ras);
+    let loaded = !resume && prepare(context, signals, ras);
     let setup = world::EntrySetup {
         // A resumed entry follows this VCPU's own on this CPU, with nothing run in between that
         // changes them: its HCR only changes through another exit (`first_pauth_use`), MDCR's
@@ -369,7 +365,11 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
         controls: (!resume).then(|| world::Controls {
             hcr: context.arch.hcr,
             mdcr: GUEST_MDCR | super::pmu::guest_mdcr_bits(),
-            cptr: if fp_live { CPTR_BASE } else { CPTR_BASE | CPTR_TFP },
+            cptr: if slot.fp.load(Ordering::Relaxed) == &*context.arch.fp as *const FpState as usize {
+                CPTR_BASE
+            } else {
+                CPTR_BASE | CPTR_TFP
+            },
         }),
         sp_el1: context.state.sp,
         stage2: loaded.then_some(world::Stage2Setup { vttbr: context.arch.vttbr, vmpidr: context.arch.vmpidr }),
@@ -403,7 +403,11 @@ pub fn run(context: &mut Context, signals: &Signals) -> Exit {
 /// Everything an entry sets up besides the general registers, PC and PSTATE: the debug state,
 /// the EL1 registers (whether loaded is returned: the stage-2 registers must be too), the
 /// timers and their interrupts, the list registers, DISR and the pointer-authentication keys.
-fn prepare(context: &mut Context, signals: &Signals, pauth: bool, ras: bool) -> bool {
+#[inline(never)]
+fn prepare(context: &mut Context, signals: &Signals, ras: bool) -> bool {
+    // Pointer authentication is the guest's once it has used it (`first_pauth_use`, which
+    // marks only a CPU with FEAT_PAuth).
+    let pauth = context.arch.pauth_used;
     prepare_debug(&context.arch.debug);
     let loaded = context.arch.load_el1();
     // The guest's virtual timer: fired while it was out, it is an interrupt to inject (and its
