@@ -373,7 +373,8 @@ impl Vcpu {
             let Some(x) = context.state.x.get_mut(usize::from(index)) else { return Err(Status::INVALID_ARGS) };
             *x = value;
         }
-        if self.dead.load(Ordering::Acquire) {
+        // Relaxed: only `kill`, on this VCPU's own thread inside `enter`, sets it.
+        if self.dead.load(Ordering::Relaxed) {
             return Err(Status::BAD_STATE);
         }
         self.running_on.store(crate::arch::current_cpu() + 1, Ordering::Relaxed);
@@ -487,7 +488,7 @@ impl Vcpu {
 
     /// Marks the VCPU dead; returns the status `enter` reports for it.
     fn kill(&self) -> Status {
-        self.dead.store(true, Ordering::Release);
+        self.dead.store(true, Ordering::Relaxed);
         Status::NOT_SUPPORTED
     }
 
