@@ -189,6 +189,19 @@ impl ListRegisters {
         self.count
     }
 
+    /// Whether no list register in use holds anything (an entry's `load` writes none then).
+    /// Those past `count` are never written and stay 0, so the first four are looked at
+    /// whatever `count` is (two pairs, no loop) and the rest only when more are in use.
+    #[inline]
+    pub fn all_clear(&self) -> bool {
+        let [a, b, c, d, rest @ ..] = &self.lrs;
+        let mut any = a | b | c | d;
+        if self.count > 4 {
+            any |= rest.iter().fold(0, |any, &lr| any | lr);
+        }
+        any == 0
+    }
+
     /// After the guest exits, with the registers saved into `lrs`: frees those whose interrupt
     /// is over, and deactivates the spilled interrupts the guest ended (`hcr` is the control
     /// register as the guest left it, with its EOIcount).
@@ -464,6 +477,24 @@ mod tests {
             signals.set_priority(vector, priority);
         }
         signals
+    }
+
+    #[test]
+    fn registers_past_the_count_stay_clear_and_all_clear_says_so() {
+        for count in [1, 2, 4, 5, 8] {
+            let signals = Signals::new();
+            for vector in 32..48 {
+                signals.raise(vector);
+            }
+            let mut regs = ListRegisters::new(Flavor::V3, count);
+            assert!(regs.all_clear());
+            regs.fill(&signals);
+            assert!(regs.lrs[count..].iter().all(|&lr| lr == 0), "{count} in use: the rest never written");
+            assert!(!regs.all_clear());
+            // The guest ends every interrupt: the registers free, and all clear again.
+            regs.lrs[..count].fill(0);
+            assert!(regs.all_clear(), "{count} in use");
+        }
     }
 
     #[test]

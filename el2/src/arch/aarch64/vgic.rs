@@ -222,7 +222,7 @@ impl Vgic {
         let loaded = hcr_loaded();
         let hcr = self.regs.hcr;
         // Only the registers in use: the rest are never written (and stay 0).
-        let empty = self.regs.lrs.iter().take(self.regs.count()).fold(0, |any, &lr| any | lr) == 0;
+        let empty = self.regs.all_clear();
         // The CPU's list registers hold nothing (`LRS_CLEAR`): an empty set needs no writes,
         // whichever VCPU had the CPU last (only EL2 writes them; a guest's own acknowledge
         // and end change only a valid register's state).
