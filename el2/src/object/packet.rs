@@ -141,11 +141,7 @@ impl GuestMemPacket {
     /// then `padding1`.
     pub fn control_word(&self) -> u64 {
         let padding = u64::from(u32::from_le_bytes(self.padding1));
-        u64::from(self.access_size)
-            | (u64::from(self.sign_extend) << 8)
-            | (u64::from(self.xt) << 16)
-            | (u64::from(self.read) << 24)
-            | (padding << 32)
+        mem_control_word(self.access_size, self.sign_extend, self.xt, self.read, false) | (padding << 32)
     }
 
     /// The packet as the payload's four little-endian words (the C layout: `addr`; then
