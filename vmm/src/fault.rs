@@ -86,14 +86,6 @@ impl FaultView {
         (self.control >> 16) as u8
     }
 
-    fn sign_extend(&self) -> bool {
-        (self.control >> 8) as u8 != 0
-    }
-
-    fn sixty_four_bit(&self) -> bool {
-        (self.control >> 32) as u8 == 1
-    }
-
     /// `get_vcpu_fault_data_mask`: the bytes of the aligned 64-bit word the access covers.
     pub fn data_mask(&self) -> u64 {
         let bits = 8 * u32::from(self.size().clamp(1, 8));
@@ -135,18 +127,10 @@ impl FaultView {
         }
     }
 
-    /// The register value a read leaves in `x[xt]`: the data's low `size` bytes, shifted to
-    /// the top and back (arithmetically when the load sign-extends), then a 32-bit
-    /// register's upper half cleared.
+    /// The register value a read leaves in `x[xt]` (`mem_read_result`, as EL2 computes it
+    /// for a load it performs itself).
     pub fn read_result(&self) -> u64 {
-        let shift = 64 - 8 * u32::from(self.size().clamp(1, 8));
-        let top = self.data << shift;
-        let value = if self.sign_extend() { ((top as i64) >> shift) as u64 } else { top >> shift };
-        if self.sixty_four_bit() {
-            value
-        } else {
-            value & 0xffff_ffff
-        }
+        el2::object::packet::mem_read_result(self.control, self.data)
     }
 
     /// What completing the access takes. EL2 leaves an emulated access to be skipped, so a

@@ -131,6 +131,22 @@ pub const fn mem_control_word(access_size: u8, sign_extend: bool, xt: u8, read: 
         | (sixty_four_bit as u64) << 32
 }
 
+/// The register value a load described by the MEM control word `control` leaves from the
+/// `data` read: its low `access_size` bytes (1 to 8), shifted to the top and back
+/// (arithmetically when the load sign-extends), then a 32-bit register's upper half cleared.
+#[inline]
+pub fn mem_read_result(control: u64, data: u64) -> u64 {
+    let size = (control as u8).clamp(1, 8);
+    let shift = 64 - 8 * u32::from(size);
+    let top = data << shift;
+    let value = if (control >> 8) as u8 != 0 { ((top as i64) >> shift) as u64 } else { top >> shift };
+    if (control >> 32) as u8 == 1 {
+        value
+    } else {
+        value & 0xffff_ffff
+    }
+}
+
 impl GuestMemPacket {
     /// Belfry extension: whether the transfer register is 64 bits wide (`padding1[0]`).
     pub fn sixty_four_bit(&self) -> bool {

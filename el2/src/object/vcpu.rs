@@ -688,16 +688,7 @@ impl Vcpu {
             if vmo.read(offset, &mut bytes[..size]).is_err() {
                 return false;
             }
-            let raw = u64::from_le_bytes(bytes);
-            let bits = 8 * u32::from(access.size());
-            let mut value = if access.sign_extend() && bits < 64 {
-                ((raw << (64 - bits)) as i64 >> (64 - bits)) as u64
-            } else {
-                raw
-            };
-            if !access.sixty_four_bit() {
-                value &= 0xffff_ffff;
-            }
+            let value = super::packet::mem_read_result(access.control(), u64::from_le_bytes(bytes));
             if let Some(register) = context.state.x.get_mut(usize::from(access.register())) {
                 *register = value;
             }
