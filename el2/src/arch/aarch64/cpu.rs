@@ -21,30 +21,25 @@ pub fn at_el2() -> bool {
     current_el() == 2
 }
 
-/// This CPU's logical index, stored in TPIDR_ELx by the boot code before any Rust runs.
+/// This CPU's logical index, stored in TPIDR_EL2 by the boot code before any Rust runs.
 ///
-/// `pure` reads, as [`current_el`]: a thread never leaves the CPU it was started on, and
+/// One `mrs`: the exit path asks "which CPU" several times per VCPU switch. At EL1 (the loader
+/// gave no EL2; Belfry runs no guests then) the boot code stores the index in TPIDR_EL1
+/// instead and this very instruction is UNDEFINED: the exception vector recognizes it and
+/// emulates it with TPIDR_EL1's value ([`super::vectors`]), so every caller reads the index
+/// the same way, at a cost only where no guest runs.
+///
+/// A `pure` read, as [`current_el`]: a thread never leaves the CPU it was started on, and
 /// nothing writes TPIDR_EL2 (or, at EL1, TPIDR_EL1) after boot, so within one function every
 /// read gives the same value and the compiler may keep the first.
 #[inline(always)]
 pub fn index() -> usize {
     let index: usize;
-    // SAFETY: reads only; at EL2 TPIDR_EL2 is Belfry's own, at EL1 (no guests) TPIDR_EL1 is,
-    // each set once by the boot code. One asm block, so the compiler sees one value to keep
-    // (an `if` around two reads would leave a branch at every call).
+    // SAFETY: reads only; at EL2 TPIDR_EL2 is Belfry's own, set once by the boot code; at EL1
+    // the vector emulates this exact instruction (`mrs Xt, TPIDR_EL2`: one register written,
+    // nothing else changed, flags included), which `super::vectors::MRS_TPIDR_EL2` encodes.
     unsafe {
-        core::arch::asm!(
-            "mrs {i}, CurrentEL",
-            "cmp {i}, #8",
-            "b.ne 1f",
-            "mrs {i}, tpidr_el2",
-            "b 2f",
-            "1:",
-            "mrs {i}, tpidr_el1",
-            "2:",
-            i = out(reg) index,
-            options(pure, nomem, nostack),
-        )
+        core::arch::asm!("mrs {i}, tpidr_el2", i = out(reg) index, options(pure, nomem, nostack, preserves_flags))
     };
     index
 }

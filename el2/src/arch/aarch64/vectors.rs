@@ -46,7 +46,7 @@ belfry_vectors:
     // are saved in its VCPU whenever EL2 code runs, except in the world switch's few
     // instructions, where a fault is fatal anyway).
     .irp kind, 0,1,2,3,4,5,6,7
-    .balign 0x80
+    .org    belfry_vectors + \kind * 0x80   // (an error if the entry before outgrew its 0x80 bytes)
     msr     sp_el0, x0
     msr     tpidrro_el0, x1
     mrs     x0, currentel
@@ -54,7 +54,22 @@ belfry_vectors:
     b.ne    1f
     mrs     x0, tpidr_el2
     b       2f
-1:  mrs     x0, tpidr_el1
+1:
+    .if \kind == 4
+    // At EL1 (no EL2), a synchronous exception on Belfry's own stack: the one expected is
+    // `cpu::index`'s `mrs Xt, TPIDR_EL2`, UNDEFINED here (EC 0), emulated below.
+    mrs     x0, esr_el1
+    lsr     x0, x0, #26
+    cbnz    x0, 3f
+    mrs     x0, elr_el1
+    ldr     w0, [x0]
+    ldr     w1, belfry_mrs_tpidr_el2
+    eor     w0, w0, w1              // Rt, if only the Rt field differs
+    cmp     w0, #31
+    b.ls    belfry_el1_index
+3:
+    .endif
+    mrs     x0, tpidr_el1
 2:  and     x0, x0, #{cpu_mask}
     add     x0, x0, #1
     adrp    x1, {emergency}
@@ -81,6 +96,37 @@ belfry_vectors:
     mov     x0, #\kind
     b       belfry_guest_exit
     .endr
+
+    // `mrs Xt, TPIDR_EL2` at EL1 (`cpu::index`; x0 = Rt, the caller's x0 and x1 parked in
+    // SP_EL0 and TPIDRRO_EL0): Xt gets TPIDR_EL1, where the boot code put the index at EL1,
+    // and the instruction is stepped over. Nothing else changes: `eret` restores the flags.
+belfry_el1_index:
+    adr     x1, 4f
+    add     x1, x1, x0, lsl #3      // two instructions per register
+    br      x1
+4:  mrs     x0, tpidr_el1
+    b       5f
+    mrs     x1, tpidr_el1
+    b       6f
+    .irp rt, 2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
+    mrs     x\rt, tpidr_el1
+    b       8f
+    .endr
+    nop                             // Rt 31: XZR, nothing to write
+    b       8f
+5:  msr     sp_el0, x0              // Rt 0 and 1: the parked values are the results
+    b       8f
+6:  msr     tpidrro_el0, x1
+8:  mrs     x0, elr_el1
+    add     x0, x0, #4
+    msr     elr_el1, x0
+    mrs     x0, sp_el0
+    mrs     x1, tpidrro_el0
+    eret
+
+    .balign 4
+belfry_mrs_tpidr_el2:
+    .word   {mrs_tpidr_el2}
 
 belfry_exception_save:
     stp     x2, x3, [sp, #({x} + 2 * 8)]
@@ -109,7 +155,13 @@ belfry_exception_save:
     emergency = sym EMERGENCY_STACKS,
     emergency_shift = const EMERGENCY_STACK_SIZE.trailing_zeros(),
     cpu_mask = const MAX_CPUS - 1,
+    mrs_tpidr_el2 = const MRS_TPIDR_EL2,
 );
+
+/// `mrs x0, tpidr_el2` (op0 3, op1 4, CRn 13, CRm 0, op2 2); the register field, bits 4..0,
+/// is the only one that varies. The one instruction the EL1 vector emulates (see
+/// [`cpu::index`]).
+pub const MRS_TPIDR_EL2: u32 = 0xd53c_d040;
 
 /// Where an exception came from, by vector table quarter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
