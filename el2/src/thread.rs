@@ -233,9 +233,13 @@ impl Cpu {
         self.queued.store(queue.len(), Ordering::Release);
     }
 
-    /// Queues `thread` and takes the first, under one lock.
+    /// Queues `thread` and takes the first, under one lock. With one thread queued (two
+    /// sharing the CPU, the common case) that is an exchange, and the count stays.
     fn push_pop(&self, thread: Arc<Thread>) -> Option<Arc<Thread>> {
         let mut queue = self.run_queue.lock();
+        if queue.len() == 1 {
+            return queue.front_mut().map(|first| core::mem::replace(first, thread));
+        }
         queue.push_back(thread);
         let first = queue.pop_front();
         self.queued.store(queue.len(), Ordering::Release);
@@ -273,12 +277,14 @@ pub fn wake(thread: &Arc<Thread>) {
 
 /// Lets the other ready threads of this CPU run first.
 pub fn yield_now() {
-    let (Some(cpu_state), Some(me)) = (this_cpu(), current()) else { return };
+    let Some(cpu_state) = this_cpu() else { return };
     if !cpu_state.others_ready() {
         return;
     }
+    // SAFETY: only this CPU touches its `current` slot.
+    let Some(me) = (unsafe { (*cpu_state.current.get()).as_ref() }) else { return };
     me.state.yield_ready();
-    schedule_requeued(None, Some(me));
+    schedule_requeued(None, true);
 }
 
 /// Wakes this CPU's sleepers whose deadline has passed, then sets the EL2 timer for the next
@@ -453,43 +459,68 @@ pub fn serve_forever() -> ! {
 /// `rearm`, and `pick` returns when it has passed. A timed WFI of a VCPU alone on its CPU so
 /// neither queues itself as a sleeper nor is woken into the run queue to be popped again.
 fn schedule(deadline: Option<Deadline>) -> bool {
-    schedule_requeued(deadline, None)
+    schedule_requeued(deadline, false)
 }
 
-/// [`schedule`], with `requeue` (the current thread, yielding) queued first, under the lock
-/// of the scheduler's first look at the queue.
-fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>>) -> bool {
+/// [`schedule`], with the current thread (yielding, READY) queued first when `requeue`, under
+/// the lock of the scheduler's first look at the queue. The slot's own reference moves into
+/// the queue (nothing cloned, nothing left in `previous` to drop after the switch): the entry
+/// keeps the thread alive, as only this CPU takes entries off its queue, and it takes this one
+/// off only after it has switched away or, popping it here, when the thread resumes (the
+/// reference then moves back into the slot).
+fn schedule_requeued(deadline: Option<Deadline>, mut requeue: bool) -> bool {
     let Some(cpu_state) = this_cpu() else {
         // No scheduler yet on this CPU: wait in place.
         cpu::wait_for_event();
         return false;
     };
+    // Only this CPU touches its `current` slot (each access below borrows it briefly: the
+    // idle loop runs code that may read it).
+    let current = cpu_state.current.get();
+    // SAFETY: see above.
+    let Some(me) = (unsafe { (*current).as_ref() }).map(Arc::as_ptr) else { return false };
+    // SAFETY: the thread is alive while this function runs on its stack: its reference is in
+    // `current` or, once requeued, in this CPU's queue, which only this CPU pops (here, where
+    // popping it moves it back into `current`).
+    let me = unsafe { &*me };
     loop {
         // The clock is read only when a deadline is in play (a switch between threads with no
         // sleepers reads none).
         let earliest = cpu_state.earliest_sleeper.load(Ordering::Relaxed);
-        let (next, deadline_passed) = if deadline.is_none() && earliest == INFINITE {
+        let (wake_at, deadline_passed) = if deadline.is_none() && earliest == INFINITE {
             (INFINITE, false)
         } else {
             let now = now();
-            (wake_expired(cpu_state, now).1, deadline.is_some_and(|deadline| now >= deadline))
+            let next = wake_expired(cpu_state, now).1;
+            match deadline {
+                Some(deadline) if now >= deadline => (next, true),
+                Some(deadline) => (next.min(deadline), false),
+                None => (next, false),
+            }
         };
-        let own = deadline.filter(|_| !deadline_passed).unwrap_or(INFINITE);
-        rearm(cpu_state, next.min(own));
-        // SAFETY: only this CPU touches its `current` slot, and it is replaced only when
-        // switching below, after the last use of `me` (borrowed, not cloned: a switch then
-        // moves the slot's own reference into `previous`).
-        let Some(me) = (unsafe { (*cpu_state.current.get()).as_ref() }) else { return false };
-        let next = match requeue.take() {
-            Some(thread) => cpu_state.push_pop(thread),
-            None => cpu_state.pop(),
+        rearm(cpu_state, wake_at);
+        let next = if core::mem::take(&mut requeue) {
+            // SAFETY: see `current`.
+            unsafe { (*current).take() }.and_then(|thread| cpu_state.push_pop(thread))
+        } else {
+            cpu_state.pop()
         };
-        let popped = next.as_ref().map(|next| (Arc::ptr_eq(next, me), &next.state));
+        let popped = next.as_ref().map(|next| (core::ptr::eq(Arc::as_ptr(next), me), &next.state));
         // The policy (`sched::pick`): a stale entry of an exiting thread must not bring it back
         // (its `exit` would fall through to parking the CPU); only a READY thread runs (an entry
         // of a thread that blocked again or exited since it was queued is dropped).
         match pick(&me.state, popped, deadline_passed) {
-            Pick::Resume | Pick::Return => return false,
+            Pick::Resume => {
+                // Our own entry: the reference goes back into the slot if it was requeued
+                // (otherwise the slot holds one and this one is dropped).
+                // SAFETY: see `current`.
+                let slot = unsafe { &mut *current };
+                if slot.is_none() {
+                    *slot = next;
+                }
+                return false;
+            }
+            Pick::Return => return false,
             Pick::Skip => continue,
             Pick::SwitchTo => {
                 let Some(next) = next else { return false };
@@ -500,13 +531,15 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>
                 // list, with the timer set for nothing, it would wait for an interrupt that
                 // might never come: a guest alone on the CPU need not exit).
                 let mut slept = false;
-                if let Some(deadline) = deadline {
+                // SAFETY: see `current` (a thread with a deadline was not requeued: the slot
+                // holds its reference).
+                if let (Some(deadline), Some(mine)) = (deadline, unsafe { (*current).as_ref() }) {
                     if deadline_passed {
                         if me.state.wake() {
-                            cpu_state.push(me.clone());
+                            cpu_state.push(mine.clone());
                         }
                     } else {
-                        cpu_state.sleepers.lock().push(deadline, me.clone());
+                        cpu_state.sleepers.lock().push(deadline, mine.clone());
                         cpu_state.earliest_sleeper.fetch_min(deadline, Ordering::Relaxed);
                         slept = true;
                     }
@@ -516,12 +549,14 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: Option<Arc<Thread>
                 // A guest's virtual interface is not left enabled under another thread.
                 crate::arch::aarch64::vgic::park();
                 cpu::this(&CURRENT_ID).store(next.id, Ordering::Relaxed);
-                // SAFETY: only this CPU touches these slots; `previous` keeps the thread we leave
-                // (and its stack) alive until the next thread has finished switching. `me` is
-                // not used past this point.
-                unsafe {
-                    let leaving = (*cpu_state.current.get()).replace(next);
-                    *cpu_state.previous.get() = leaving;
+                // `previous` keeps the thread we leave (and its stack) alive until the next
+                // thread has finished switching, unless its reference went into the queue
+                // (requeued: the slot is empty). `me` is not used past this point.
+                // SAFETY: see `current`.
+                let leaving = unsafe { (*current).replace(next) };
+                if leaving.is_some() {
+                    // SAFETY: only this CPU touches its `previous` slot.
+                    unsafe { *cpu_state.previous.get() = leaving };
                 }
                 // SAFETY: `to` was saved by `switch_context` or built by `initial_context` on a
                 // live stack; `from` belongs to a thread kept alive by `previous` until then.
