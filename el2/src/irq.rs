@@ -40,9 +40,18 @@ static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// Each CPU's GICv3 redistributor SGI/PPI frame (0 before it is found).
 static SGI_FRAME_V3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// What `set_virtual_timer_ppi` last made of the PPI on each CPU (a [`TimerPpi`] as `u8`; 0:
-/// nothing yet).
-static TIMER_PPI_STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// This module's part of each CPU's [`cpu::PerCpu`] block.
+pub(crate) struct IrqCpu {
+    /// What `set_virtual_timer_ppi` last made of the CPU's PPI (a [`TimerPpi`] as `u8`; 0:
+    /// nothing yet).
+    timer_ppi_state: AtomicU8,
+}
+
+impl IrqCpu {
+    pub(crate) const fn new() -> Self {
+        Self { timer_ppi_state: AtomicU8::new(0) }
+    }
+}
 /// The EL2 physical timer's PPI (CNTHP): the scheduler's deadlines and time slices.
 pub const HYP_TIMER_INTID: u32 = 26;
 /// The virtual timer's PPI: a guest's timer expiring while it runs makes it exit.
@@ -228,7 +237,7 @@ impl TimerPpi {
 /// never set: then a timer that fires while EL2 runs does not exit the guest, so an entry
 /// must look at the timer itself.
 pub fn virtual_timer_ppi_masked() -> bool {
-    let state = cpu::this(&TIMER_PPI_STATE).load(Ordering::Relaxed);
+    let state = cpu::local().irq.timer_ppi_state.load(Ordering::Relaxed);
     !matches!(TimerPpi::from_u8(state), Some(TimerPpi::Armed | TimerPpi::Forwarded))
 }
 
@@ -237,7 +246,7 @@ pub fn virtual_timer_ppi_masked() -> bool {
 /// register, so the PPI's active state is written whatever was last written (the guest's
 /// deactivation of an earlier one cleared it behind EL2's back).
 pub fn set_virtual_timer_ppi(state: TimerPpi, placed: bool) {
-    let last = cpu::this(&TIMER_PPI_STATE);
+    let last = &cpu::local().irq.timer_ppi_state;
     // Only this CPU touches its slot, with interrupts masked: no read-modify-write needed.
     let before = TimerPpi::from_u8(last.load(Ordering::Relaxed));
     if before == Some(state) && !placed {

@@ -140,18 +140,26 @@ unsafe impl Sync for Cpu {}
 static CPUS: [spin::Once<Cpu>; MAX_CPUS] = [const { spin::Once::new() }; MAX_CPUS];
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Each CPU's own `Cpu` once `init_cpu` has set it up, for that CPU alone: asked several
-/// times per switch and per guest entry, so one load rather than a bounds check and the
-/// `Once`'s state check.
-static THIS_CPU: [AtomicPtr<Cpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+/// This module's part of each CPU's [`cpu::PerCpu`] block.
+pub(crate) struct ThreadCpu {
+    /// The CPU's own `Cpu` once `init_cpu` has set it up, for that CPU alone: asked several
+    /// times per switch and per guest entry, so one load rather than a bounds check and the
+    /// `Once`'s state check.
+    cpu: AtomicPtr<Cpu>,
+    /// The CPU's running thread's identity (0: no thread yet), kept with `Cpu::current` for
+    /// [`current_thread`], which every VCPU call asks: one load, not a walk to the thread.
+    current_id: AtomicU64,
+}
 
-/// Each CPU's running thread's identity (0: no thread yet), kept with `Cpu::current` for
-/// [`current_thread`], which every VCPU call asks: one load, not a walk to the thread.
-static CURRENT_ID: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+impl ThreadCpu {
+    pub(crate) const fn new() -> Self {
+        Self { cpu: AtomicPtr::new(core::ptr::null_mut()), current_id: AtomicU64::new(0) }
+    }
+}
 
 fn this_cpu() -> Option<&'static Cpu> {
     // Relaxed: only the CPU itself stores its slot (in `init_cpu`) and reads it.
-    let cpu = cpu::this(&THIS_CPU).load(Ordering::Relaxed);
+    let cpu = cpu::local().thread.cpu.load(Ordering::Relaxed);
     // SAFETY: null, or a `Cpu` inside `CPUS`, a static, initialized and never dropped.
     unsafe { cpu.as_ref() }
 }
@@ -180,11 +188,11 @@ pub fn init_cpu(index: usize) {
                 previous: UnsafeCell::new(None),
             }
         });
-        if let (Some(state), Some(own)) = (slot.get(), THIS_CPU.get(index)) {
-            own.store(state as *const Cpu as *mut Cpu, Ordering::Relaxed);
+        if let (Some(state), Some(own)) = (slot.get(), cpu::all().get(index)) {
+            own.thread.cpu.store(state as *const Cpu as *mut Cpu, Ordering::Relaxed);
             // SAFETY: only this CPU touches its `current` slot.
-            if let (Some(main), Some(id)) = (unsafe { (*state.current.get()).as_ref() }, CURRENT_ID.get(index)) {
-                id.store(main.id, Ordering::Relaxed);
+            if let Some(main) = unsafe { (*state.current.get()).as_ref() } {
+                own.thread.current_id.store(main.id, Ordering::Relaxed);
             }
         }
     }
@@ -200,7 +208,7 @@ pub fn current() -> Option<Arc<Thread>> {
 #[inline]
 pub fn current_thread() -> u64 {
     // Relaxed: only this CPU writes its slot (with `current`) and reads it.
-    match cpu::this(&CURRENT_ID).load(Ordering::Relaxed) {
+    match cpu::local().thread.current_id.load(Ordering::Relaxed) {
         0 => 1 << 32 | cpu::index() as u64,
         id => id,
     }
@@ -548,7 +556,7 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: bool) -> bool {
                 let from = me.context.get();
                 // A guest's virtual interface is not left enabled under another thread.
                 crate::arch::aarch64::vgic::park();
-                cpu::this(&CURRENT_ID).store(next.id, Ordering::Relaxed);
+                cpu::local().thread.current_id.store(next.id, Ordering::Relaxed);
                 // `previous` keeps the thread we leave (and its stack) alive until the next
                 // thread has finished switching, unless its reference went into the queue
                 // (requeued: the slot is empty). `me` is not used past this point.

@@ -11,7 +11,8 @@
 //!   SVE and SME are), HCR_EL2 (EL1 is AArch64, nothing routed to EL2 yet), CNTHCTL_EL2 (EL1
 //!   may read the counter), CNTVOFF_EL2 = 0 and SCTLR_EL2 with the MMU and caches off;
 //! - at EL1 (no virtualization), sets SCTLR_EL1 the same way;
-//! - installs the exception vectors and stores its logical index in TPIDR_ELx;
+//! - points TPIDR_ELx at its own `cpu::PerCpu` block (which holds its logical index), then
+//!   installs the exception vectors;
 //! - takes its own stack from the `.stacks` section;
 //! - the boot CPU alone clears `.bss`;
 //! - calls `belfry_main(dtb, cpu_index, is_boot_cpu)`, which the board crate defines.
@@ -62,6 +63,12 @@ _start_secondary_spin:
     mov     x21, #0
 
 1:  msr     daifset, #0xf           // no interrupt until Belfry asks for one
+    cmp     x20, #{max_cpus}
+    b.hs    9f                      // more CPUs than Belfry has stacks for: park
+    adrp    x22, {per_cpu}
+    add     x22, x22, :lo12:{per_cpu}
+    mov     x10, #{per_cpu_size}
+    madd    x22, x20, x10, x22      // this CPU's PerCpu block, for TPIDR_ELx
     mrs     x9, CurrentEL
     ubfx    x9, x9, #2, #2
     cmp     x9, #2
@@ -77,21 +84,19 @@ _start_secondary_spin:
     msr     cntvoff_el2, xzr
     ldr     x10, ={sctlr2}
     msr     sctlr_el2, x10
+    msr     tpidr_el2, x22          // before the vectors, which read it
     adr     x10, belfry_vectors
     msr     vbar_el2, x10
-    msr     tpidr_el2, x20
     b       3f
 
     // EL1: no virtualization; Belfry boots to say so.
 2:  ldr     x10, ={sctlr1}
     msr     sctlr_el1, x10
+    msr     tpidr_el1, x22
     adr     x10, belfry_vectors
     msr     vbar_el1, x10
-    msr     tpidr_el1, x20
 
 3:  isb
-    cmp     x20, #{max_cpus}
-    b.hs    9f                      // more CPUs than Belfry has stacks for: park
     adrp    x10, __stacks_start
     add     x10, x10, :lo12:__stacks_start
     add     x11, x20, #1
@@ -122,6 +127,8 @@ _start_secondary_spin:
     sctlr2 = const SCTLR_EL2_RES1,
     sctlr1 = const SCTLR_EL1_RES1,
     max_cpus = const crate::machine::MAX_CPUS,
+    per_cpu = sym super::cpu::PER_CPU,
+    per_cpu_size = const core::mem::size_of::<super::cpu::PerCpu>(),
     stack_size = const STACK_SIZE,
 );
 

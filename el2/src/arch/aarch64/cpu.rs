@@ -21,32 +21,82 @@ pub fn at_el2() -> bool {
     current_el() == 2
 }
 
-/// This CPU's logical index, stored in TPIDR_EL2 by the boot code before any Rust runs.
+/// Each CPU's own state that the exit and switch paths touch, in one block per CPU: TPIDR_EL2
+/// holds the address of the CPU's block ([`local`]), so a function reaches every field from
+/// one `mrs`, with no index to scale and no array address to form per field. Each module keeps
+/// its part private; the block only places them side by side. Cache-line aligned: another
+/// CPU's block is another CPU's writes.
+#[repr(C, align(64))]
+pub(crate) struct PerCpu {
+    /// This CPU's logical index. First: the exception vector loads it from offset 0.
+    index: usize,
+    pub(crate) thread: crate::thread::ThreadCpu,
+    pub(crate) guest: super::guest::GuestCpu,
+    pub(crate) vgic: super::vgic::VgicCpu,
+    pub(crate) timer: super::timer::TimerCpu,
+    pub(crate) irq: crate::irq::IrqCpu,
+}
+
+const _: () = assert!(core::mem::offset_of!(PerCpu, index) == 0, "the vector reads the index at offset 0");
+
+/// The CPUs' blocks, indexed by logical CPU; the boot code points each CPU's TPIDR_EL2 (at EL1,
+/// TPIDR_EL1) at its own before any Rust runs.
+pub(crate) static PER_CPU: [PerCpu; crate::machine::MAX_CPUS] = {
+    let mut blocks = [const {
+        PerCpu {
+            index: 0,
+            thread: crate::thread::ThreadCpu::new(),
+            guest: super::guest::GuestCpu::new(),
+            vgic: super::vgic::VgicCpu::new(),
+            timer: super::timer::TimerCpu::new(),
+            irq: crate::irq::IrqCpu::new(),
+        }
+    }; crate::machine::MAX_CPUS];
+    let mut index = 0;
+    while index < crate::machine::MAX_CPUS {
+        blocks[index].index = index;
+        index += 1;
+    }
+    blocks
+};
+
+/// This CPU's [`PerCpu`] block: one `mrs` of TPIDR_EL2.
 ///
-/// One `mrs`: the exit path asks "which CPU" several times per VCPU switch. At EL1 (the loader
-/// gave no EL2; Belfry runs no guests then) the boot code stores the index in TPIDR_EL1
-/// instead and this very instruction is UNDEFINED: the exception vector recognizes it and
-/// emulates it with TPIDR_EL1's value ([`super::vectors`]), so every caller reads the index
-/// the same way, at a cost only where no guest runs.
+/// At EL1 (the loader gave no EL2; Belfry runs no guests then) the boot code puts the address
+/// in TPIDR_EL1 instead and this very instruction is UNDEFINED: the exception vector
+/// recognizes it and emulates it with TPIDR_EL1's value ([`super::vectors`]), so every caller
+/// reads it the same way, at a cost only where no guest runs.
 ///
 /// A `pure` read, as [`current_el`]: a thread never leaves the CPU it was started on, and
 /// nothing writes TPIDR_EL2 (or, at EL1, TPIDR_EL1) after boot, so within one function every
 /// read gives the same value and the compiler may keep the first.
 #[inline(always)]
-pub fn index() -> usize {
-    let index: usize;
+pub(crate) fn local() -> &'static PerCpu {
+    let block: usize;
     // SAFETY: reads only; at EL2 TPIDR_EL2 is Belfry's own, set once by the boot code; at EL1
     // the vector emulates this exact instruction (`mrs Xt, TPIDR_EL2`: one register written,
     // nothing else changed, flags included), which `super::vectors::MRS_TPIDR_EL2` encodes.
     unsafe {
-        core::arch::asm!("mrs {i}, tpidr_el2", i = out(reg) index, options(pure, nomem, nostack, preserves_flags))
+        core::arch::asm!("mrs {b}, tpidr_el2", b = out(reg) block, options(pure, nomem, nostack, preserves_flags))
     };
-    index
+    // SAFETY: the boot code set the register to this CPU's element of `PER_CPU` (a static)
+    // before any Rust ran on the CPU, and nothing writes it after.
+    unsafe { &*(block as *const PerCpu) }
+}
+
+/// Every CPU's block (for the rare look at other CPUs' state, as a VCPU's drop does).
+pub(crate) fn all() -> &'static [PerCpu] {
+    &PER_CPU
+}
+
+/// This CPU's logical index (from its [`PerCpu`] block).
+#[inline(always)]
+pub fn index() -> usize {
+    local().index
 }
 
 /// This CPU's slot of a per-CPU array. A CPU's index is below `MAX_CPUS` (boot parks any
-/// other CPU); the mask keeps a broken index inside the array without a bounds check's branch
-/// (the hot paths ask on every guest entry).
+/// other CPU); the mask keeps a broken index inside the array without a bounds check's branch.
 #[inline(always)]
 pub fn this<T>(per_cpu: &[T; crate::machine::MAX_CPUS]) -> &T {
     const { assert!(crate::machine::MAX_CPUS.is_power_of_two()) };

@@ -16,7 +16,6 @@ use super::world::{self, El1State, FpState};
 use crate::debug::DebugState;
 use crate::inject::GuestException;
 use crate::irq::TimerPpi;
-use crate::machine::MAX_CPUS;
 use crate::object::exit::{Access, Exit, ExitCounts, ExitKind};
 use crate::object::psci;
 use crate::object::signals::Signals;
@@ -91,22 +90,38 @@ struct Loaded {
     pauth: AtomicUsize,
 }
 
-static LOADED: [Loaded; MAX_CPUS] = [const {
-    Loaded {
-        lock: spin::Mutex::new(()),
-        el1: AtomicUsize::new(0),
-        resumable: AtomicUsize::new(0),
-        gic: AtomicUsize::new(0),
-        fp: AtomicUsize::new(0),
-        pauth: AtomicUsize::new(0),
+impl Loaded {
+    const fn new() -> Self {
+        Self {
+            lock: spin::Mutex::new(()),
+            el1: AtomicUsize::new(0),
+            resumable: AtomicUsize::new(0),
+            gic: AtomicUsize::new(0),
+            fp: AtomicUsize::new(0),
+            pauth: AtomicUsize::new(0),
+        }
     }
-}; MAX_CPUS];
+}
 
-/// This CPU's [`Loaded`]. A CPU's index is below `MAX_CPUS` (boot numbers only the CPUs it
-/// starts); the mask, as in the exception vector, keeps a broken index from reaching past the
-/// array, and a slot always exists, so no caller has a "no slot" case to get wrong.
+/// This module's part of each CPU's [`cpu::PerCpu`] block.
+pub(crate) struct GuestCpu {
+    loaded: Loaded,
+    /// The version of the debug state the CPU's hardware holds, 0 for none (see
+    /// [`crate::debug`]).
+    debug_loaded: AtomicU64,
+}
+
+impl GuestCpu {
+    pub(crate) const fn new() -> Self {
+        Self { loaded: Loaded::new(), debug_loaded: AtomicU64::new(0) }
+    }
+}
+
+/// This CPU's [`Loaded`]: a slot always exists, so no caller has a "no slot" case to get
+/// wrong.
+#[inline(always)]
 fn this_cpu_loaded() -> &'static Loaded {
-    cpu::this(&LOADED)
+    &cpu::local().guest.loaded
 }
 
 /// Per-VCPU architectural state.
@@ -265,7 +280,7 @@ impl Drop for VcpuArch {
         let fp = &*self.fp as *const FpState as usize;
         let keys = &*self.pauth as *const world::PauthKeys as usize;
         let gic = self.vgic.interface() as *mut Interface as usize;
-        for slot in &LOADED {
+        for slot in cpu::all().iter().map(|block| &block.guest.loaded) {
             let _guard = slot.lock.lock();
             for (owner, me) in
                 [(&slot.el1, el1), (&slot.resumable, el1), (&slot.gic, gic), (&slot.fp, fp), (&slot.pauth, keys)]
@@ -296,15 +311,11 @@ fn switch_pauth(context: &mut Context) {
     slot.pauth.store(me as usize, Ordering::Relaxed);
 }
 
-/// The version of the debug state each CPU's hardware holds, 0 for none (see
-/// [`crate::debug`]).
-static DEBUG_LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-
 /// Before entering a VCPU: its debug state in the hardware if it is active (loaded unless the
 /// CPU already holds that very version), otherwise the hardware disarmed (MDSCR_EL1 cleared)
 /// if it holds another VCPU's.
 fn prepare_debug(debug: &DebugState) {
-    let slot = cpu::this(&DEBUG_LOADED);
+    let slot = &cpu::local().guest.debug_loaded;
     let loaded = slot.load(Ordering::Relaxed);
     if debug.active() {
         if loaded != debug.version {

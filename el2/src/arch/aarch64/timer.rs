@@ -1,7 +1,6 @@
 //! The generic timer: the physical counter (timestamps, busy-wait delays) and the EL2 physical
 //! timer, which wakes the scheduler for deadlines and ends a guest's time slice.
 
-use crate::machine::MAX_CPUS;
 use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0};
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -20,27 +19,44 @@ pub fn frequency() -> u64 {
     }
 }
 
-/// What each CPU's EL2 timer is set to (a counter value, or `DISARMED`): the scheduler asks
-/// for its timer each time it runs, and the registers are written only when that changes.
-static HYP_TIMER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
 const DISARMED: u64 = u64::MAX;
 
-/// The scheduler's and the running guest's wishes for each CPU's EL2 timer; it is set to the
-/// earlier of the two.
-static SCHEDULER_WANTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
-static GUEST_WANTS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(DISARMED) }; MAX_CPUS];
+/// This module's part of each CPU's [`super::cpu::PerCpu`] block.
+pub(crate) struct TimerCpu {
+    /// What the CPU's EL2 timer is set to (a counter value, or `DISARMED`): the scheduler asks
+    /// for its timer each time it runs, and the registers are written only when that changes.
+    hyp_timer: AtomicU64,
+    /// The scheduler's and the running guest's wishes for the EL2 timer; it is set to the
+    /// earlier of the two.
+    scheduler_wants: AtomicU64,
+    guest_wants: AtomicU64,
+    /// The scheduler's last deadline, in nanoseconds as it asked (`i64::MAX`: none, which is
+    /// also the state after boot and after the timer fired): asked the same again,
+    /// [`set_scheduler_deadline`] does nothing.
+    scheduler_asked: AtomicI64,
+}
 
-/// The scheduler's last deadline per CPU, in nanoseconds as it asked (`i64::MAX`: none, which
-/// is also the state after boot and after the timer fired): asked the same again,
-/// [`set_scheduler_deadline`] does nothing.
-static SCHEDULER_ASKED: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(i64::MAX) }; MAX_CPUS];
+impl TimerCpu {
+    pub(crate) const fn new() -> Self {
+        Self {
+            hyp_timer: AtomicU64::new(DISARMED),
+            scheduler_wants: AtomicU64::new(DISARMED),
+            guest_wants: AtomicU64::new(DISARMED),
+            scheduler_asked: AtomicI64::new(i64::MAX),
+        }
+    }
+}
+
+fn this_cpu() -> &'static TimerCpu {
+    &super::cpu::local().timer
+}
 
 /// Sets this CPU's EL2 timer for the scheduler's deadline `nanos` (`i64::MAX`: none). The
 /// scheduler asks on every pass, mostly for the same deadline as before: that costs a compare.
 /// Inline: the compare is in the scheduler's own pass; only a change is a call.
 #[inline(always)]
 pub fn set_scheduler_deadline(nanos: i64) {
-    let asked = super::cpu::this(&SCHEDULER_ASKED);
+    let asked = &this_cpu().scheduler_asked;
     if asked.load(Ordering::Relaxed) != nanos {
         change_scheduler_deadline(asked, nanos);
     }
@@ -56,11 +72,9 @@ fn change_scheduler_deadline(asked: &AtomicI64, nanos: i64) {
 /// Sets this CPU's EL2 physical timer (CNTHP, PPI 26) to fire at counter value `at`, or stops
 /// it (`None`), for the scheduler; a guest deadline ([`set_guest_timer`]) may fire it earlier.
 pub fn set_hyp_timer(at: Option<u64>) {
-    let cpu = super::cpu::index();
-    if let Some(slot) = SCHEDULER_WANTS.get(cpu) {
-        slot.store(at.unwrap_or(DISARMED), Ordering::Relaxed);
-    }
-    program(cpu);
+    let timer = this_cpu();
+    timer.scheduler_wants.store(at.unwrap_or(DISARMED), Ordering::Relaxed);
+    program(timer);
 }
 
 /// Asks for this CPU's EL2 timer to fire at counter value `at` while the current guest runs:
@@ -69,22 +83,17 @@ pub fn set_guest_timer(at: Option<u64>) {
     let want = at.unwrap_or(DISARMED);
     // Only this CPU touches its slot, and EL2 runs with interrupts masked (they are drained,
     // never taken), so nothing comes between: a load and a store, not a swap.
-    let slot = super::cpu::this(&GUEST_WANTS);
+    let timer = this_cpu();
     // Unchanged (the common case: no physical timer armed): nothing to program.
-    if slot.load(Ordering::Relaxed) != want {
-        slot.store(want, Ordering::Relaxed);
-        program(super::cpu::index());
+    if timer.guest_wants.load(Ordering::Relaxed) != want {
+        timer.guest_wants.store(want, Ordering::Relaxed);
+        program(timer);
     }
 }
 
-fn program(cpu: usize) {
-    let (Some(scheduler), Some(guest), Some(slot)) =
-        (SCHEDULER_WANTS.get(cpu), GUEST_WANTS.get(cpu), HYP_TIMER.get(cpu))
-    else {
-        return;
-    };
-    let want = scheduler.load(Ordering::Relaxed).min(guest.load(Ordering::Relaxed));
-    if slot.swap(want, Ordering::Relaxed) == want {
+fn program(timer: &TimerCpu) {
+    let want = timer.scheduler_wants.load(Ordering::Relaxed).min(timer.guest_wants.load(Ordering::Relaxed));
+    if timer.hyp_timer.swap(want, Ordering::Relaxed) == want {
         return;
     }
     let at = (want != DISARMED).then_some(want);
@@ -103,15 +112,11 @@ fn program(cpu: usize) {
 /// The EL2 timer's interrupt was taken: stop it (its level-triggered interrupt deasserts); the
 /// scheduler sets it again for the next deadline.
 pub fn hyp_timer_fired() {
-    let cpu = super::cpu::index();
-    if let Some(asked) = SCHEDULER_ASKED.get(cpu) {
-        // Stopped: what asking for no deadline leaves (the guest's wish is dropped too).
-        asked.store(i64::MAX, Ordering::Relaxed);
-    }
-    for wants in [&HYP_TIMER, &SCHEDULER_WANTS, &GUEST_WANTS] {
-        if let Some(slot) = wants.get(cpu) {
-            slot.store(DISARMED, Ordering::Relaxed);
-        }
+    let timer = this_cpu();
+    // Stopped: what asking for no deadline leaves (the guest's wish is dropped too).
+    timer.scheduler_asked.store(i64::MAX, Ordering::Relaxed);
+    for slot in [&timer.hyp_timer, &timer.scheduler_wants, &timer.guest_wants] {
+        slot.store(DISARMED, Ordering::Relaxed);
     }
     CNTHP_CTL_EL2.set(0);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);

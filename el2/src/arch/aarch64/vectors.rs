@@ -70,7 +70,8 @@ belfry_vectors:
 3:
     .endif
     mrs     x0, tpidr_el1
-2:  and     x0, x0, #{cpu_mask}
+2:  ldr     x0, [x0]                // the CPU's index, first in its PerCpu block
+    and     x0, x0, #{cpu_mask}
     add     x0, x0, #1
     adrp    x1, {emergency}
     add     x1, x1, :lo12:{emergency}
@@ -98,8 +99,8 @@ belfry_vectors:
     .endr
 
     // `mrs Xt, TPIDR_EL2` at EL1 (`cpu::index`; x0 = Rt, the caller's x0 and x1 parked in
-    // SP_EL0 and TPIDRRO_EL0): Xt gets TPIDR_EL1, where the boot code put the index at EL1,
-    // and the instruction is stepped over. Nothing else changes: `eret` restores the flags.
+    // SP_EL0 and TPIDRRO_EL0): Xt gets TPIDR_EL1, where the boot code put the CPU's block at
+    // EL1, and the instruction is stepped over. Nothing else changes: `eret` restores the flags.
 belfry_el1_index:
     adr     x1, 4f
     add     x1, x1, x0, lsl #3      // two instructions per register
@@ -160,7 +161,7 @@ belfry_exception_save:
 
 /// `mrs x0, tpidr_el2` (op0 3, op1 4, CRn 13, CRm 0, op2 2); the register field, bits 4..0,
 /// is the only one that varies. The one instruction the EL1 vector emulates (see
-/// [`cpu::index`]).
+/// [`cpu::local`]).
 pub const MRS_TPIDR_EL2: u32 = 0xd53c_d040;
 
 /// Where an exception came from, by vector table quarter.

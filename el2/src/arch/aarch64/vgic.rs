@@ -12,17 +12,16 @@
 //! - A list register holding nothing stays holding nothing while the guest runs (only EL2
 //!   writes list registers): when none held anything at entry, the exit reads none, and the
 //!   next entry writes none if none is to hold anything and the CPU's registers are known to
-//!   hold nothing (`LRS_CLEAR`, kept by every load, whichever VCPU made it: a switch between
+//!   hold nothing (`lrs_clear`, kept by every load, whichever VCPU made it: a switch between
 //!   VCPUs with no interrupt in flight writes none). Otherwise all of them are moved, as
 //!   comparing each costs more instructions than it saves.
-//! - ICH_HCR_EL2 / GICH_HCR is per CPU (`HCR_LOADED`): written at entry only when it differs;
+//! - ICH_HCR_EL2 / GICH_HCR is per CPU (`hcr_loaded`): written at entry only when it differs;
 //!   read and cleared at exit only when it asked for maintenance (its EOIcount matters only
 //!   with spilled interrupts, which set LRENPIE). Left at En alone while EL2 handles the exit,
 //!   it can raise nothing (no maintenance request); [`park`] clears it whenever EL2 runs
 //!   another thread or sleeps.
 
 use crate::irq::VIRTUAL_TIMER_INTID;
-use crate::machine::MAX_CPUS;
 use crate::object::signals::Signals;
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::vgic::{Flavor, ListRegisters, HCR_EN};
@@ -33,26 +32,34 @@ use aarch64_cpu::registers::{
 };
 use alloc::boxed::Box;
 
-/// Per CPU: the control word ICH_HCR_EL2 / GICH_HCR holds now (0 after boot: disabled), with
-/// [`LR_MAINTENANCE`].
-static HCR_LOADED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// This module's part of each CPU's [`super::cpu::PerCpu`] block.
+pub(crate) struct VgicCpu {
+    /// The control word ICH_HCR_EL2 / GICH_HCR holds now (0 after boot: disabled), with
+    /// [`LR_MAINTENANCE`].
+    hcr_loaded: AtomicU64,
+    /// The list registers all hold 0, as the last `Vgic::load` on the CPU wrote them (false
+    /// after boot: unknown).
+    lrs_clear: AtomicBool,
+}
+
+impl VgicCpu {
+    pub(crate) const fn new() -> Self {
+        Self { hcr_loaded: AtomicU64::new(0), lrs_clear: AtomicBool::new(false) }
+    }
+}
 
 /// Not a register bit (ICH_HCR_EL2's upper half is RES0, GICH_HCR is 32 bits): in
-/// `HCR_LOADED`, a list register asks for EOI maintenance. Its interrupt ended, the register
+/// `hcr_loaded`, a list register asks for EOI maintenance. Its interrupt ended, the register
 /// keeps signalling maintenance (EISR) while the interface is enabled, so the exit must then
 /// disable the interface as for the control word's own requests.
 const LR_MAINTENANCE: u64 = 1 << 63;
 
-/// Per CPU: its list registers all hold 0, as the last `Vgic::load` on it wrote them (false
-/// after boot: unknown).
-static LRS_CLEAR: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-
 fn lrs_clear() -> &'static AtomicBool {
-    super::cpu::this(&LRS_CLEAR)
+    &super::cpu::local().vgic.lrs_clear
 }
 
 fn hcr_loaded() -> &'static AtomicU64 {
-    super::cpu::this(&HCR_LOADED)
+    &super::cpu::local().vgic.hcr_loaded
 }
 
 fn write_hcr(v3: bool, hcr: u64) {
@@ -223,7 +230,7 @@ impl Vgic {
         let hcr = self.regs.hcr;
         // Only the registers in use: the rest are never written (and stay 0).
         let empty = self.regs.all_clear();
-        // The CPU's list registers hold nothing (`LRS_CLEAR`): an empty set needs no writes,
+        // The CPU's list registers hold nothing (`lrs_clear`): an empty set needs no writes,
         // whichever VCPU had the CPU last (only EL2 writes them; a guest's own acknowledge
         // and end change only a valid register's state).
         let clear = lrs_clear();
