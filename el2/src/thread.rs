@@ -567,7 +567,8 @@ fn schedule_requeued(deadline: Option<Deadline>, mut requeue: bool) -> bool {
                     unsafe { *cpu_state.previous.get() = leaving };
                 }
                 // SAFETY: `to` was saved by `switch_context` or built by `initial_context` on a
-                // live stack; `from` belongs to a thread kept alive by `previous` or its queue entry.
+                // live stack; `from` belongs to a thread kept alive by `previous` or by its
+                // queue entry.
                 unsafe { switch_context(from, to) };
                 finish_switch();
                 return slept;
