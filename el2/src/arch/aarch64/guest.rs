@@ -126,9 +126,10 @@ fn this_cpu_loaded() -> &'static Loaded {
 
 /// Per-VCPU architectural state.
 pub struct VcpuArch {
-    /// The guest's EL1 registers; boxed so `LOADED` can name them by a stable address. While
-    /// this CPU's `LOADED.el1` names them the CPU's registers are newer than these: read them
-    /// through [`VcpuArch::el1_current`] and change them through [`VcpuArch::el1_mut`].
+    /// The guest's EL1 registers; boxed so the CPU's [`Loaded`] can name them by a stable
+    /// address. While this CPU's `Loaded::el1` names them the CPU's registers are newer than
+    /// these: read them through [`VcpuArch::el1_current`] and change them through
+    /// [`VcpuArch::el1_mut`].
     el1: Box<El1State>,
     /// SPSR_EL2 while the guest is out: its PSTATE.
     pstate: u64,
@@ -136,13 +137,13 @@ pub struct VcpuArch {
     vmpidr: u64,
     /// Length of the instruction that caused the last exit (IL).
     instruction_len: u64,
-    /// FP/SIMD registers; boxed so `LOADED` can name them by a stable address.
+    /// FP/SIMD registers; boxed so [`Loaded`] can name them by a stable address.
     fp: Box<FpState>,
     vgic: Vgic,
     /// The guest's DISR_EL1 (VDISR_EL2), switched when the CPU has FEAT_RAS.
     vdisr: u64,
     /// The guest's pointer-authentication keys, switched (lazily) when the CPU has FEAT_PAuth;
-    /// boxed so `LOADED` can name them by a stable address.
+    /// boxed so [`Loaded`] can name them by a stable address.
     pauth: Box<world::PauthKeys>,
     /// The guest has used pointer authentication (an instruction or a key register): until it
     /// does, its entries leave HCR_EL2.API and APK clear, so its first use traps
