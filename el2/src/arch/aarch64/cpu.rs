@@ -89,7 +89,7 @@ pub(crate) fn all() -> &'static [PerCpu] {
     &PER_CPU
 }
 
-/// This CPU's logical index (from its [`PerCpu`] block).
+/// This CPU's logical index (from its `PerCpu` block).
 #[inline(always)]
 pub fn index() -> usize {
     local().index
