@@ -162,7 +162,7 @@ belfry_exception_save:
 /// `mrs x0, tpidr_el2` (op0 3, op1 4, CRn 13, CRm 0, op2 2); the register field, bits 4..0,
 /// is the only one that varies. The one instruction the EL1 vector emulates (see
 /// [`cpu::local`]).
-pub const MRS_TPIDR_EL2: u32 = 0xd53c_d040;
+pub(crate) const MRS_TPIDR_EL2: u32 = 0xd53c_d040;
 
 /// Where an exception came from, by vector table quarter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
