@@ -2,7 +2,7 @@
 //!
 //! Boot CPU: describe the machine (device tree or built-in), build and enable the identity map,
 //! start logging, set up the heap and frame allocator, identify the GIC, start every other CPU
-//! and wait for each to report in, then run the requested [`Scenario`]. Other CPUs: enable the
+//! and wait for each to report in, then run the requested `Scenario`. Other CPUs: enable the
 //! MMU on the shared tables, report in, and wait.
 //!
 //! Nothing before `mmu::enable` takes a lock or touches data another CPU writes.

@@ -35,13 +35,13 @@ pub const MAX_POINTS: usize = 16;
 /// A trapped debug register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DebugRegister {
-    /// DBGBVR<n>_EL1.
+    /// `DBGBVR<n>_EL1`.
     BreakpointValue(u8),
-    /// DBGBCR<n>_EL1.
+    /// `DBGBCR<n>_EL1`.
     BreakpointControl(u8),
-    /// DBGWVR<n>_EL1.
+    /// `DBGWVR<n>_EL1`.
     WatchpointValue(u8),
-    /// DBGWCR<n>_EL1.
+    /// `DBGWCR<n>_EL1`.
     WatchpointControl(u8),
     /// MDSCR_EL1.
     Mdscr,

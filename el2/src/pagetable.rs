@@ -11,7 +11,7 @@
 //! permissions differ section by section (W^X), go down to level 3.
 //!
 //! The same tables serve the EL2 regime and, when Belfry is entered at EL1 (no virtualization),
-//! the EL1&0 regime; the two differ only in the meaning of AP[1] and the execute-never bits.
+//! the EL1&0 regime; the two differ only in the meaning of AP\[1\] and the execute-never bits.
 
 /// Bytes in a translation granule (and a page).
 pub use stage2::table::PAGE_SIZE;
@@ -52,9 +52,9 @@ impl Table {
 /// The translation regime the tables are for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Regime {
-    /// EL2 (non-VHE): one privilege level; AP[1] is RES1; bit 54 is XN.
+    /// EL2 (non-VHE): one privilege level; AP\[1\] is RES1; bit 54 is XN.
     El2,
-    /// EL1&0, used only when Belfry was entered at EL1: AP[1] = 0 keeps EL0 out; PXN and UXN.
+    /// EL1&0, used only when Belfry was entered at EL1: AP\[1\] = 0 keeps EL0 out; PXN and UXN.
     El1,
 }
 

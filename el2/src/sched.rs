@@ -9,7 +9,7 @@
 //! - [`pick`]: what `schedule` does with the entry it popped from its run queue.
 //! - [`Sleepers`]: threads blocked with a deadline; the expired ones are taken with the
 //!   earliest remaining deadline (what the EL2 timer is set to).
-//! - [`slice`]: whether a guest about to run gets a time slice, decided *after* the due
+//! - [`slice()`]: whether a guest about to run gets a time slice, decided *after* the due
 //!   sleepers are woken (deciding before left a woken sleeper behind a guest that never exits).
 
 use crate::sync::atomic::{AtomicU8, Ordering};

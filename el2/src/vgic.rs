@@ -46,9 +46,9 @@ const HCR_EOICOUNT_SHIFT: u32 = 27;
 /// The list-register layout of one GIC generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
-    /// ICH_LR<n>_EL2: vINTID [31:0], priority [55:48], group [60], state [63:62], EOI [41].
+    /// `ICH_LR<n>_EL2`: vINTID bits 31:0, priority 55:48, group 60, state 63:62, EOI 41.
     V3,
-    /// GICH_LR<n>: VirtualID [9:0], EOI [19], priority [27:23] (top five bits), state [29:28];
+    /// `GICH_LR<n>`: VirtualID bits 9:0, EOI 19, priority 27:23 (top five bits), state 29:28;
     /// group 0 (the guest's GICV signals group 0 as IRQ).
     V2,
 }

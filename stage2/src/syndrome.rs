@@ -1,6 +1,6 @@
 //! Exception syndrome (ESR_ELx) decoding.
 //!
-//! Layout (Arm ARM D24.2 "ESR_EL2"): EC in bits [31:26], IL in bit 25, ISS in bits [24:0].
+//! Layout (Arm ARM D24.2 "ESR_EL2"): EC in bits 31:26, IL in bit 25, ISS in bits 24:0.
 //! For data aborts the ISS carries the instruction syndrome (ISV, SAS, SSE, SRT, SF, AR), the
 //! write-not-read bit and the fault status code (DFSC). Every decoder is total: unknown
 //! encodings map to an `Other` variant, never to a panic.
@@ -10,7 +10,7 @@
 pub struct Esr(pub u64);
 
 impl Esr {
-    /// The exception class, bits [31:26].
+    /// The exception class, bits 31:26.
     #[inline(always)]
     pub const fn class(self) -> ExceptionClass {
         ExceptionClass::from_bits(((self.0 >> 26) & 0x3f) as u8)
@@ -22,7 +22,7 @@ impl Esr {
         ((self.0 >> 26) & 0x3f) as u8
     }
 
-    /// The instruction-specific syndrome, bits [24:0].
+    /// The instruction-specific syndrome, bits 24:0.
     #[inline(always)]
     pub const fn iss(self) -> u32 {
         (self.0 & 0x01ff_ffff) as u32

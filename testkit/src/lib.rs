@@ -4,7 +4,7 @@
 //! Everything the system tests and benchmarks need on the board lives here, linked only into
 //! the boards' test firmware (`belfry-virt-test`, `belfry-rpi4-test`): the scenarios a
 //! `scenario=NAME` word on the command line selects ([`scenario`]), the deliberate fault, panic
-//! and stack-overflow paths, the port stress ([`selftest`]), and the guest-side scenarios of
+//! and stack-overflow paths, the port stress (`selftest`), and the guest-side scenarios of
 //! the hypervisor API (`suite`: DESIGN.md Appendix A's Zircon tests and Belfry's own, each a few
 //! lines of guest assembly in `guests` with the VMM code that drives them; `attack`, `bench`).
 //!

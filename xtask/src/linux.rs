@@ -384,7 +384,7 @@ pub fn bundle(vcpus: u32, memory: u64) -> Result<PathBuf> {
     bundle_with(vcpus, memory, None)
 }
 
-/// [`bundle`] with a kernel command line (`linux-V-M-bench.itb` for [`BENCH_PARAMETER`]).
+/// [`bundle()`] with a kernel command line (`linux-V-M-bench.itb` for [`BENCH_PARAMETER`]).
 pub fn bundle_with(vcpus: u32, memory: u64, cmdline: Option<&str>) -> Result<PathBuf> {
     let vm = bundle::writer::VmInput { cmdline: cmdline.map(str::to_string), ..linux_vm(vcpus, memory, false)? };
     let suffix = if cmdline.is_some() { "-bench" } else { "" };

@@ -22,7 +22,7 @@ use core::arch::global_asm;
 /// Bytes of stack per CPU.
 pub const STACK_SIZE: usize = 64 * 1024;
 
-/// CPTR_EL2 (non-VHE): RES1 bits [13:12] and [9:0] set, which also sets TZ (bit 8, trap SVE)
+/// CPTR_EL2 (non-VHE): RES1 bits 13:12 and 9:0 set, which also sets TZ (bit 8, trap SVE)
 /// and TSM (bit 12, trap SME); TFP (bit 10) clear, so FP/SIMD does not trap; TCPAC clear.
 pub const CPTR_EL2_VALUE: u64 = 0x33ff;
 /// HCR_EL2: RW (bit 31), EL1 runs AArch64. Nothing else is trapped until a guest exists.

@@ -342,7 +342,7 @@ pub fn guest_device_pages() -> Option<(u64, u64, u64)> {
 /// Runs the guest until its next exit.
 ///
 /// An entry right after a MEM or BELL exit of the same VCPU on this CPU resumes: when nothing
-/// that `prepare` would act on can have changed, it is skipped (see [`Loaded::resumable`]).
+/// that `prepare` would act on can have changed, it is skipped (see `Loaded::resumable`).
 pub fn run(context: &mut Context, signals: &Signals) -> Exit {
     if context.skip_instruction {
         context.skip_instruction = false;
@@ -464,7 +464,7 @@ fn prepare(context: &mut Context, signals: &Signals, ras: bool) -> bool {
 }
 
 /// EL2 is about to sleep or has taken interrupts outside a guest: the next entry on this CPU
-/// prepares everything ([`Loaded::resumable`]).
+/// prepares everything (`Loaded::resumable`).
 pub fn forget_resume() {
     this_cpu_loaded().resumable.store(0, Ordering::Relaxed);
 }

@@ -1,7 +1,7 @@
 //! EL2's exception vector table (also used at EL1 when there is no EL2).
 //!
 //! The current-EL entries save x0..x30 into an [`ExceptionFrame`] on the current stack and call
-//! [`belfry_exception`] with the entry's index. No exception is expected there: any is reported
+//! `belfry_exception` with the entry's index. No exception is expected there: any is reported
 //! with its decoded syndrome and stops the machine (see [`crate::report`]).
 //! The lower-EL entries are guest exits: they go back to the world switch (`world.rs`).
 
