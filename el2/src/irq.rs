@@ -38,20 +38,21 @@ static GICV3: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::n
 /// Each logical CPU's MPIDR (GICv3 SGI routing) and GICv2 CPU-interface mask.
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static MASK_V2: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
-/// Each CPU's GICv3 redistributor SGI/PPI frame (0 before it is found).
-static SGI_FRAME_V3: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// This module's part of each CPU's [`cpu::PerCpu`] block.
 pub(crate) struct IrqCpu {
     /// What `set_virtual_timer_ppi` last made of the CPU's PPI (a [`TimerPpi`] as `u8`; 0:
     /// nothing yet).
     timer_ppi_state: AtomicU8,
+    /// The CPU's GICv3 redistributor SGI/PPI frame (0 before it is found).
+    sgi_frame_v3: AtomicU64,
 }
 
 impl IrqCpu {
     pub(crate) const fn new() -> Self {
-        Self { timer_ppi_state: AtomicU8::new(0) }
+        Self { timer_ppi_state: AtomicU8::new(0), sgi_frame_v3: AtomicU64::new(0) }
     }
 }
+
 /// The EL2 physical timer's PPI (CNTHP): the scheduler's deadlines and time slices.
 pub const HYP_TIMER_INTID: u32 = 26;
 /// The virtual timer's PPI: a guest's timer expiring while it runs makes it exit.
@@ -115,7 +116,9 @@ pub fn init_cpu(index: usize) -> bool {
             sgi_frame.isenabler0.set((1 << MAINTENANCE_INTID) | (1 << HYP_TIMER_INTID));
             sgi_frame.igroupr0.set(sgi_frame.igroupr0.get() | (1 << VIRTUAL_TIMER_INTID));
             sgi_frame.ipriorityr[(VIRTUAL_TIMER_INTID / 4) as usize].set(u32::from_le_bytes([sgi::SGI_PRIORITY; 4]));
-            SGI_FRAME_V3[index].store(sgi_frame as *const RedistributorSgiV3 as u64, Ordering::Release);
+            if let Some(block) = cpu::all().get(index) {
+                block.irq.sgi_frame_v3.store(sgi_frame as *const RedistributorSgiV3 as u64, Ordering::Release);
+            }
             gic_cpu::init();
             true
         }
@@ -233,14 +236,6 @@ impl TimerPpi {
     }
 }
 
-/// Whether the virtual timer's physical PPI on this CPU was last set Masked, or
-/// never set: then a timer that fires while EL2 runs does not exit the guest, so an entry
-/// must look at the timer itself.
-pub fn virtual_timer_ppi_masked() -> bool {
-    let state = cpu::local().irq.timer_ppi_state.load(Ordering::Relaxed);
-    !matches!(TimerPpi::from_u8(state), Some(TimerPpi::Armed | TimerPpi::Forwarded))
-}
-
 /// Sets the virtual timer's physical PPI on this CPU to `state`, writing only what differs
 /// from what this CPU last wrote. `placed`: the interrupt was just put in a hardware-forwarded
 /// register, so the PPI's active state is written whatever was last written (the guest's
@@ -264,7 +259,7 @@ pub fn set_virtual_timer_ppi(state: TimerPpi, placed: bool) {
             (&gicd.isenabler[0], &gicd.icenabler[0], &gicd.isactiver[0], &gicd.icactiver[0])
         }
         Some(Shared(Controller::V3 { .. })) => {
-            let frame = cpu::this(&SGI_FRAME_V3).load(Ordering::Acquire);
+            let frame = cpu::local().irq.sgi_frame_v3.load(Ordering::Acquire);
             if frame == 0 {
                 return;
             }

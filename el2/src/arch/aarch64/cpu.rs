@@ -95,14 +95,6 @@ pub fn index() -> usize {
     local().index
 }
 
-/// This CPU's slot of a per-CPU array. A CPU's index is below `MAX_CPUS` (boot parks any
-/// other CPU); the mask keeps a broken index inside the array without a bounds check's branch.
-#[inline(always)]
-pub fn this<T>(per_cpu: &[T; crate::machine::MAX_CPUS]) -> &T {
-    const { assert!(crate::machine::MAX_CPUS.is_power_of_two()) };
-    &per_cpu[index() & (crate::machine::MAX_CPUS - 1)]
-}
-
 /// This CPU's MPIDR affinity fields (Aff3..Aff0).
 pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xff_00ff_ffff

@@ -72,16 +72,16 @@ struct Loaded {
     /// skips `prepare` (and the writes of HCR_EL2, MDCR_EL2 and CPTR_EL2, which hold its
     /// values still) when, besides, no interrupt is pending for it: then nothing `prepare`
     /// looks at can have changed. Its debug state, timer deadline, pointer-authentication
-    /// keys and DISR change only through other exits or other VCPUs' entries; its list registers only through `fill`, which pending
-    /// interrupts would need, and `save`, which keeps them as the hardware holds them; a
-    /// virtual timer that fired while the guest ran or fires while EL2 runs asserts its armed
-    /// PPI, which exits the guest at the `eret` (a forwarded one is in a list register
-    /// already). Cleared when EL2 sleeps (`vgic::park`, which disables the interface, and
-    /// whose wake drains interrupts), by every other exit, when EL2 takes the virtual timer's
-    /// PPI and masks it (`irq::drain`: it no longer brings the guest out), and when its EL1
-    /// registers are taken back from the CPU to be changed (`el1_mut`; another VCPU's
-    /// `load_el1` is followed by that VCPU's exit, which sets this to itself or 0): so while
-    /// it names the VCPU, the CPU holds its EL1 registers.
+    /// keys and DISR change only through other exits or other VCPUs' entries; its list
+    /// registers only through `fill`, which pending interrupts would need, and `save`, which
+    /// keeps them as the hardware holds them; a virtual timer that fired while the guest ran
+    /// or fires while EL2 runs asserts its armed PPI, which exits the guest at the `eret` (a
+    /// forwarded one is in a list register already). Cleared when EL2 sleeps (`vgic::park`,
+    /// which disables the interface, and whose wake drains interrupts), by every other exit,
+    /// when EL2 takes the virtual timer's PPI and masks it (`irq::drain`: it no longer brings
+    /// the guest out), and when its EL1 registers are taken back from the CPU to be changed
+    /// (`el1_mut`; another VCPU's `load_el1` is followed by that VCPU's exit, which sets this
+    /// to itself or 0): so while it names the VCPU, the CPU holds its EL1 registers.
     resumable: AtomicUsize,
     /// The virtual GIC interface's control and active-priority registers: they change owner
     /// with `el1`, always together (so `el1` being ours says that they are ours too).
